@@ -1,0 +1,3 @@
+//! hybrid-run: qwen35 GGUF models on one GPU plus the CPU beside it.
+
+pub use simd;
