@@ -1,3 +1,6 @@
 //! hybrid-run: qwen35 GGUF models on one GPU plus the CPU beside it.
 
 pub use simd;
+
+pub mod cli;
+pub mod logging;

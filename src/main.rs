@@ -1,3 +1,31 @@
-fn main() {
-    println!("hybrid-run");
+use clap::{Parser, Subcommand};
+use hybrid_run::cli;
+
+/// Run qwen35 GGUF models on one GPU plus the CPU beside it.
+#[derive(Parser, Debug)]
+#[command(name = "hybrid-run", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print architecture, dimensions, quant types and the size breakdown of a GGUF model.
+    Info(cli::info::Args),
+    /// Write a random-weight qwen35 GGUF model (presets tiny, small, 27b).
+    Synth(cli::synth::Args),
+    /// Print the token ids of a text, like llama.cpp's llama-tokenize.
+    Tokenize(cli::tokenize::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    hybrid_run::logging::init();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Info(a)) => cli::info::run(a),
+        Some(Command::Synth(a)) => cli::synth::run(a),
+        Some(Command::Tokenize(a)) => cli::tokenize::run(a),
+        None => anyhow::bail!("generation is not built yet; try `hybrid-run --help`"),
+    }
 }

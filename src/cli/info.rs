@@ -1,0 +1,8 @@
+//! `hybrid-run info` (placeholder until its owner lands it).
+
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`info` is not built yet")
+}

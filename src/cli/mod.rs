@@ -1,0 +1,6 @@
+//! Command-line front end. Each subcommand lives in its own file with a clap `Args`
+//! struct and a `run` function; `main.rs` only dispatches.
+
+pub mod info;
+pub mod synth;
+pub mod tokenize;
