@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The project's test command (the README and .ci/run call this).
+# 1. installs what the tests need (llama.cpp oracle, test data), cached outside the clone;
+# 2. runs the whole Rust test suite. GPU tests report themselves skipped without a CUDA device.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup-llamacpp.sh
+if [ -f scripts/fetch-test-data.sh ]; then bash scripts/fetch-test-data.sh; fi
+cargo test --workspace --release "$@"
