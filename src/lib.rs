@@ -3,4 +3,6 @@
 pub use simd;
 
 pub mod cli;
+pub mod gguf;
 pub mod logging;
+pub mod ops;

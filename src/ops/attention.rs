@@ -1,0 +1,189 @@
+//! Gated full attention over an f16 KV cache, computed the way llama.cpp's CPU flash-attention
+//! "one chunk" path does (`ops.cpp` `ggml_compute_forward_flash_attn_ext_f16_one_chunk`,
+//! spec §3.2): Q rounded to f16, q·k as an f16×f16 dot accumulated in f32, online softmax,
+//! and the V accumulator kept in f16. llama.cpp switches to other paths for ≥ 64 query tokens
+//! in one batch (tiled) and for single-token decode over ≥ 512 cells (split KV); those differ
+//! from this one only in rounding.
+
+use half::f16;
+
+use super::act::sigmoid;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttnDims {
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+}
+
+impl AttnDims {
+    /// f16 elements per KV row (one token, all KV heads).
+    pub fn kv_row(&self) -> usize {
+        self.n_head_kv * self.head_dim
+    }
+    pub fn q_dim(&self) -> usize {
+        self.n_head * self.head_dim
+    }
+}
+
+/// Attention of one query token over cache rows `0..n_kv` (causal: the caller passes the
+/// token's own position + 1), followed by the sigmoid output gate.
+/// `q` and `gate` are [n_head·head_dim]; caches are [n_ctx][n_head_kv·head_dim];
+/// `out` is [n_head·head_dim]; `scratch` holds 2·head_dim f16.
+pub fn attend_one(
+    dims: &AttnDims,
+    q: &[f32],
+    gate: &[f32],
+    k_cache: &[f16],
+    v_cache: &[f16],
+    n_kv: usize,
+    out: &mut [f32],
+    scratch: &mut [f16],
+) {
+    let hd = dims.head_dim;
+    let row = dims.kv_row();
+    assert!(
+        q.len() == dims.q_dim() && gate.len() == dims.q_dim() && out.len() == dims.q_dim(),
+        "attend_one: shapes"
+    );
+    assert!(
+        k_cache.len() >= n_kv * row && v_cache.len() >= n_kv * row,
+        "attend_one: cache too short"
+    );
+    assert_eq!(scratch.len(), 2 * hd, "attend_one: scratch length");
+    let group = dims.n_head / dims.n_head_kv;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let (q16, vkq) = scratch.split_at_mut(hd);
+    for h in 0..dims.n_head {
+        let g = h / group;
+        for (d, &s) in q16.iter_mut().zip(&q[h * hd..(h + 1) * hd]) {
+            *d = f16::from_f32(s);
+        }
+        vkq.fill(f16::ZERO);
+        let mut sum = 0.0f32;
+        let mut max = f32::NEG_INFINITY;
+        for t in 0..n_kv {
+            let k = &k_cache[t * row + g * hd..t * row + (g + 1) * hd];
+            let v = &v_cache[t * row + g * hd..t * row + (g + 1) * hd];
+            let s = dot_f16(k, q16) * scale;
+            let mut ms = 1.0f32;
+            let mut vs = 1.0f32;
+            if s > max {
+                let old = max;
+                max = s;
+                ms = (old - max).exp();
+                for a in vkq.iter_mut() {
+                    *a = f16::from_f32(a.to_f32() * ms);
+                }
+            } else {
+                vs = (s - max).exp();
+            }
+            for (a, &vv) in vkq.iter_mut().zip(v) {
+                *a = f16::from_f32(vv.to_f32().mul_add(vs, a.to_f32()));
+            }
+            sum = sum * ms + vs;
+        }
+        let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+        let o = &mut out[h * hd..(h + 1) * hd];
+        for ((dst, &a), &gt) in o
+            .iter_mut()
+            .zip(vkq.iter())
+            .zip(&gate[h * hd..(h + 1) * hd])
+        {
+            *dst = a.to_f32() * inv * sigmoid(gt);
+        }
+    }
+}
+
+/// f16·f16 dot accumulated in f32 with the lane layout of ggml's AVX2 `ggml_vec_dot_f16`
+/// (4 accumulators × 8 lanes, fused multiply-add, then its fixed reduction order).
+/// Lengths that are not a multiple of 32 finish with a plain f64 tail, as ggml does.
+pub fn dot_f16(x: &[f16], y: &[f16]) -> f32 {
+    assert_eq!(x.len(), y.len(), "dot_f16: lengths");
+    let n32 = x.len() / 32 * 32;
+    let mut acc = [0.0f32; 32];
+    for i in (0..n32).step_by(32) {
+        for (l, a) in acc.iter_mut().enumerate() {
+            *a = x[i + l].to_f32().mul_add(y[i + l].to_f32(), *a);
+        }
+    }
+    let mut r = [0.0f32; 8];
+    for l in 0..8 {
+        r[l] = (acc[l] + acc[16 + l]) + (acc[8 + l] + acc[24 + l]);
+    }
+    let t0: [f32; 4] = std::array::from_fn(|l| r[l] + r[l + 4]);
+    let mut sum = ((t0[0] + t0[1]) + (t0[2] + t0[3])) as f64;
+    for i in n32..x.len() {
+        sum += (x[i].to_f32() * y[i].to_f32()) as f64;
+    }
+    sum as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn to16(v: &[f32]) -> Vec<f16> {
+        v.iter().map(|&x| f16::from_f32(x)).collect()
+    }
+
+    #[test]
+    fn attention_matches_an_f64_softmax_within_f16_rounding() {
+        let dims = AttnDims {
+            n_head: 4,
+            n_head_kv: 2,
+            head_dim: 32,
+        };
+        let n_kv = 9;
+        let f = |i: usize, s: f32| ((i as f32 * s).sin() * 1.5);
+        let q: Vec<f32> = (0..dims.q_dim()).map(|i| f(i, 0.37)).collect();
+        let gate: Vec<f32> = (0..dims.q_dim()).map(|i| f(i, 0.11)).collect();
+        let kc = to16(
+            &(0..n_kv * dims.kv_row())
+                .map(|i| f(i, 0.53))
+                .collect::<Vec<_>>(),
+        );
+        let vc = to16(
+            &(0..n_kv * dims.kv_row())
+                .map(|i| f(i, 0.29))
+                .collect::<Vec<_>>(),
+        );
+        let mut out = vec![0.0; dims.q_dim()];
+        let mut scratch = vec![f16::ZERO; 64];
+        attend_one(&dims, &q, &gate, &kc, &vc, n_kv, &mut out, &mut scratch);
+        let hd = 32;
+        for h in 0..4 {
+            let g = h / 2;
+            let s: Vec<f64> = (0..n_kv)
+                .map(|t| {
+                    (0..hd)
+                        .map(|d| q[h * hd + d] as f64 * kc[t * 64 + g * hd + d].to_f64())
+                        .sum::<f64>()
+                        / (hd as f64).sqrt()
+                })
+                .collect();
+            let m = s.iter().cloned().fold(f64::MIN, f64::max);
+            let z: f64 = s.iter().map(|x| (x - m).exp()).sum();
+            for d in 0..hd {
+                let o: f64 = (0..n_kv)
+                    .map(|t| (s[t] - m).exp() / z * vc[t * 64 + g * hd + d].to_f64())
+                    .sum();
+                let gt = 1.0 / (1.0 + (-(gate[h * hd + d] as f64)).exp());
+                assert!(
+                    (out[h * hd + d] as f64 - o * gt).abs() < 5e-3,
+                    "head {h} dim {d}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn dot_f16_equals_the_exact_sum_for_small_integers() {
+        let x = to16(&(0..100).map(|i| (i % 7) as f32).collect::<Vec<_>>());
+        let y = to16(&(0..100).map(|i| (i % 5) as f32 - 2.0).collect::<Vec<_>>());
+        let want: f32 = (0..100)
+            .map(|i| ((i % 7) as f32) * ((i % 5) as f32 - 2.0))
+            .sum();
+        assert_eq!(dot_f16(&x, &y), want);
+    }
+}

@@ -1,0 +1,234 @@
+//! Gated DeltaNet per-token pieces (spec §4): the short causal conv over raw projections and
+//! the gated delta rule, laid out as llama.cpp lays out its state so snapshots could be
+//! exchanged with it.
+
+use super::act::{sigmoid, silu, softplus};
+use super::norm::{l2_norm_inplace, rms_norm_chunks_inplace};
+
+/// Shapes of one GDN layer (27B: H_k 16, H_v 48, d 128, conv kernel 4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GdnDims {
+    /// Key/query heads (`ssm.group_count`).
+    pub h_k: usize,
+    /// Value heads (`ssm.time_step_rank`); value head j pairs with key head j mod h_k.
+    pub h_v: usize,
+    /// Head dim, the same for keys and values (`ssm.state_size`).
+    pub d: usize,
+    /// Conv taps (`ssm.conv_kernel`).
+    pub conv_kernel: usize,
+}
+
+impl GdnDims {
+    pub fn key_dim(&self) -> usize {
+        self.h_k * self.d
+    }
+    pub fn value_dim(&self) -> usize {
+        self.h_v * self.d
+    }
+    /// Conv channels: [q | k | v].
+    pub fn conv_dim(&self) -> usize {
+        2 * self.key_dim() + self.value_dim()
+    }
+    /// f32 elements of the conv state: the last `conv_kernel − 1` raw projection columns.
+    pub fn conv_state_len(&self) -> usize {
+        (self.conv_kernel - 1) * self.conv_dim()
+    }
+    /// f32 elements of the recurrent state: one d×d matrix per value head.
+    pub fn ssm_state_len(&self) -> usize {
+        self.h_v * self.d * self.d
+    }
+}
+
+/// One token of the depthwise causal conv. `state` holds the previous `K−1` raw columns,
+/// oldest first (`[K−1][C]`); `w` is `ssm_conv1d.weight` (`[C][K]`, tap K−1 multiplies the
+/// current token). Writes the conv output (before silu) into `out` and shifts `mixed` into
+/// the state. The four products are summed in f32 in tap order, as `ssm_conv_f32` does.
+pub fn conv_step(state: &mut [f32], mixed: &[f32], w: &[f32], kernel: usize, out: &mut [f32]) {
+    let c = mixed.len();
+    assert_eq!(state.len(), (kernel - 1) * c, "conv_step: state length");
+    assert_eq!(w.len(), kernel * c, "conv_step: weight length");
+    assert_eq!(out.len(), c, "conv_step: output length");
+    for ch in 0..c {
+        let taps = &w[ch * kernel..(ch + 1) * kernel];
+        let mut sum = 0.0f32;
+        for (k, &tap) in taps[..kernel - 1].iter().enumerate() {
+            sum += state[k * c + ch] * tap;
+        }
+        sum += mixed[ch] * taps[kernel - 1];
+        out[ch] = sum;
+    }
+    state.copy_within(c.., 0);
+    state[(kernel - 2) * c..].copy_from_slice(mixed);
+}
+
+/// One token of the gated delta rule for one value head (spec §4 step 8, llama.cpp's fused
+/// CPU op order). `s` is the head's state stored transposed, `s[b·d + a] = S[a][b]`;
+/// `q`, `k` are L2-normalised; `g` is the log decay (≤ 0); `out` gets `Sᵀq / √d`.
+pub fn delta_rule_step(
+    s: &mut [f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    g: f32,
+    beta: f32,
+    out: &mut [f32],
+) {
+    let d = q.len();
+    assert!(
+        s.len() == d * d && k.len() == d && v.len() == d && out.len() == d,
+        "delta_rule_step: shapes"
+    );
+    let decay = g.exp();
+    for x in s.iter_mut() {
+        *x *= decay;
+    }
+    let scale = 1.0 / (d as f32).sqrt();
+    for b in 0..d {
+        let col = &mut s[b * d..(b + 1) * d];
+        let kv: f32 = dot(col, k);
+        let delta = (v[b] - kv) * beta;
+        for (x, &ka) in col.iter_mut().zip(k) {
+            *x += ka * delta;
+        }
+        out[b] = dot(col, q) * scale;
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Everything of a GDN layer for one token between the input projections and `ssm_out`:
+/// conv + silu, L2 norms, gates, the delta rule for all heads, and the gated RMSNorm.
+/// Inputs are this token's projections: `mixed` [conv_dim], `z` [value_dim], `b`, `a` [h_v].
+/// Writes `y` [value_dim], the input of `ssm_out`.
+#[allow(clippy::too_many_arguments)]
+pub fn gdn_token(
+    dims: &GdnDims,
+    p: &GdnParams<'_>,
+    conv_state: &mut [f32],
+    ssm_state: &mut [f32],
+    mixed: &[f32],
+    z: &[f32],
+    b: &[f32],
+    a: &[f32],
+    scratch: &mut [f32],
+    y: &mut [f32],
+) {
+    let (kd, vd, d) = (dims.key_dim(), dims.value_dim(), dims.d);
+    assert_eq!(scratch.len(), dims.conv_dim(), "gdn_token: scratch length");
+    assert_eq!(y.len(), vd, "gdn_token: output length");
+    conv_step(conv_state, mixed, p.conv_w, dims.conv_kernel, scratch);
+    for x in scratch.iter_mut() {
+        *x = silu(*x);
+    }
+    let (qk, v) = scratch.split_at_mut(2 * kd);
+    for head in qk.chunks_exact_mut(d) {
+        l2_norm_inplace(head, p.eps);
+    }
+    let (q, k) = qk.split_at(kd);
+    for j in 0..dims.h_v {
+        let i = j % dims.h_k; // tiled V-head order of qwen35 GGUFs (architecture spec §4.2)
+        let beta = sigmoid(b[j]);
+        let g = softplus(a[j] + p.dt_bias[j]) * p.ssm_a[j];
+        delta_rule_step(
+            &mut ssm_state[j * d * d..(j + 1) * d * d],
+            &q[i * d..(i + 1) * d],
+            &k[i * d..(i + 1) * d],
+            &v[j * d..(j + 1) * d],
+            g,
+            beta,
+            &mut y[j * d..(j + 1) * d],
+        );
+    }
+    rms_norm_chunks_inplace(y, p.ssm_norm, p.eps);
+    for (yi, &zi) in y.iter_mut().zip(z) {
+        *yi *= silu(zi);
+    }
+}
+
+/// The small float tensors of one GDN layer.
+#[derive(Clone, Copy, Debug)]
+pub struct GdnParams<'a> {
+    /// `ssm_conv1d.weight`, [conv_dim][K].
+    pub conv_w: &'a [f32],
+    /// `ssm_dt.bias`, [h_v].
+    pub dt_bias: &'a [f32],
+    /// `ssm_a` = −exp(A_log), [h_v].
+    pub ssm_a: &'a [f32],
+    /// `ssm_norm.weight`, [d], shared by all heads, not +1 folded.
+    pub ssm_norm: &'a [f32],
+    pub eps: f32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conv_step_shifts_the_window_and_applies_taps_oldest_first() {
+        let (c, k) = (3usize, 4usize);
+        let w: Vec<f32> = (0..c * k).map(|i| i as f32 + 1.0).collect();
+        let mut state = vec![0.0f32; (k - 1) * c];
+        let mut out = vec![0.0f32; c];
+        let cols = [
+            [1.0f32, 2.0, 3.0],
+            [4.0, 5.0, 6.0],
+            [7.0, 8.0, 9.0],
+            [10.0, 11.0, 12.0],
+        ];
+        for col in &cols {
+            conv_step(&mut state, col, &w, k, &mut out);
+        }
+        for ch in 0..c {
+            let want: f32 = (0..k).map(|t| cols[t][ch] * w[ch * k + t]).sum();
+            assert_eq!(out[ch], want);
+        }
+        assert_eq!(&state[..c], &cols[1][..]);
+        assert_eq!(&state[2 * c..], &cols[3][..]);
+    }
+
+    #[test]
+    fn delta_rule_matches_the_matrix_form() {
+        let d = 8usize;
+        let mut s: Vec<f32> = (0..d * d)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.05)
+            .collect();
+        let mut sm = vec![vec![0.0f64; d]; d]; // sm[a][b]
+        for a in 0..d {
+            for b in 0..d {
+                sm[a][b] = s[b * d + a] as f64;
+            }
+        }
+        let unit = |seed: f32| {
+            let v: Vec<f32> = (0..d).map(|i| (i as f32 * seed).sin()).collect();
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.into_iter().map(|x| x / n).collect::<Vec<_>>()
+        };
+        let (q, k) = (unit(1.3), unit(0.7));
+        let v: Vec<f32> = (0..d).map(|i| i as f32 * 0.1 - 0.3).collect();
+        let (g, beta) = (-0.4f32, 0.8f32);
+        let mut out = vec![0.0; d];
+        delta_rule_step(&mut s, &q, &k, &v, g, beta, &mut out);
+        let e = (g as f64).exp();
+        for row in sm.iter_mut() {
+            for x in row.iter_mut() {
+                *x *= e;
+            }
+        }
+        for b in 0..d {
+            let kv: f64 = (0..d).map(|a| sm[a][b] * k[a] as f64).sum();
+            let delta = beta as f64 * (v[b] as f64 - kv);
+            for a in 0..d {
+                sm[a][b] += k[a] as f64 * delta;
+            }
+        }
+        for b in 0..d {
+            let o: f64 = (0..d).map(|a| sm[a][b] * q[a] as f64).sum::<f64>() / (d as f64).sqrt();
+            assert!((out[b] as f64 - o).abs() < 1e-5, "out[{b}]");
+            for a in 0..d {
+                assert!((s[b * d + a] as f64 - sm[a][b]).abs() < 1e-5);
+            }
+        }
+    }
+}
