@@ -1,0 +1,122 @@
+//! Pieces shared by the K-quant files (Q4_K, Q5_K, Q6_K).
+//!
+//! Canonical float order for every K-quant dot (all ISAs, any k): 8 f32 lanes `acc`,
+//! starting at 0. For each super-block, in order: lane `l` gets the exact int32 sum
+//! `sumi[l]` over the elements `e` with `(e / 4) % 8 == l` of `scale(e) · q(e) · q8(e)`
+//! (this is the lane layout of `maddubs` + `madd` on a 32-byte vector), then
+//! `acc[l] = fma(d, f32(sumi[l]), acc[l])` with `d = d_y · f32(x.d)`; Q4_K/Q5_K then add the
+//! min term `acc[l] = fma(dmin, f32(summ[l]), acc[l])` with `dmin = −d_y · f32(x.dmin)` and
+//! `summ[l] = (bsums[2l] + bsums[2l+1]) · m_l`. The result is `hsum8` (tree in `hsum8_ref`).
+//! This is llama.cpp's AVX2 `ggml_vec_dot_q4_K_q8_K` with the min accumulator folded into
+//! the main one (it keeps a separate 4-lane `acc_m`) and the same `fma(d, float(sumi))` step.
+
+/// `get_scale_min_k4` for all eight sub-blocks: `(scales, mins)`, each 6 bits.
+pub(crate) fn scale_min_k4(s: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
+    let (mut sc, mut m) = ([0u8; 8], [0u8; 8]);
+    for j in 0..8 {
+        if j < 4 {
+            sc[j] = s[j] & 63;
+            m[j] = s[j + 4] & 63;
+        } else {
+            sc[j] = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
+            m[j] = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+        }
+    }
+    (sc, m)
+}
+
+/// The canonical 8-lane horizontal sum (see `x86::hsum8`).
+pub(crate) fn hsum8_ref(a: &[f32; 8]) -> f32 {
+    let t4 = [a[0] + a[4], a[1] + a[5], a[2] + a[6], a[3] + a[7]];
+    let t2 = [t4[0] + t4[2], t4[1] + t4[3]];
+    t2[0] + t2[1]
+}
+
+/// Canonical lane of element `e` of a block.
+#[inline]
+pub(crate) const fn lane(e: usize) -> usize {
+    (e / 4) % 8
+}
+
+/// Scalar canonical step for one block: `acc = fma(d, sumi, acc)` then the min term.
+#[inline]
+pub(crate) fn fold_block(
+    acc: &mut [f32; 8],
+    d: f32,
+    sumi: &[i32; 8],
+    dmin: f32,
+    summ: Option<&[i32; 8]>,
+) {
+    for l in 0..8 {
+        acc[l] = d.mul_add(sumi[l] as f32, acc[l]);
+    }
+    if let Some(summ) = summ {
+        for l in 0..8 {
+            acc[l] = dmin.mul_add(summ[l] as f32, acc[l]);
+        }
+    }
+}
+
+/// `summ[l] = bsums[2l]·m[l] + bsums[2l+1]·m[l]` (the `madd` of bsums with duplicated mins).
+pub(crate) fn min_sums(bsums: &[i16], m: &[u8; 8]) -> [i32; 8] {
+    std::array::from_fn(|l| {
+        bsums[2 * l] as i32 * m[l] as i32 + bsums[2 * l + 1] as i32 * m[l] as i32
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86 {
+    use std::arch::x86_64::*;
+
+    /// int16 lanes `[m0,m0,m1,m1,…,m7,m7]` for `madd` with the 16 bsums.
+    ///
+    /// # Safety
+    /// AVX2 must be available.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub unsafe fn mins_dup16(m: &[u8; 8]) -> __m256i {
+        let m8 = _mm_loadl_epi64(m.as_ptr() as *const __m128i);
+        _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8))
+    }
+
+    /// `madd(bsums, v16)`: 8 int32 lanes, lane l = bsums[2l]·v[2l] + bsums[2l+1]·v[2l+1].
+    ///
+    /// # Safety
+    /// AVX2 must be available; `bsums` must point at 16 readable i16.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub unsafe fn bsums_madd(bsums: *const i16, v16: __m256i) -> __m256i {
+        _mm256_madd_epi16(_mm256_loadu_si256(bsums as *const __m256i), v16)
+    }
+
+    /// `acc = fma(set1(d), f32(sumi), acc)`.
+    ///
+    /// # Safety
+    /// AVX2 and FMA must be available.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub unsafe fn fold(acc: __m256, d: f32, sumi: __m256i) -> __m256 {
+        _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc)
+    }
+
+    /// Folds a 16-lane int32 vector of 4-element sums into the canonical 8 lanes
+    /// (lane m of a 64-element vector is group 16v+m, whose canonical lane is m % 8).
+    ///
+    /// # Safety
+    /// AVX-512F must be available.
+    #[target_feature(enable = "avx512f,avx2")]
+    #[inline]
+    pub unsafe fn fold16(v: __m512i) -> __m256i {
+        _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1))
+    }
+
+    /// Broadcasts int16 scale `a` to lanes 0..15 and `b` to lanes 16..31.
+    ///
+    /// # Safety
+    /// AVX-512F/BW must be available.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    #[inline]
+    pub unsafe fn scale_pair512(a: i16, b: i16) -> __m512i {
+        _mm512_mask_blend_epi16(0xFFFF_0000, _mm512_set1_epi16(a), _mm512_set1_epi16(b))
+    }
+}

@@ -1,0 +1,505 @@
+//! Persistent worker pool, pinned to physical cores, for the mat-vec kernels.
+//!
+//! The calling thread is worker 0 (unpinned); workers 1..n are pinned to one logical CPU
+//! of distinct physical cores each. A job is published by bumping an epoch counter; idle
+//! workers spin on it for a while (`SPIN_ITERS`) and then park, and the publisher unparks
+//! only workers that said they were parked (spin-then-park barrier).
+//!
+//! Determinism: `matmul` splits rows into fixed chunks of `ROW_CHUNK` rows handed out by an
+//! atomic counter; a row's result depends only on the kernel, never on which thread ran it,
+//! so outputs are bit-identical for any thread count.
+
+use std::cell::UnsafeCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+
+use crate::kernels::{compute_rows, KernelSet, ROW_CHUNK};
+use crate::{Isa, MatRef, QuantizedActs};
+
+/// How long an idle worker spins before parking (iterations of `spin_loop`, ~tens of µs).
+const SPIN_ITERS: u32 = 1 << 15;
+
+type Job = *const (dyn Fn(usize, usize) + Sync);
+
+struct Shared {
+    n: usize,
+    epoch: AtomicU64,
+    /// The current job; written by the publisher before `epoch` is bumped (Release) and
+    /// read by workers after they observe the new epoch (Acquire).
+    job: UnsafeCell<Option<Job>>,
+    /// Workers (1..n) that finished the current epoch's job.
+    done: AtomicUsize,
+    parked: Vec<AtomicBool>,
+    panicked: AtomicBool,
+    shutdown: AtomicBool,
+}
+
+// SAFETY: `job` is only written by the thread that owns `Pool::run` while no worker reads
+// it (between epochs), and the closure it points at is `Sync`.
+unsafe impl Sync for Shared {}
+// SAFETY: as above; the raw pointer is only dereferenced while `run` keeps it alive.
+unsafe impl Send for Shared {}
+
+/// Persistent pinned worker pool; see the module docs.
+pub struct Pool {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    isa: Isa,
+    /// Serialises `run` calls from several threads (the pool runs one job at a time).
+    run_lock: Mutex<()>,
+    acts_a: Mutex<QuantizedActs>,
+    acts_b: Mutex<QuantizedActs>,
+}
+
+/// The number of physical cores: distinct (physical id, core id) pairs in /proc/cpuinfo on
+/// Linux, else `available_parallelism`.
+pub fn physical_cores() -> usize {
+    physical_core_cpus().len().max(1)
+}
+
+/// One logical CPU id per physical core, in /proc/cpuinfo order.
+fn physical_core_cpus() -> Vec<usize> {
+    let fallback = || {
+        (0..thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1))
+            .collect::<Vec<_>>()
+    };
+    let Ok(text) = std::fs::read_to_string("/proc/cpuinfo") else {
+        return fallback();
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut cpus = Vec::new();
+    for entry in text.split("\n\n") {
+        let field = |name: &str| {
+            entry.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                (k.trim() == name)
+                    .then(|| v.trim().parse::<usize>().ok())
+                    .flatten()
+            })
+        };
+        let Some(cpu) = field("processor") else {
+            continue;
+        };
+        match (field("physical id"), field("core id")) {
+            (Some(p), Some(c)) => {
+                if seen.insert((p, c)) {
+                    cpus.push(cpu);
+                }
+            }
+            _ => return fallback(),
+        }
+    }
+    if cpus.is_empty() {
+        fallback()
+    } else {
+        cpus
+    }
+}
+
+impl Pool {
+    /// A pool of `n_threads` (≥ 1, counting the caller) using `Isa::detect()` kernels.
+    pub fn new(n_threads: usize) -> Pool {
+        Pool::with_isa(n_threads, Isa::detect())
+    }
+
+    /// A pool with one thread per physical core.
+    pub fn with_physical_cores() -> Pool {
+        Pool::new(physical_cores())
+    }
+
+    /// A pool using the kernels of `isa` (panics if this CPU lacks it).
+    pub fn with_isa(n_threads: usize, isa: Isa) -> Pool {
+        assert!(n_threads >= 1, "a pool needs at least one thread");
+        assert!(isa.is_available(), "ISA {isa} is not available on this CPU");
+        let shared = Arc::new(Shared {
+            n: n_threads,
+            epoch: AtomicU64::new(0),
+            job: UnsafeCell::new(None),
+            done: AtomicUsize::new(0),
+            parked: (0..n_threads).map(|_| AtomicBool::new(false)).collect(),
+            panicked: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+        });
+        let cpus = physical_core_cpus();
+        let core_ids = core_affinity::get_core_ids().unwrap_or_default();
+        let threads = (1..n_threads)
+            .map(|i| {
+                let sh = Arc::clone(&shared);
+                // Worker i takes the i-th physical core (wrapping if oversubscribed).
+                let cpu = cpus.get(i % cpus.len().max(1)).copied();
+                let core = cpu.and_then(|c| core_ids.iter().find(|id| id.id == c).copied());
+                thread::Builder::new()
+                    .name(format!("simd-pool-{i}"))
+                    .spawn(move || {
+                        if let Some(core) = core {
+                            if !core_affinity::set_for_current(core) {
+                                tracing::debug!(worker = i, cpu = core.id, "could not pin worker");
+                            }
+                        }
+                        worker(&sh, i);
+                    })
+                    .expect("spawning a pool worker thread")
+            })
+            .collect();
+        tracing::info!(threads = n_threads, isa = isa.name(), "simd pool started");
+        Pool {
+            shared,
+            threads,
+            isa,
+            run_lock: Mutex::new(()),
+            acts_a: Mutex::new(QuantizedActs::new()),
+            acts_b: Mutex::new(QuantizedActs::new()),
+        }
+    }
+
+    pub fn n_threads(&self) -> usize {
+        self.shared.n
+    }
+
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// Runs `f(thread_index, n_threads)` on every worker (the caller is index 0) and returns
+    /// when all have finished. A panic in any worker is re-raised here.
+    pub fn run(&self, f: &(dyn Fn(usize, usize) + Sync)) {
+        let sh = &*self.shared;
+        if sh.n == 1 {
+            f(0, 1);
+            return;
+        }
+        // Poisoning only means an earlier job panicked; the pool itself is still consistent.
+        let _guard = self.run_lock.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: the 'static lifetime is a lie only for the duration of this call: workers
+        // dereference the pointer only between the epoch bump below and their `done`
+        // increment, and we wait for all `done` increments before returning.
+        let job: Job = unsafe {
+            std::mem::transmute::<
+                &(dyn Fn(usize, usize) + Sync),
+                &'static (dyn Fn(usize, usize) + Sync),
+            >(f)
+        };
+        // SAFETY: no worker reads `job` now: all finished the previous epoch (we waited).
+        unsafe { *sh.job.get() = Some(job) };
+        sh.done.store(0, Ordering::Relaxed);
+        sh.epoch.fetch_add(1, Ordering::SeqCst);
+        for (i, p) in sh.parked.iter().enumerate().skip(1) {
+            if p.swap(false, Ordering::SeqCst) {
+                self.threads[i - 1].thread().unpark();
+            }
+        }
+        let mine = catch_unwind(AssertUnwindSafe(|| f(0, sh.n)));
+        let mut spins = 0u32;
+        while sh.done.load(Ordering::Acquire) < sh.n - 1 {
+            spins += 1;
+            if spins < SPIN_ITERS {
+                std::hint::spin_loop();
+            } else {
+                thread::yield_now();
+            }
+        }
+        if let Err(e) = mine {
+            std::panic::resume_unwind(e);
+        }
+        if sh.panicked.swap(false, Ordering::SeqCst) {
+            panic!("a simd pool worker panicked");
+        }
+    }
+
+    /// `out[t * rows + r] = W[r] · x_t` for the k tokens of `x` (k × cols, row-major).
+    pub fn matmul(&self, w: MatRef<'_>, x: &[f32], k: usize, out: &mut [f32]) {
+        assert_eq!(
+            x.len(),
+            k * w.cols,
+            "matmul: x has {} values, k × cols = {}",
+            x.len(),
+            k * w.cols
+        );
+        assert_eq!(
+            out.len(),
+            k * w.rows,
+            "matmul: out has {} values, k × rows = {}",
+            out.len(),
+            k * w.rows
+        );
+        let ks = KernelSet::new(w.ty, self.isa);
+        let mut acts = self.acts_a.lock().unwrap_or_else(|e| e.into_inner());
+        acts.quantize(w.ty, x, k, w.cols);
+        let acts = &*acts;
+        let rows = w.rows;
+        let out_ptr = SendPtr(out.as_mut_ptr());
+        let next = AtomicUsize::new(0);
+        let n_chunks = rows.div_ceil(ROW_CHUNK);
+        self.run(&|_, _| loop {
+            let c = next.fetch_add(1, Ordering::Relaxed);
+            if c >= n_chunks {
+                break;
+            }
+            let r = c * ROW_CHUNK..((c + 1) * ROW_CHUNK).min(rows);
+            compute_rows(&ks, &w, acts, r, |r, t, v| {
+                // SAFETY: t < k and r < rows, so the index is inside `out` (k × rows, checked
+                // above); each (r, t) belongs to exactly one chunk, claimed by one thread.
+                unsafe { *out_ptr.get().add(t * rows + r) = v }
+            });
+        });
+    }
+
+    /// `out[t * n_ff + r] = silu(Wg[r]·x_t) · (Wu[r]·x_t)`: gate and up rows of one chunk are
+    /// computed back to back by the same thread. `silu(g) = g / (1 + exp(−g))` in f32 with
+    /// Rust's `f32::exp` (the platform libm `expf`).
+    pub fn ffn_gate_up_swiglu(
+        &self,
+        gate: MatRef<'_>,
+        up: MatRef<'_>,
+        x: &[f32],
+        k: usize,
+        out: &mut [f32],
+    ) {
+        assert_eq!(
+            (gate.rows, gate.cols),
+            (up.rows, up.cols),
+            "gate is {}x{}, up is {}x{}",
+            gate.rows,
+            gate.cols,
+            up.rows,
+            up.cols
+        );
+        assert_eq!(
+            x.len(),
+            k * gate.cols,
+            "ffn: x has {} values, k × cols = {}",
+            x.len(),
+            k * gate.cols
+        );
+        assert_eq!(
+            out.len(),
+            k * gate.rows,
+            "ffn: out has {} values, k × n_ff = {}",
+            out.len(),
+            k * gate.rows
+        );
+        let (kg, ku) = (
+            KernelSet::new(gate.ty, self.isa),
+            KernelSet::new(up.ty, self.isa),
+        );
+        let mut acts_g = self.acts_a.lock().unwrap_or_else(|e| e.into_inner());
+        let mut acts_u = self.acts_b.lock().unwrap_or_else(|e| e.into_inner());
+        acts_g.quantize(gate.ty, x, k, gate.cols);
+        let same = gate.ty == up.ty;
+        if !same {
+            acts_u.quantize(up.ty, x, k, up.cols);
+        }
+        let (ag, au) = (&*acts_g, if same { &*acts_g } else { &*acts_u });
+        let rows = gate.rows;
+        let out_ptr = SendPtr(out.as_mut_ptr());
+        let next = AtomicUsize::new(0);
+        let n_chunks = rows.div_ceil(ROW_CHUNK);
+        self.run(&|_, _| loop {
+            let c = next.fetch_add(1, Ordering::Relaxed);
+            if c >= n_chunks {
+                break;
+            }
+            let r = c * ROW_CHUNK..((c + 1) * ROW_CHUNK).min(rows);
+            // The chunk's (r, t) cells are touched only by this thread: first the gate value
+            // is stored, then combined with the up value.
+            compute_rows(&kg, &gate, ag, r.clone(), |r, t, v| {
+                // SAFETY: t < k, r < rows: inside `out` (k × rows, checked above); this
+                // chunk's cells belong to this thread only.
+                unsafe { *out_ptr.get().add(t * rows + r) = v }
+            });
+            compute_rows(&ku, &up, au, r, |r, t, u| {
+                // SAFETY: as for the gate sink just above.
+                let p = unsafe { out_ptr.get().add(t * rows + r) };
+                // SAFETY: as above; `p` holds the gate value this thread stored.
+                unsafe { *p = *p / (1.0 + (-*p).exp()) * u };
+            });
+        });
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        self.shared.epoch.fetch_add(1, Ordering::SeqCst);
+        for t in &self.threads {
+            t.thread().unpark();
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A raw output pointer that may cross into the workers (they write disjoint cells).
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: used only for disjoint writes while `run` blocks the owner of the buffer.
+unsafe impl Send for SendPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+fn worker(sh: &Shared, i: usize) {
+    let mut seen = 0u64;
+    loop {
+        let mut spins = 0u32;
+        let epoch = loop {
+            let e = sh.epoch.load(Ordering::Acquire);
+            if e != seen {
+                break e;
+            }
+            spins += 1;
+            if spins < SPIN_ITERS {
+                std::hint::spin_loop();
+            } else {
+                sh.parked[i].store(true, Ordering::SeqCst);
+                if sh.epoch.load(Ordering::SeqCst) == seen {
+                    thread::park();
+                }
+                sh.parked[i].store(false, Ordering::SeqCst);
+            }
+        };
+        seen = epoch;
+        if sh.shutdown.load(Ordering::SeqCst) {
+            return;
+        }
+        // SAFETY: the publisher wrote `job` before the Release bump we just Acquired, and
+        // keeps the closure alive until our `done` increment below.
+        let job = unsafe { (*sh.job.get()).expect("a job is set before each epoch") };
+        // SAFETY: see above; the pointer is valid until `done` reaches n - 1.
+        let f = unsafe { &*job };
+        if catch_unwind(AssertUnwindSafe(|| f(i, sh.n))).is_err() {
+            sh.panicked.store(true, Ordering::SeqCst);
+        }
+        sh.done.fetch_add(1, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{rand_acts, Rng};
+    use crate::{matvec_rows, GgmlType};
+
+    fn rand_matrix(rng: &mut Rng, ty: GgmlType, rows: usize, cols: usize) -> Vec<u8> {
+        let mut data = vec![0u8; rows * cols / ty.block_elems() * ty.block_bytes()];
+        rng.fill(&mut data);
+        // Keep f16 scales finite and moderate: overwrite each block's scale bytes.
+        let bb = ty.block_bytes();
+        for b in data.chunks_exact_mut(bb) {
+            let off = if ty == GgmlType::Q6_K { 208 } else { 0 };
+            let d = crate::floats::f32_to_f16(0.01 + (b[off] as f32) * 1e-4).to_le_bytes();
+            b[off..off + 2].copy_from_slice(&d);
+            if matches!(ty, GgmlType::Q4_K | GgmlType::Q5_K) {
+                b[2..4].copy_from_slice(&d);
+            }
+        }
+        data
+    }
+
+    #[test]
+    fn pool_results_do_not_depend_on_the_thread_count() {
+        let mut rng = Rng::new(3);
+        for ty in [
+            GgmlType::Q4_K,
+            GgmlType::Q5_K,
+            GgmlType::Q6_K,
+            GgmlType::Q8_0,
+        ] {
+            // 37 rows: not a multiple of the chunk size nor of 2 or 3 threads.
+            let (rows, cols) = (37, 512);
+            let data = rand_matrix(&mut rng, ty, rows, cols);
+            let w = MatRef {
+                ty,
+                data: &data,
+                rows,
+                cols,
+            };
+            for k in [1usize, 3, 9] {
+                let x = rand_acts(&mut rng, k, cols);
+                let mut want = vec![0.0f32; k * rows];
+                let mut acts = QuantizedActs::new();
+                acts.quantize(ty, &x, k, cols);
+                matvec_rows(Isa::detect(), w, &acts, 0..rows, &mut want, rows);
+                for n in [1usize, 2, 3] {
+                    let pool = Pool::with_isa(n, Isa::detect());
+                    let mut got = vec![f32::NAN; k * rows];
+                    pool.matmul(w, &x, k, &mut got);
+                    assert_eq!(
+                        got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        "{ty} k={k} threads={n}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fused_gate_up_equals_silu_of_gate_times_up() {
+        let mut rng = Rng::new(5);
+        let (rows, cols, k) = (45, 512, 5);
+        let g = rand_matrix(&mut rng, GgmlType::Q4_K, rows, cols);
+        let u = rand_matrix(&mut rng, GgmlType::Q6_K, rows, cols);
+        let (gw, uw) = (
+            MatRef {
+                ty: GgmlType::Q4_K,
+                data: &g,
+                rows,
+                cols,
+            },
+            MatRef {
+                ty: GgmlType::Q6_K,
+                data: &u,
+                rows,
+                cols,
+            },
+        );
+        let x = rand_acts(&mut rng, k, cols);
+        let one = Pool::with_isa(1, Isa::detect());
+        let (mut gv, mut uv) = (vec![0.0f32; k * rows], vec![0.0f32; k * rows]);
+        one.matmul(gw, &x, k, &mut gv);
+        one.matmul(uw, &x, k, &mut uv);
+        let want: Vec<u32> = gv
+            .iter()
+            .zip(&uv)
+            .map(|(&g, &u)| (g / (1.0 + (-g).exp()) * u).to_bits())
+            .collect();
+        for n in [1usize, 2, 3] {
+            let pool = Pool::with_isa(n, Isa::detect());
+            let mut out = vec![f32::NAN; k * rows];
+            pool.ffn_gate_up_swiglu(gw, uw, &x, k, &mut out);
+            assert_eq!(
+                out.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                want,
+                "threads={n}"
+            );
+        }
+    }
+
+    #[test]
+    fn run_gives_every_worker_its_index_and_survives_many_jobs() {
+        let pool = Pool::new(3);
+        for _ in 0..200 {
+            let hits: Vec<AtomicUsize> = (0..3).map(|_| AtomicUsize::new(0)).collect();
+            pool.run(&|i, n| {
+                assert_eq!(n, 3);
+                hits[i].fetch_add(1, Ordering::Relaxed);
+            });
+            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+        }
+    }
+
+    #[test]
+    fn physical_core_count_is_positive() {
+        assert!(physical_cores() >= 1);
+    }
+}

@@ -1,0 +1,284 @@
+//! Q4_K weights (256 per block, 144 bytes) dotted with Q8_K activations.
+//! Layout and formulas: spec/gguf-quant-formats.md §3.2, §4.3; float order: `kq.rs`.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::acts::ActRow;
+use crate::floats::f16_le;
+use crate::kernels::{kernels_of, Kernels};
+use crate::kq::{fold_block, hsum8_ref, lane, min_sums, scale_min_k4};
+use crate::Isa;
+
+/// One Q4_K super-block.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockQ4K {
+    /// f16 super-scale of the sub-block scales.
+    pub d: [u8; 2],
+    /// f16 super-scale of the sub-block mins.
+    pub dmin: [u8; 2],
+    /// Eight 6-bit scales and eight 6-bit mins, packed (`get_scale_min_k4`).
+    pub scales: [u8; 12],
+    /// 4-bit quants: chunk c's bytes 32c..32c+31 hold elements 64c+l (low) and 64c+32+l (high).
+    pub qs: [u8; 128],
+}
+const _: () = assert!(std::mem::size_of::<BlockQ4K>() == 144);
+
+fn blocks(data: &[u8]) -> &[BlockQ4K] {
+    // Cannot fail: callers pass whole blocks, and the block has alignment 1.
+    bytemuck::cast_slice(data)
+}
+
+/// `dequantize_row_q4_K`: `y = (d·sc)·q − (dmin·m)`, each product rounded to f32.
+pub(crate) fn dequantize(data: &[u8], out: &mut [f32]) {
+    for (b, y) in blocks(data).iter().zip(out.chunks_exact_mut(256)) {
+        let (d, min) = (f16_le(b.d), f16_le(b.dmin));
+        let (sc, m) = scale_min_k4(&b.scales);
+        for c in 0..4 {
+            let q = &b.qs[32 * c..32 * c + 32];
+            let (d1, m1) = (d * sc[2 * c] as f32, min * m[2 * c] as f32);
+            let (d2, m2) = (d * sc[2 * c + 1] as f32, min * m[2 * c + 1] as f32);
+            for l in 0..32 {
+                y[64 * c + l] = d1 * (q[l] & 0xF) as f32 - m1;
+                y[64 * c + 32 + l] = d2 * (q[l] >> 4) as f32 - m2;
+            }
+        }
+    }
+}
+
+/// The 4-bit value of element `e` of a block.
+#[inline]
+fn q_of(b: &BlockQ4K, e: usize) -> u8 {
+    let (c, w) = (e / 64, e % 64);
+    let byte = b.qs[32 * c + w % 32];
+    if w < 32 {
+        byte & 0xF
+    } else {
+        byte >> 4
+    }
+}
+
+/// Scalar reference dot of one row with one Q8_K token, in the canonical order (`kq.rs`).
+pub(crate) fn dot_ref(row: &[u8], x: &ActRow<'_>) -> f32 {
+    let mut acc = [0.0f32; 8];
+    for (i, b) in blocks(row).iter().enumerate() {
+        let (sc, m) = scale_min_k4(&b.scales);
+        let q8 = &x.qs[256 * i..256 * i + 256];
+        let mut sumi = [0i32; 8];
+        for e in 0..256 {
+            sumi[lane(e)] += sc[e / 32] as i32 * q_of(b, e) as i32 * q8[e] as i32;
+        }
+        let summ = min_sums(&x.bsums[16 * i..16 * i + 16], &m);
+        let dy = x.d[i];
+        fold_block(
+            &mut acc,
+            dy * f16_le(b.d),
+            &sumi,
+            -dy * f16_le(b.dmin),
+            Some(&summ),
+        );
+    }
+    hsum8_ref(&acc)
+}
+
+/// # Safety
+/// Same contract as `kernels::KernelFn` (the scalar path has no ISA requirement).
+unsafe fn matvec_scalar<const N: usize>(row: &[u8], x: &[ActRow<'_>; N], out: &mut [f32; N]) {
+    for t in 0..N {
+        out[t] = dot_ref(row, &x[t]);
+    }
+}
+
+pub(crate) fn kernels(isa: Isa) -> Kernels {
+    #[cfg(target_arch = "x86_64")]
+    match isa {
+        Isa::Scalar => {}
+        Isa::Avx2 => return kernels_of!(avx2::matvec_plain),
+        Isa::Avx2Vnni => return kernels_of!(avx2::matvec_vnni),
+        Isa::Avx512 => return kernels_of!(avx512::matvec),
+    }
+    let _ = isa;
+    kernels_of!(matvec_scalar)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{blocks, ActRow};
+    use crate::kq::x86::{bsums_madd, fold, mins_dup16};
+    use crate::x86::{f16_to_f32_f16c, hsum8, madd_acc_avx2, madd_acc_avxvnni};
+
+    macro_rules! matvec {
+        ($name:ident, $feat:literal, $madd_acc:ident) => {
+            /// k-input Q4_K × Q8_K kernel: each block's nibbles and scales are unpacked once
+            /// and reused by all `N` tokens.
+            ///
+            /// # Safety
+            /// The target features must be available; `row` is whole blocks and each `x[t]`
+            /// holds `256 · blocks` quants, one `d` and 16 bsums per block.
+            #[target_feature(enable = $feat)]
+            pub unsafe fn $name<const N: usize>(
+                row: &[u8],
+                x: &[ActRow<'_>; N],
+                out: &mut [f32; N],
+            ) {
+                let mut acc = [_mm256_setzero_ps(); N];
+                let m4 = _mm256_set1_epi8(0x0F);
+                for (i, b) in blocks(row).iter().enumerate() {
+                    let (sc, m) = crate::kq::scale_min_k4(&b.scales);
+                    let mins = mins_dup16(&m);
+                    let mut w = [_mm256_setzero_si256(); 8];
+                    let mut s = [_mm256_setzero_si256(); 8];
+                    for c in 0..4 {
+                        let q = _mm256_loadu_si256(b.qs.as_ptr().add(32 * c) as *const __m256i);
+                        w[2 * c] = _mm256_and_si256(q, m4);
+                        w[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                        s[2 * c] = _mm256_set1_epi16(sc[2 * c] as i16);
+                        s[2 * c + 1] = _mm256_set1_epi16(sc[2 * c + 1] as i16);
+                    }
+                    let (dx, dminx) = (f16_to_f32_f16c(b.d), f16_to_f32_f16c(b.dmin));
+                    for t in 0..N {
+                        let q8 = x[t].qs.as_ptr().add(256 * i);
+                        let mut sumi = _mm256_setzero_si256();
+                        for v in 0..8 {
+                            let y = _mm256_loadu_si256(q8.add(32 * v) as *const __m256i);
+                            sumi = $madd_acc(sumi, _mm256_maddubs_epi16(w[v], y), s[v]);
+                        }
+                        let summ = bsums_madd(x[t].bsums.as_ptr().add(16 * i), mins);
+                        let dy = *x[t].d.get_unchecked(i);
+                        acc[t] = fold(acc[t], dy * dx, sumi);
+                        acc[t] = fold(acc[t], -dy * dminx, summ);
+                    }
+                }
+                for t in 0..N {
+                    out[t] = hsum8(acc[t]);
+                }
+            }
+        };
+    }
+    matvec!(matvec_plain, "avx2,fma,f16c", madd_acc_avx2);
+    matvec!(matvec_vnni, "avx2,fma,f16c,avxvnni", madd_acc_avxvnni);
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{blocks, ActRow};
+    use crate::kq::x86::{bsums_madd, fold, fold16, mins_dup16, scale_pair512};
+    use crate::x86::{f16_to_f32_f16c, hsum8};
+
+    /// k-input Q4_K × Q8_K kernel with 512-bit integer work and `vpdpwssd`.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL/VNNI, AVX2, FMA, F16C must be available; lengths as in `avx2`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub unsafe fn matvec<const N: usize>(row: &[u8], x: &[ActRow<'_>; N], out: &mut [f32; N]) {
+        let mut acc = [_mm256_setzero_ps(); N];
+        let m4 = _mm512_set1_epi8(0x0F);
+        for (i, b) in blocks(row).iter().enumerate() {
+            let (sc, m) = crate::kq::scale_min_k4(&b.scales);
+            let mins = mins_dup16(&m);
+            // w[v] = elements 64v..64v+63 (sub-blocks 2v, 2v+1), built from the low and
+            // high nibbles of bytes 64p..64p+63 by swapping 256-bit halves.
+            let mut w = [_mm512_setzero_si512(); 4];
+            let mut s = [_mm512_setzero_si512(); 4];
+            for p in 0..2 {
+                let q = _mm512_loadu_si512(b.qs.as_ptr().add(64 * p) as *const __m512i);
+                let lo = _mm512_and_si512(q, m4);
+                let hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+                w[2 * p] = _mm512_shuffle_i64x2(lo, hi, 0x44);
+                w[2 * p + 1] = _mm512_shuffle_i64x2(lo, hi, 0xEE);
+            }
+            for v in 0..4 {
+                s[v] = scale_pair512(sc[2 * v] as i16, sc[2 * v + 1] as i16);
+            }
+            let (dx, dminx) = (f16_to_f32_f16c(b.d), f16_to_f32_f16c(b.dmin));
+            for t in 0..N {
+                let q8 = x[t].qs.as_ptr().add(256 * i);
+                let mut sumi = _mm512_setzero_si512();
+                for v in 0..4 {
+                    let y = _mm512_loadu_si512(q8.add(64 * v) as *const __m512i);
+                    sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(w[v], y), s[v]);
+                }
+                let summ = bsums_madd(x[t].bsums.as_ptr().add(16 * i), mins);
+                let dy = *x[t].d.get_unchecked(i);
+                acc[t] = fold(acc[t], dy * dx, fold16(sumi));
+                acc[t] = fold(acc[t], -dy * dminx, summ);
+            }
+        }
+        for t in 0..N {
+            out[t] = hsum8(acc[t]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::*;
+    use crate::GgmlType;
+
+    /// A block whose fields are chosen so every value below can be worked out by hand.
+    fn crafted() -> BlockQ4K {
+        let mut b = BlockQ4K::zeroed();
+        b.d = 0x3c00u16.to_le_bytes(); // 1.0
+        b.dmin = 0x3800u16.to_le_bytes(); // 0.5
+                                          // sc0 = 5, m0 = 3 (bytes 0 and 4); sc4 = low nibble of byte 8 | (byte0 >> 6) << 4.
+        b.scales[0] = 5 | (2 << 6); // sc0 = 5, top bits give sc4 bits 4..5 = 2
+        b.scales[4] = 3 | (1 << 6); // m0 = 3, m4 bits 4..5 = 1
+        b.scales[8] = 0x7 | (0x9 << 4); // sc4 low = 7, m4 low = 9
+        b.qs[0] = 0xA3; // element 0: q = 3 (sub-block 0); element 32: q = 10 (sub-block 1)
+        b.qs[64] = 0x0F; // element 128: q = 15 (sub-block 4)
+        b
+    }
+
+    #[test]
+    fn dequantize_follows_the_spec_formulas_on_a_crafted_block() {
+        let b = crafted();
+        let mut y = [0.0f32; 256];
+        crate::dequantize_row(GgmlType::Q4_K, bytemuck::bytes_of(&b), &mut y);
+        // sub-block 0: d·sc0·q − dmin·m0 = 1·5·3 − 0.5·3 = 13.5
+        assert_eq!(y[0], 13.5);
+        assert_eq!(y[1], -1.5); // q = 0
+                                // sub-block 1: sc1 = 0, m1 = 0 → 0 whatever q is
+        assert_eq!(y[32], 0.0);
+        // sub-block 4: sc4 = 7 | 2<<4 = 39, m4 = 9 | 1<<4 = 25: 39·15 − 0.5·25 = 572.5
+        assert_eq!(y[128], 572.5);
+        assert_eq!(y[129], -12.5);
+    }
+
+    #[test]
+    fn every_isa_matches_the_reference_and_widths_agree_bitwise() {
+        check_format(
+            GgmlType::Q4_K,
+            &mut |rng, kind| {
+                let mut b = BlockQ4K::zeroed();
+                b.d = rand_scale(rng, kind);
+                b.dmin = rand_scale(rng, kind);
+                rng.fill(&mut b.scales);
+                match kind {
+                    BlockKind::AllMax => b.qs.fill(0xFF),
+                    BlockKind::AllZero => b.qs.fill(0),
+                    _ => rng.fill(&mut b.qs),
+                }
+                bytemuck::bytes_of(&b).to_vec()
+            },
+            &|bytes| {
+                let b: &BlockQ4K = bytemuck::from_bytes(bytes);
+                let (sc, m) = scale_min_k4(&b.scales);
+                let (d, dm) = (f16_le(b.d) as f64, f16_le(b.dmin) as f64);
+                (0..256)
+                    .map(|e| {
+                        (
+                            d * sc[e / 32] as f64 * q_of(b, e) as f64 - dm * m[e / 32] as f64,
+                            (d * sc[e / 32] as f64 * q_of(b, e) as f64).abs()
+                                + (dm * m[e / 32] as f64).abs(),
+                        )
+                    })
+                    .collect()
+            },
+        );
+    }
+}

@@ -1,0 +1,75 @@
+//! Small x86 helpers shared by the kernel files. Every function is a `#[target_feature]`
+//! `#[inline]` fn so it inlines into kernels that enable a superset of its features.
+
+#![cfg(target_arch = "x86_64")]
+
+use std::arch::x86_64::*;
+
+/// Horizontal sum of 8 f32 lanes in the canonical tree (same as `hsum8_ref`):
+/// `t4[i] = a[i] + a[i+4]`, `t2[i] = t4[i] + t4[i+2]`, `t2[0] + t2[1]`.
+///
+/// # Safety
+/// AVX2 must be available.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub unsafe fn hsum8(v: __m256) -> f32 {
+    let t4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let t2 = _mm_add_ps(t4, _mm_movehl_ps(t4, t4));
+    _mm_cvtss_f32(_mm_add_ss(t2, _mm_movehdup_ps(t2)))
+}
+
+/// `acc + madd(p, s)`: int16 pairs times int16 scales into int32 (plain AVX2).
+///
+/// # Safety
+/// AVX2 must be available.
+#[target_feature(enable = "avx2")]
+#[inline]
+pub unsafe fn madd_acc_avx2(acc: __m256i, p: __m256i, s: __m256i) -> __m256i {
+    _mm256_add_epi32(acc, _mm256_madd_epi16(p, s))
+}
+
+/// `acc + madd(p, s)` in one AVX-VNNI `vpdpwssd`.
+///
+/// # Safety
+/// AVX2 and AVX-VNNI must be available.
+#[target_feature(enable = "avx2,avxvnni")]
+#[inline]
+pub unsafe fn madd_acc_avxvnni(acc: __m256i, p: __m256i, s: __m256i) -> __m256i {
+    _mm256_dpwssd_avx_epi32(acc, p, s)
+}
+
+/// `acc + Σ4 u8·i8` (int32 lanes of 4 products), plain AVX2: `maddubs` then `madd` with 1.
+/// `u` must be ≤ 128 per byte when `s` can be ±127, so the int16 pair sums cannot saturate.
+///
+/// # Safety
+/// AVX2 must be available.
+#[target_feature(enable = "avx2")]
+#[inline]
+pub unsafe fn dpbusd_avx2(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+    _mm256_add_epi32(
+        acc,
+        _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)),
+    )
+}
+
+/// `acc + Σ4 u8·i8` in one AVX-VNNI `vpdpbusd` (no saturation).
+///
+/// # Safety
+/// AVX2 and AVX-VNNI must be available.
+#[target_feature(enable = "avx2,avxvnni")]
+#[inline]
+pub unsafe fn dpbusd_avxvnni(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+    _mm256_dpbusd_avx_epi32(acc, u, s)
+}
+
+/// f16 bits → f32 with F16C (exact, same as `floats::f16_to_f32`).
+///
+/// # Safety
+/// F16C must be available.
+#[target_feature(enable = "f16c")]
+#[inline]
+pub unsafe fn f16_to_f32_f16c(b: [u8; 2]) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(
+        _mm_cvtsi32_si128(u16::from_le_bytes(b) as i32),
+    ))
+}
