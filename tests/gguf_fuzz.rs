@@ -144,12 +144,16 @@ proptest! {
     }
 
     #[test]
-    fn random_bytes_after_a_valid_magic_never_panic(
+    fn random_bytes_after_a_valid_header_never_panic(
         version in prop_oneof![Just(2u32), Just(3u32)],
+        n_tensors in 0u64..4,
+        n_kv in 0u64..6,
         rest in proptest::collection::vec(any::<u8>(), 0..512),
     ) {
         let mut b = b"GGUF".to_vec();
         b.extend_from_slice(&version.to_le_bytes());
+        b.extend_from_slice(&n_tensors.to_le_bytes());
+        b.extend_from_slice(&n_kv.to_le_bytes());
         b.extend_from_slice(&rest);
         exercise(b);
     }
