@@ -3,10 +3,17 @@ use hybrid_run::cli;
 
 /// Run qwen35 GGUF models on one GPU plus the CPU beside it.
 #[derive(Parser, Debug)]
-#[command(name = "hybrid-run", version, about)]
+#[command(
+    name = "hybrid-run",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    run: cli::run::Args,
 }
 
 #[derive(Subcommand, Debug)]
@@ -26,6 +33,6 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Info(a)) => cli::info::run(a),
         Some(Command::Synth(a)) => cli::synth::run(a),
         Some(Command::Tokenize(a)) => cli::tokenize::run(a),
-        None => anyhow::bail!("generation is not built yet; try `hybrid-run --help`"),
+        None => cli::run::run(cli.run),
     }
 }

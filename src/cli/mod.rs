@@ -2,5 +2,6 @@
 //! struct and a `run` function; `main.rs` only dispatches.
 
 pub mod info;
+pub mod run;
 pub mod synth;
 pub mod tokenize;

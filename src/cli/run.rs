@@ -1,0 +1,198 @@
+//! `hybrid-run -m MODEL.gguf -p PROMPT`: the main job, text generation.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+
+use crate::generate::{generate, GenParams};
+use crate::gguf::GgufFile;
+use crate::model::qwen35::{Config, CpuModel, Qwen35Weights, SeqState};
+use crate::sample::{Sampler, SamplerConfig};
+use crate::tokenizer::chat::{render, ChatMessage, ChatOptions};
+use crate::tokenizer::StreamDecoder;
+use crate::tokenizer::Tokenizer;
+
+/// The built-in model: generated from the repository's `models/` folder when no `-m` is given.
+pub const BUILTIN_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/default.gguf");
+const DEFAULT_PROMPT: &str = "def fibonacci(n):";
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// GGUF model file (the first shard of a split model is enough). Default: the built-in model.
+    #[arg(short = 'm', long = "model")]
+    pub model: Option<PathBuf>,
+    /// Prompt text.
+    #[arg(short = 'p', long = "prompt")]
+    pub prompt: Option<String>,
+    /// Read the prompt from a file.
+    #[arg(short = 'f', long = "file", conflicts_with = "prompt")]
+    pub file: Option<PathBuf>,
+    /// Tokens to generate.
+    #[arg(short = 'n', long = "n-predict", default_value_t = 128)]
+    pub n_predict: usize,
+    /// CPU threads (default: physical cores).
+    #[arg(short = 't', long = "threads")]
+    pub threads: Option<usize>,
+    /// Context length in tokens (KV cache and state are sized by it).
+    #[arg(short = 'c', long = "ctx-size", default_value_t = 4096)]
+    pub ctx: usize,
+    /// Prompt tokens per forward batch.
+    #[arg(short = 'b', long = "batch-size", default_value_t = 256)]
+    pub batch: usize,
+    /// Sampling temperature; 0 = greedy.
+    #[arg(long = "temp", default_value_t = 0.0)]
+    pub temp: f32,
+    #[arg(long = "top-k", default_value_t = 40)]
+    pub top_k: usize,
+    #[arg(long = "top-p", default_value_t = 0.95)]
+    pub top_p: f32,
+    #[arg(long = "min-p", default_value_t = 0.05)]
+    pub min_p: f32,
+    #[arg(long = "repeat-penalty", default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    #[arg(long = "repeat-last-n", default_value_t = 64)]
+    pub repeat_last_n: usize,
+    #[arg(long = "seed", default_value_t = 0)]
+    pub seed: u64,
+    /// Wrap the prompt in the model's chat template.
+    #[arg(long = "chat")]
+    pub chat: bool,
+    /// With --chat: pass enable_thinking=false to the template.
+    #[arg(long = "no-thinking")]
+    pub no_thinking: bool,
+    /// With --chat: a system prompt.
+    #[arg(long = "system")]
+    pub system: Option<String>,
+    /// Do not print the prompt before the generated text.
+    #[arg(long = "no-display-prompt")]
+    pub no_display_prompt: bool,
+    /// Write the run's statistics as JSON to this file (for scripts).
+    #[arg(long = "stats-json")]
+    pub stats_json: Option<PathBuf>,
+}
+
+fn prompt_text(a: &Args) -> anyhow::Result<String> {
+    let text = match (&a.prompt, &a.file) {
+        (Some(p), _) => p.clone(),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .with_context(|| format!("reading prompt file {}", f.display()))?,
+        (None, None) => DEFAULT_PROMPT.to_string(),
+    };
+    if text.is_empty() {
+        bail!("the prompt is empty: give some text with -p or -f");
+    }
+    Ok(text)
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let path = a
+        .model
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(BUILTIN_MODEL));
+    if a.model.is_none() && !path.exists() {
+        bail!(
+            "no -m given and the built-in model {} is missing",
+            path.display()
+        );
+    }
+    let file = GgufFile::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let cfg = Config::from_gguf(&file)?;
+    let weights = Qwen35Weights::load(&file, &cfg)?;
+    let tok = Tokenizer::from_gguf(&file)?;
+    let threads = a.threads.unwrap_or_else(simd::pool::physical_cores).max(1);
+    tracing::info!(
+        model = %path.display(),
+        layers = cfg.n_layer(),
+        n_embd = cfg.n_embd,
+        isa = ?simd::Isa::detect(),
+        threads,
+        "loaded; running on the CPU"
+    );
+
+    let text = prompt_text(&a)?;
+    let (rendered, parse_special) = if a.chat {
+        let opts = ChatOptions {
+            system: a.system.clone(),
+            enable_thinking: a.no_thinking.then_some(false),
+            ..Default::default()
+        };
+        (
+            render(
+                tok.chat_template(),
+                &[ChatMessage::new("user", text)],
+                &opts,
+            )?,
+            true,
+        )
+    } else {
+        (text, false)
+    };
+    let prompt = tok.tokenize(&rendered, tok.add_bos(), parse_special)?;
+    if prompt.is_empty() {
+        bail!("the prompt tokenized to nothing");
+    }
+    if prompt.len() >= a.ctx {
+        bail!("the prompt has {} tokens but the context holds {} (-c): shorten the prompt or raise -c", prompt.len(), a.ctx);
+    }
+
+    let mut model = CpuModel::new(cfg.clone(), weights, threads);
+    let mut st = SeqState::new(&cfg, a.ctx);
+    let mut sampler = Sampler::new(SamplerConfig {
+        temperature: a.temp,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        min_p: a.min_p,
+        repeat_penalty: a.repeat_penalty,
+        repeat_last_n: a.repeat_last_n,
+        seed: a.seed,
+    });
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if !a.no_display_prompt {
+        write!(out, "{rendered}")?;
+        out.flush()?;
+    }
+    let mut dec = StreamDecoder::new();
+    let mut io_err = None;
+    let params = GenParams {
+        n_predict: a.n_predict.min(a.ctx - prompt.len()),
+        n_batch: a.batch,
+    };
+    let stats = generate(
+        &mut model,
+        &mut st,
+        &prompt,
+        &params,
+        &mut sampler,
+        &|t| tok.is_eog(t),
+        &mut |t| {
+            let piece = tok.token_to_piece(t, false).unwrap_or(&[]);
+            let s = dec.push(piece);
+            if let Err(e) = out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
+                io_err = Some(e);
+                return false;
+            }
+            true
+        },
+    )?;
+    write!(out, "{}", dec.finish())?;
+    writeln!(out)?;
+    if let Some(e) = io_err {
+        return Err(e.into());
+    }
+    eprintln!(
+        "prompt: {} tokens, {:.1} t/s | decode: {} tokens, {:.2} t/s | threads {} | stop: {}",
+        stats.n_prompt,
+        stats.prompt_tps,
+        stats.n_decode,
+        stats.decode_tps,
+        stats.n_threads,
+        stats.stop
+    );
+    if let Some(p) = &a.stats_json {
+        std::fs::write(p, serde_json::to_string_pretty(&stats)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}
