@@ -3,6 +3,7 @@
 pub use simd;
 
 pub mod cli;
+pub mod gpu;
 pub mod gguf;
 pub mod logging;
 pub mod ops;

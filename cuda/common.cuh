@@ -1,0 +1,84 @@
+// common.cuh: helpers shared by every hybrid-run kernel.
+//
+// These sources are compiled at run time by NVRTC (src/gpu/compile.rs), which pastes this
+// header in place of its #include line. No system or CUDA headers are used, so no CUDA
+// toolkit is needed to build or run hybrid-run: half/bfloat conversions and dp4a are inline PTX.
+#pragma once
+
+typedef unsigned char u8;
+typedef signed char i8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef unsigned long long u64;
+
+#define FULL_MASK 0xffffffffu
+#define NEG_INF __int_as_float(0xff800000)
+
+__device__ __forceinline__ float f16_to_f32(u16 h) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+
+// Round to nearest even, like F16C _cvtss_sh(x, 0) on the CPU.
+__device__ __forceinline__ u16 f32_to_f16(float f) {
+    u16 h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+
+__device__ __forceinline__ float bf16_to_f32(u16 h) { return __uint_as_float(((u32)h) << 16); }
+
+// Signed 4 x int8 dot product accumulated into c (exact integer arithmetic).
+__device__ __forceinline__ int dp4a(int a, int b, int c) {
+    int r;
+    asm("dp4a.s32.s32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+}
+
+// Butterfly reductions. Every lane ends with the bit-identical result: at each step the two
+// partners add the same two operands (float addition is commutative), so the whole warp can
+// use the value without a broadcast.
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
+    return v;
+}
+
+__device__ __forceinline__ int warp_sum_int(int v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(FULL_MASK, v, o));
+    return v;
+}
+
+// The scalar functions of spec/qwen35-forward.md §1, in f32 with the precise expf/logf.
+__device__ __forceinline__ float sigmoid_f(float x) { return 1.0f / (1.0f + expf(-x)); }
+__device__ __forceinline__ float silu_f(float x) { return x / (1.0f + expf(-x)); }
+__device__ __forceinline__ float softplus_f(float x) { return x > 20.0f ? x : logf(1.0f + expf(x)); }
+
+// 32-bit load from an address that is only 2-byte aligned (Q6_K and Q8_0 blocks are 210 and
+// 34 bytes long, so their fields are only 2-byte aligned).
+__device__ __forceinline__ int ld_i32_a2(const u8* p) {
+    const u16* q = (const u16*)p;
+    return (int)((u32)q[0] | ((u32)q[1] << 16));
+}
+
+__device__ __forceinline__ int ld_i32_a4(const u8* p) { return *(const int*)p; }
+
+// Sum of a per-thread value over a block of blockDim.x threads (a multiple of 32, at most
+// 1024) in a fixed order; every thread gets the result. `red` holds 32 floats of shared memory.
+__device__ __forceinline__ float block_sum(float v, float* red) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = warp_sum(v);
+    __syncthreads();  // red may still be read by a previous call
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    float s = lane < nw ? red[lane] : 0.0f;
+    return warp_sum(s);
+}

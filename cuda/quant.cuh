@@ -1,0 +1,147 @@
+// quant.cuh: per-format weight decoding for the quantized mat-vec, written once.
+//
+// Block layouts: shared/spec/gguf-quant-formats.md §3. A block of QK weights is split into
+// PARTS parts; one lane decodes one part per step into G groups of IPG ints, each int holding
+// four signed 8-bit quants of consecutive weights. Group g covers the weights
+// [elem(p, g), elem(p, g) + 4 * IPG) of the block, has the float scale sc[g], and, for formats
+// with mins, the min mn[g], which is owed once per 32-weight activation block: only the lane
+// with add_min set subtracts mn[g] * s (s = d_act * sum of the activation quants of that block).
+//
+// A weight w = sc * q - mn, so sum(w * a) over an activation block with a = d_act * qa is
+// d_act * sc * sum(q * qa) - mn * s, exactly as the CPU K-quant dot (spec §4.3).
+#pragma once
+#include "common.cuh"
+
+#define FMT_Q4_K 0
+#define FMT_Q5_K 1
+#define FMT_Q6_K 2
+#define FMT_Q8_0 3
+
+template <int G, int IPG>
+struct Unit {
+    int q[G][IPG];
+    float sc[G];
+    float mn[G];
+    bool add_min;
+};
+
+// (scale, min) of sub-block j of a Q4_K/Q5_K block: get_scale_min_k4 in ggml-quants.c.
+__device__ __forceinline__ void scale_min_k4(int j, const u8* s, int* sc, int* m) {
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *m = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
+        *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+template <int FMT>
+struct Fmt;
+
+// Q4_K, 144 bytes: d f16, dmin f16, scales[12], qs[128]. Part p = 2c + h covers chunk c's
+// bytes qs[32c + 16h, +16): low nibbles are weights 64c + 16h + i (sub-block 2c), high
+// nibbles weights 64c + 32 + 16h + i (sub-block 2c + 1).
+template <>
+struct Fmt<FMT_Q4_K> {
+    static constexpr int QK = 256, BYTES = 144, PARTS = 8, G = 2, IPG = 4;
+    __device__ static int elem(int p, int g) { return 64 * (p >> 1) + 16 * (p & 1) + 32 * g; }
+    __device__ static void load(const u8* blk, int p, Unit<G, IPG>& u) {
+        const int c = p >> 1, h = p & 1;
+        const float d = f16_to_f32(*(const u16*)blk), dmin = f16_to_f32(*(const u16*)(blk + 2));
+        // 16-byte aligned: blocks are 144 = 9 * 16 bytes and qs starts at byte 16.
+        const int4 v = *(const int4*)(blk + 16 + 32 * c + 16 * h);
+        const int w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            u.q[0][i] = w[i] & 0x0F0F0F0F;
+            u.q[1][i] = (w[i] >> 4) & 0x0F0F0F0F;
+        }
+        int sc, m;
+        scale_min_k4(2 * c, blk + 4, &sc, &m);
+        u.sc[0] = d * (float)sc;
+        u.mn[0] = dmin * (float)m;
+        scale_min_k4(2 * c + 1, blk + 4, &sc, &m);
+        u.sc[1] = d * (float)sc;
+        u.mn[1] = dmin * (float)m;
+        u.add_min = h == 0;
+    }
+};
+
+// Q5_K, 176 bytes: d, dmin, scales[12], qh[32], qs[128]. Same parts as Q4_K; the fifth bit of
+// weight 64c + l is bit 2c of qh[l], of weight 64c + 32 + l bit 2c + 1 of qh[l].
+template <>
+struct Fmt<FMT_Q5_K> {
+    static constexpr int QK = 256, BYTES = 176, PARTS = 8, G = 2, IPG = 4;
+    __device__ static int elem(int p, int g) { return 64 * (p >> 1) + 16 * (p & 1) + 32 * g; }
+    __device__ static void load(const u8* blk, int p, Unit<G, IPG>& u) {
+        const int c = p >> 1, h = p & 1;
+        const float d = f16_to_f32(*(const u16*)blk), dmin = f16_to_f32(*(const u16*)(blk + 2));
+        // 16-byte aligned: blocks are 176 = 11 * 16 bytes, qh starts at 16 and qs at 48.
+        const int4 vh = *(const int4*)(blk + 16 + 16 * h);
+        const int4 vl = *(const int4*)(blk + 48 + 32 * c + 16 * h);
+        const int hh[4] = {vh.x, vh.y, vh.z, vh.w};
+        const int ll[4] = {vl.x, vl.y, vl.z, vl.w};
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            u.q[0][i] = (ll[i] & 0x0F0F0F0F) | ((((u32)hh[i] >> (2 * c)) & 0x01010101) << 4);
+            u.q[1][i] = (((u32)ll[i] >> 4) & 0x0F0F0F0F) | ((((u32)hh[i] >> (2 * c + 1)) & 0x01010101) << 4);
+        }
+        int sc, m;
+        scale_min_k4(2 * c, blk + 4, &sc, &m);
+        u.sc[0] = d * (float)sc;
+        u.mn[0] = dmin * (float)m;
+        scale_min_k4(2 * c + 1, blk + 4, &sc, &m);
+        u.sc[1] = d * (float)sc;
+        u.mn[1] = dmin * (float)m;
+        u.add_min = h == 0;
+    }
+};
+
+// Per byte x - 32 for bytes in [0, 63], without borrows between bytes: set each byte's top
+// bit first so no byte can borrow, then flip it back.
+__device__ __forceinline__ int sub32_bytes(u32 x) { return (int)(((x | 0x80808080u) - 0x20202020u) ^ 0x80808080u); }
+
+// Q6_K, 210 bytes: ql[128], qh[64], scales[16] (int8), d f16. Part p = 4n + r covers, in half
+// n, l = 8r .. 8r + 7 and the four weights 128n + 32m + l (m = 0..3) built from ql[64n + l],
+// ql[64n + l + 32] and qh[32n + l]; group m has scale d * scales[8n + l/16 + 2m].
+template <>
+struct Fmt<FMT_Q6_K> {
+    static constexpr int QK = 256, BYTES = 210, PARTS = 8, G = 4, IPG = 2;
+    __device__ static int elem(int p, int g) { return 128 * (p >> 2) + 32 * g + 8 * (p & 3); }
+    __device__ static void load(const u8* blk, int p, Unit<G, IPG>& u) {
+        const int n = p >> 2, l0 = 8 * (p & 3);
+        const float d = f16_to_f32(*(const u16*)(blk + 208));
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            const u32 a = (u32)ld_i32_a2(blk + 64 * n + l0 + 4 * i);
+            const u32 b = (u32)ld_i32_a2(blk + 64 * n + l0 + 32 + 4 * i);
+            const u32 h = (u32)ld_i32_a2(blk + 128 + 32 * n + l0 + 4 * i);
+            u.q[0][i] = sub32_bytes((a & 0x0F0F0F0Fu) | ((h << 4) & 0x30303030u));
+            u.q[1][i] = sub32_bytes((b & 0x0F0F0F0Fu) | ((h << 2) & 0x30303030u));
+            u.q[2][i] = sub32_bytes(((a >> 4) & 0x0F0F0F0Fu) | (h & 0x30303030u));
+            u.q[3][i] = sub32_bytes(((b >> 4) & 0x0F0F0F0Fu) | ((h >> 2) & 0x30303030u));
+        }
+        const i8* sc = (const i8*)(blk + 192) + 8 * n + (l0 >> 4);
+#pragma unroll
+        for (int m = 0; m < 4; m++) {
+            u.sc[m] = d * (float)sc[2 * m];
+            u.mn[m] = 0.0f;
+        }
+        u.add_min = false;
+    }
+};
+
+// Q8_0, 34 bytes: d f16, qs[32] int8. Part p covers weights 8p .. 8p + 7.
+template <>
+struct Fmt<FMT_Q8_0> {
+    static constexpr int QK = 32, BYTES = 34, PARTS = 4, G = 1, IPG = 2;
+    __device__ static int elem(int p, int g) { return 8 * p; }
+    __device__ static void load(const u8* blk, int p, Unit<G, IPG>& u) {
+        u.q[0][0] = ld_i32_a2(blk + 2 + 8 * p);
+        u.q[0][1] = ld_i32_a2(blk + 2 + 8 * p + 4);
+        u.sc[0] = f16_to_f32(*(const u16*)blk);
+        u.mn[0] = 0.0f;
+        u.add_min = false;
+    }
+};

@@ -1,0 +1,123 @@
+//! Every kernel function, loaded once at start-up into named fields (no lookup by string
+//! during decode; a missing kernel fails `Gpu::new`).
+
+use std::sync::Arc;
+
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule};
+use cudarc::nvrtc::Ptx;
+use simd::GgmlType;
+
+use super::compile::{self, Kernel};
+use super::error::{GpuError, Result};
+
+/// Weight formats of the mat-vec, in the order of the `FMT_*` numbers in `cuda/`.
+pub const MMV_FORMATS: [GgmlType; 7] = [
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+    GgmlType::Q8_0,
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::BF16,
+];
+
+/// Largest token count of one mat-vec launch.
+pub const MAX_K: usize = 8;
+
+pub(crate) fn mmv_index(ty: GgmlType) -> Option<usize> {
+    MMV_FORMATS.iter().position(|&t| t == ty)
+}
+
+pub struct Kernels {
+    /// `mmv[format][k - 1]`, format as in [`MMV_FORMATS`].
+    pub(crate) mmv: Vec<[CudaFunction; MAX_K]>,
+    pub(crate) quantize_q8_1: CudaFunction,
+    pub(crate) rms_norm: CudaFunction,
+    pub(crate) rms_norm_gated: CudaFunction,
+    pub(crate) rope_neox: CudaFunction,
+    pub(crate) add: CudaFunction,
+    pub(crate) swiglu: CudaFunction,
+    pub(crate) sigmoid_gate: CudaFunction,
+    pub(crate) gdn_conv: CudaFunction,
+    pub(crate) gdn_recurrence: CudaFunction,
+    pub(crate) kv_store: CudaFunction,
+    pub(crate) attn_partial: CudaFunction,
+    pub(crate) attn_combine: CudaFunction,
+    pub(crate) argmax: CudaFunction,
+}
+
+/// How the modules were obtained, for the start-up log.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LoadStats {
+    pub compiled: usize,
+    pub cached: usize,
+    pub compile_ms: f64,
+}
+
+struct Modules(Vec<(Kernel, Arc<CudaModule>)>);
+
+impl Modules {
+    fn get(&self, k: Kernel, name: &str) -> Result<CudaFunction> {
+        let module = self.0.iter().find(|(m, _)| *m == k).map(|(_, m)| m).ok_or(
+            GpuError::MissingKernel {
+                module: k.name(),
+                name: name.to_string(),
+            },
+        )?;
+        module
+            .load_function(name)
+            .map_err(|_| GpuError::MissingKernel {
+                module: k.name(),
+                name: name.to_string(),
+            })
+    }
+}
+
+impl Kernels {
+    pub fn load(
+        ctx: &Arc<CudaContext>,
+        cc: (i32, i32),
+        driver_version: i32,
+    ) -> Result<(Kernels, LoadStats)> {
+        let mut stats = LoadStats::default();
+        let t0 = std::time::Instant::now();
+        let mut mods = Vec::new();
+        for k in Kernel::ALL {
+            let (image, cached) = compile::cubin(k, cc, driver_version)?;
+            if cached {
+                stats.cached += 1;
+            } else {
+                stats.compiled += 1;
+            }
+            let m = ctx
+                .load_module(Ptx::from_binary(image))
+                .map_err(GpuError::driver(format!("loading module {}", k.name())))?;
+            mods.push((k, m));
+        }
+        stats.compile_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let m = Modules(mods);
+        let mut mmv = Vec::new();
+        for ty in MMV_FORMATS {
+            let fmt = ty.to_string().to_lowercase();
+            let f = |k: usize| m.get(Kernel::Mmvq, &format!("mmv_{fmt}_k{k}"));
+            mmv.push([f(1)?, f(2)?, f(3)?, f(4)?, f(5)?, f(6)?, f(7)?, f(8)?]);
+        }
+        let k = Kernels {
+            mmv,
+            quantize_q8_1: m.get(Kernel::Mmvq, "quantize_q8_1")?,
+            rms_norm: m.get(Kernel::Norm, "rms_norm")?,
+            rms_norm_gated: m.get(Kernel::Norm, "rms_norm_gated")?,
+            rope_neox: m.get(Kernel::Rope, "rope_neox")?,
+            add: m.get(Kernel::Elementwise, "add_f32")?,
+            swiglu: m.get(Kernel::Elementwise, "swiglu_f32")?,
+            sigmoid_gate: m.get(Kernel::Elementwise, "sigmoid_gate_f32")?,
+            gdn_conv: m.get(Kernel::Gdn, "gdn_conv")?,
+            gdn_recurrence: m.get(Kernel::Gdn, "gdn_recurrence")?,
+            kv_store: m.get(Kernel::Attn, "kv_store")?,
+            attn_partial: m.get(Kernel::Attn, "attn_partial")?,
+            attn_combine: m.get(Kernel::Attn, "attn_combine")?,
+            argmax: m.get(Kernel::Argmax, "argmax_f32")?,
+        };
+        Ok((k, stats))
+    }
+}

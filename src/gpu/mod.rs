@@ -1,0 +1,23 @@
+//! CUDA backend: device runtime (cudarc, driver API loaded at run time) and the kernels of
+//! `cuda/*.cu`, compiled by NVRTC for the device's compute capability at start-up and cached
+//! on disk. No CUDA toolkit is needed to build; without libcuda, `Gpu::new` returns
+//! `GpuError::NoDevice`.
+//!
+//! Layout: `compile` (NVRTC + cache, `enum Kernel`), `kernels` (functions in fields),
+//! `device` (`Gpu`: detection, allocation, uploads), `buffer` (buffers and views), `ops`
+//! (typed launch wrappers, one file per kernel module). All activations are f32, row-major
+//! `[tokens][features]`; every wrapper documents its shapes.
+
+mod buffer;
+mod compile;
+mod device;
+mod error;
+mod kernels;
+mod ops;
+
+pub use buffer::{GpuBuf, GpuMatrix, View, ViewMut};
+pub use compile::{cache_dir, Kernel};
+pub use device::{DeviceInfo, Gpu, MIN_CC};
+pub use error::GpuError;
+pub use kernels::{LoadStats, MAX_K, MMV_FORMATS};
+pub use ops::{AttnScratch, GdnConvArgs, GdnRecurrenceArgs, KvCache, QuantActs, GDN_HEAD_DIM};

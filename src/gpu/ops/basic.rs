@@ -1,0 +1,270 @@
+//! Norms, RoPE, elementwise ops and argmax (`cuda/norm.cu`, `rope.cu`, `elementwise.cu`,
+//! `argmax.cu`).
+
+use cudarc::driver::PushKernelArg;
+
+use super::super::buffer::{View, ViewMut};
+use super::super::device::Gpu;
+use super::super::error::{GpuError, Result};
+use super::{as_i32, blocks_for, launch, launch_cfg, need};
+
+/// Threads per row of the norms: 256 for long rows, 128 for head-sized ones.
+fn norm_threads(n: usize) -> u32 {
+    if n >= 1024 {
+        256
+    } else {
+        128
+    }
+}
+
+impl Gpu {
+    /// RMSNorm of `rows` rows of `n`: `y[r] = (x[r] * scale_r) * w`, row r of x at
+    /// `r * x_stride`, of y at `r * y_stride` (strides >= n).
+    #[allow(clippy::too_many_arguments)]
+    pub fn rms_norm(
+        &self,
+        x: View<'_, f32>,
+        x_stride: usize,
+        w: View<'_, f32>,
+        y: ViewMut<'_, f32>,
+        y_stride: usize,
+        rows: usize,
+        n: usize,
+        eps: f32,
+    ) -> Result<()> {
+        const OP: &str = "rms_norm";
+        if rows == 0 || n == 0 || x_stride < n || y_stride < n {
+            return Err(GpuError::shape(
+                OP,
+                format!("rows {rows}, n {n}, strides {x_stride}/{y_stride}"),
+            ));
+        }
+        need(OP, "x", x.len(), (rows - 1) * x_stride + n)?;
+        need(OP, "y", y.len(), (rows - 1) * y_stride + n)?;
+        need(OP, "w", w.len(), n)?;
+        let (xp, wp, yp) = (x.ptr, w.ptr, y.ptr);
+        let (xs, ys, ni) = (
+            as_i32(OP, "x_stride", x_stride)?,
+            as_i32(OP, "y_stride", y_stride)?,
+            as_i32(OP, "n", n)?,
+        );
+        let mut b = self.stream.launch_builder(&self.k.rms_norm);
+        b.arg(&xp) /* x */
+            .arg(&xs) /* x_stride */
+            .arg(&wp) /* w */
+            .arg(&yp) /* y */
+            .arg(&ys) /* y_stride */
+            .arg(&ni) /* n */
+            .arg(&eps); /* eps */
+        launch(
+            OP,
+            &mut b,
+            launch_cfg((blocks_for(OP, rows, 1)?, 1, 1), norm_threads(n)),
+        )
+    }
+
+    /// Gated RMSNorm: `y[r] = ((x[r] * scale_r) * w) * silu(z[r])`, rows of n contiguous.
+    pub fn rms_norm_gated(
+        &self,
+        x: View<'_, f32>,
+        w: View<'_, f32>,
+        z: View<'_, f32>,
+        y: ViewMut<'_, f32>,
+        rows: usize,
+        n: usize,
+        eps: f32,
+    ) -> Result<()> {
+        const OP: &str = "rms_norm_gated";
+        if rows == 0 || n == 0 {
+            return Err(GpuError::shape(OP, format!("rows {rows}, n {n}")));
+        }
+        need(OP, "x", x.len(), rows * n)?;
+        need(OP, "z", z.len(), rows * n)?;
+        need(OP, "y", y.len(), rows * n)?;
+        need(OP, "w", w.len(), n)?;
+        let (xp, wp, zp, yp) = (x.ptr, w.ptr, z.ptr, y.ptr);
+        let ni = as_i32(OP, "n", n)?;
+        let mut b = self.stream.launch_builder(&self.k.rms_norm_gated);
+        b.arg(&xp) /* x */
+            .arg(&wp) /* w */
+            .arg(&zp) /* z */
+            .arg(&yp) /* y */
+            .arg(&ni) /* n */
+            .arg(&eps); /* eps */
+        launch(
+            OP,
+            &mut b,
+            launch_cfg((blocks_for(OP, rows, 1)?, 1, 1), norm_threads(n)),
+        )
+    }
+
+    /// NeoX RoPE in place on x ([ntok][n_heads][head_dim]) over the first n_rot dims of each
+    /// head; token t is at position pos0 + t. `theta_scale = base^(-2/n_rot)` is computed
+    /// here in f32 (`powf`), then theta is stepped in f32 as on the CPU.
+    #[allow(clippy::too_many_arguments)]
+    pub fn rope_neox(
+        &self,
+        x: ViewMut<'_, f32>,
+        ntok: usize,
+        n_heads: usize,
+        head_dim: usize,
+        n_rot: usize,
+        pos0: usize,
+        freq_base: f32,
+    ) -> Result<()> {
+        const OP: &str = "rope_neox";
+        if n_rot == 0 || n_rot % 2 != 0 || n_rot > head_dim {
+            return Err(GpuError::shape(
+                OP,
+                format!("n_rot {n_rot} with head_dim {head_dim}"),
+            ));
+        }
+        need(OP, "x", x.len(), ntok * n_heads * head_dim)?;
+        let theta_scale = freq_base.powf(-2.0 / n_rot as f32);
+        let xp = x.ptr;
+        let (nt, nh, hd, nr) = (
+            as_i32(OP, "ntok", ntok)?,
+            as_i32(OP, "n_heads", n_heads)?,
+            as_i32(OP, "head_dim", head_dim)?,
+            as_i32(OP, "n_rot", n_rot)?,
+        );
+        let p0 = as_i32(OP, "pos0", pos0 + ntok)? - nt;
+        let mut b = self.stream.launch_builder(&self.k.rope_neox);
+        b.arg(&xp) /* x */
+            .arg(&nt) /* ntok */
+            .arg(&nh) /* n_heads */
+            .arg(&hd) /* head_dim */
+            .arg(&nr) /* n_rot */
+            .arg(&p0) /* pos0 */
+            .arg(&theta_scale); /* theta_scale */
+        launch(
+            OP,
+            &mut b,
+            launch_cfg(
+                (blocks_for(OP, ntok * n_heads * n_rot / 2, 256)?, 1, 1),
+                256,
+            ),
+        )
+    }
+
+    fn add_raw(&self, a: u64, b_: u64, y: u64, n: usize) -> Result<()> {
+        const OP: &str = "add";
+        let nn = n as i64;
+        let mut b = self.stream.launch_builder(&self.k.add);
+        b.arg(&a) /* a */
+            .arg(&b_) /* b */
+            .arg(&y) /* y */
+            .arg(&nn); /* n */
+        launch(OP, &mut b, launch_cfg((blocks_for(OP, n, 256)?, 1, 1), 256))
+    }
+
+    /// `y = a + b` over n elements.
+    pub fn add(
+        &self,
+        a: View<'_, f32>,
+        b: View<'_, f32>,
+        y: ViewMut<'_, f32>,
+        n: usize,
+    ) -> Result<()> {
+        need("add", "a", a.len(), n)?;
+        need("add", "b", b.len(), n)?;
+        need("add", "y", y.len(), n)?;
+        self.add_raw(a.ptr, b.ptr, y.ptr, n)
+    }
+
+    /// `acc += b` over n elements (the residual add).
+    pub fn add_inplace(&self, acc: ViewMut<'_, f32>, b: View<'_, f32>, n: usize) -> Result<()> {
+        need("add_inplace", "acc", acc.len(), n)?;
+        need("add_inplace", "b", b.len(), n)?;
+        self.add_raw(acc.ptr, b.ptr, acc.ptr, n)
+    }
+
+    /// `y = silu(g) * u` over n elements.
+    pub fn swiglu(
+        &self,
+        g: View<'_, f32>,
+        u: View<'_, f32>,
+        y: ViewMut<'_, f32>,
+        n: usize,
+    ) -> Result<()> {
+        const OP: &str = "swiglu";
+        need(OP, "g", g.len(), n)?;
+        need(OP, "u", u.len(), n)?;
+        need(OP, "y", y.len(), n)?;
+        let (gp, up, yp, nn) = (g.ptr, u.ptr, y.ptr, n as i64);
+        let mut b = self.stream.launch_builder(&self.k.swiglu);
+        b.arg(&gp) /* g */
+            .arg(&up) /* u */
+            .arg(&yp) /* y */
+            .arg(&nn); /* n */
+        launch(OP, &mut b, launch_cfg((blocks_for(OP, n, 256)?, 1, 1), 256))
+    }
+
+    /// `o[r][i] *= sigmoid(gate[r * gate_stride + i])` for `rows` rows of n (o contiguous).
+    pub fn sigmoid_gate(
+        &self,
+        o: ViewMut<'_, f32>,
+        gate: View<'_, f32>,
+        rows: usize,
+        n: usize,
+        gate_stride: usize,
+    ) -> Result<()> {
+        const OP: &str = "sigmoid_gate";
+        if rows == 0 || n == 0 || gate_stride < n {
+            return Err(GpuError::shape(
+                OP,
+                format!("rows {rows}, n {n}, gate_stride {gate_stride}"),
+            ));
+        }
+        need(OP, "o", o.len(), rows * n)?;
+        need(OP, "gate", gate.len(), (rows - 1) * gate_stride + n)?;
+        let (op, gp) = (o.ptr, gate.ptr);
+        let (r, ni, gs) = (
+            as_i32(OP, "rows", rows)?,
+            as_i32(OP, "n", n)?,
+            as_i32(OP, "gate_stride", gate_stride)?,
+        );
+        let mut b = self.stream.launch_builder(&self.k.sigmoid_gate);
+        b.arg(&op) /* o */
+            .arg(&gp) /* gate */
+            .arg(&r) /* rows */
+            .arg(&ni) /* n */
+            .arg(&gs); /* gate_stride */
+        launch(
+            OP,
+            &mut b,
+            launch_cfg((blocks_for(OP, rows * n, 256)?, 1, 1), 256),
+        )
+    }
+
+    /// Per token t < ntok of x ([ntok][n]): `idx[t]` = index of the largest value (ties: the
+    /// lowest index; NaN never wins; n if the row is all NaN), `val[t]` = that value.
+    pub fn argmax(
+        &self,
+        x: View<'_, f32>,
+        ntok: usize,
+        n: usize,
+        idx: ViewMut<'_, i32>,
+        val: ViewMut<'_, f32>,
+    ) -> Result<()> {
+        const OP: &str = "argmax";
+        if ntok == 0 || n == 0 {
+            return Err(GpuError::shape(OP, format!("ntok {ntok}, n {n}")));
+        }
+        need(OP, "x", x.len(), ntok * n)?;
+        need(OP, "idx", idx.len(), ntok)?;
+        need(OP, "val", val.len(), ntok)?;
+        let (xp, ip, vp) = (x.ptr, idx.ptr, val.ptr);
+        let ni = as_i32(OP, "n", n)?;
+        let mut b = self.stream.launch_builder(&self.k.argmax);
+        b.arg(&xp) /* x */
+            .arg(&ni) /* n */
+            .arg(&ip) /* idx */
+            .arg(&vp); /* val */
+        launch(
+            OP,
+            &mut b,
+            launch_cfg((blocks_for(OP, ntok, 1)?, 1, 1), 1024),
+        )
+    }
+}

@@ -1,0 +1,56 @@
+//! Typed launch wrappers, one file per `cuda/*.cu` module. Each wrapper checks every size
+//! against its views and returns `GpuError::Shape` before queuing anything; the kernel
+//! arguments are labelled in the order of the `extern "C"` signature.
+
+mod attn;
+mod basic;
+mod gdn;
+mod matvec;
+
+pub use attn::{AttnScratch, KvCache};
+pub use gdn::{GdnConvArgs, GdnRecurrenceArgs, GDN_HEAD_DIM};
+pub use matvec::QuantActs;
+
+use cudarc::driver::{LaunchArgs, LaunchConfig};
+
+use super::error::{GpuError, Result};
+
+pub(crate) fn launch_cfg(grid: (u32, u32, u32), block: u32) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: grid,
+        block_dim: (block, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// `v` as an i32 kernel argument.
+pub(crate) fn as_i32(op: &'static str, what: &str, v: usize) -> Result<i32> {
+    i32::try_from(v).map_err(|_| GpuError::shape(op, format!("{what} = {v} does not fit in i32")))
+}
+
+/// `n` blocks of `per` threads covering `total` items, as a grid size.
+pub(crate) fn blocks_for(op: &'static str, total: usize, per: usize) -> Result<u32> {
+    u32::try_from(total.div_ceil(per).max(1))
+        .map_err(|_| GpuError::shape(op, format!("{total} items is too many")))
+}
+
+/// A view must hold at least `need` elements.
+pub(crate) fn need(op: &'static str, what: &str, have: usize, need: usize) -> Result<()> {
+    if have < need {
+        return Err(GpuError::shape(
+            op,
+            format!("{what} has {have} elements, needs {need}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Queues the launch; the error names the op.
+pub(crate) fn launch(op: &'static str, b: &mut LaunchArgs<'_>, cfg: LaunchConfig) -> Result<()> {
+    // SAFETY: every wrapper pushes exactly the arguments of the kernel's extern "C"
+    // signature, in order and with matching types (u64 device pointers, i32, f32), and has
+    // checked that each pointer addresses enough live device memory for the shapes passed.
+    unsafe { b.launch(cfg) }
+        .map(|_| ())
+        .map_err(GpuError::driver(format!("launching {op}")))
+}
