@@ -11,18 +11,29 @@
 //! the main one (it keeps a separate 4-lane `acc_m`) and the same `fma(d, float(sumi))` step.
 
 /// `get_scale_min_k4` for all eight sub-blocks: `(scales, mins)`, each 6 bits.
+/// Branch-free with three 32-bit masks (the byte map of spec §3.2: bytes 0-3/4-7 hold the
+/// low 6 bits of sc0-3/m0-3 and the top bits of sc4-7/m4-7, bytes 8-11 their low nibbles).
+#[inline]
 pub(crate) fn scale_min_k4(s: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
-    let (mut sc, mut m) = ([0u8; 8], [0u8; 8]);
-    for j in 0..8 {
-        if j < 4 {
-            sc[j] = s[j] & 63;
-            m[j] = s[j + 4] & 63;
-        } else {
-            sc[j] = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
-            m[j] = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-        }
-    }
-    (sc, m)
+    const KMASK1: u32 = 0x3f3f_3f3f;
+    const KMASK2: u32 = 0x0f0f_0f0f;
+    const KMASK3: u32 = 0x0303_0303;
+    let w = |i: usize| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]);
+    let (u0, u1, u2) = (w(0), w(1), w(2));
+    let sc_lo = u0 & KMASK1;
+    let sc_hi = (u2 & KMASK2) | (((u0 >> 6) & KMASK3) << 4);
+    let m_lo = u1 & KMASK1;
+    let m_hi = ((u2 >> 4) & KMASK2) | (((u1 >> 6) & KMASK3) << 4);
+    let (a, b, c, d) = (
+        sc_lo.to_le_bytes(),
+        sc_hi.to_le_bytes(),
+        m_lo.to_le_bytes(),
+        m_hi.to_le_bytes(),
+    );
+    (
+        [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]],
+        [c[0], c[1], c[2], c[3], d[0], d[1], d[2], d[3]],
+    )
 }
 
 /// The canonical 8-lane horizontal sum (see `x86::hsum8`).
@@ -62,6 +73,37 @@ pub(crate) fn min_sums(bsums: &[i16], m: &[u8; 8]) -> [i32; 8] {
     std::array::from_fn(|l| {
         bsums[2 * l] as i32 * m[l] as i32 + bsums[2 * l + 1] as i32 * m[l] as i32
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scale_min_k4;
+
+    #[test]
+    fn scale_unpacking_matches_the_per_index_formula_for_every_byte_value() {
+        // The per-index definition of `get_scale_min_k4`, spec §3.2.
+        let reference = |j: usize, q: &[u8; 12]| -> (u8, u8) {
+            if j < 4 {
+                (q[j] & 63, q[j + 4] & 63)
+            } else {
+                (
+                    (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4),
+                    (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+                )
+            }
+        };
+        for v in 0..=255u8 {
+            for pos in 0..12 {
+                let mut q = [0x5Au8; 12];
+                q[pos] = v;
+                q[(pos + 5) % 12] = v.rotate_left(3);
+                let (sc, m) = scale_min_k4(&q);
+                for j in 0..8 {
+                    assert_eq!((sc[j], m[j]), reference(j, &q), "byte {pos} = {v}, j = {j}");
+                }
+            }
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -18,8 +18,38 @@ use std::thread::{self, JoinHandle};
 use crate::kernels::{compute_rows, KernelSet, ROW_CHUNK};
 use crate::{Isa, MatRef, QuantizedActs};
 
-/// How long an idle worker spins before parking (iterations of `spin_loop`, ~tens of µs).
-const SPIN_ITERS: u32 = 1 << 15;
+/// How long an idle worker (and the caller waiting for workers) spins before parking or
+/// yielding. Long enough to cover the gap between the matmuls of one layer, short enough not
+/// to burn a shared machine's cores. `HYBRID_POOL_SPIN_US` overrides it (0: park at once).
+const DEFAULT_SPIN_US: u64 = 200;
+
+fn spin_budget() -> std::time::Duration {
+    static US: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let us = *US.get_or_init(|| {
+        std::env::var("HYBRID_POOL_SPIN_US")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_SPIN_US)
+    });
+    std::time::Duration::from_micros(us)
+}
+
+/// Spins until `done()` or the spin budget runs out; returns whether `done()` became true.
+fn spin_until(done: impl Fn() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    let budget = spin_budget();
+    loop {
+        for _ in 0..64 {
+            if done() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        if start.elapsed() >= budget {
+            return done();
+        }
+    }
+}
 
 type Job = *const (dyn Fn(usize, usize) + Sync);
 
@@ -193,12 +223,9 @@ impl Pool {
             }
         }
         let mine = catch_unwind(AssertUnwindSafe(|| f(0, sh.n)));
-        let mut spins = 0u32;
-        while sh.done.load(Ordering::Acquire) < sh.n - 1 {
-            spins += 1;
-            if spins < SPIN_ITERS {
-                std::hint::spin_loop();
-            } else {
+        let all_done = || sh.done.load(Ordering::Acquire) >= sh.n - 1;
+        if !spin_until(all_done) {
+            while !all_done() {
                 thread::yield_now();
             }
         }
@@ -350,22 +377,17 @@ impl SendPtr {
 fn worker(sh: &Shared, i: usize) {
     let mut seen = 0u64;
     loop {
-        let mut spins = 0u32;
         let epoch = loop {
-            let e = sh.epoch.load(Ordering::Acquire);
-            if e != seen {
-                break e;
+            if spin_until(|| sh.epoch.load(Ordering::Acquire) != seen) {
+                break sh.epoch.load(Ordering::Acquire);
             }
-            spins += 1;
-            if spins < SPIN_ITERS {
-                std::hint::spin_loop();
-            } else {
-                sh.parked[i].store(true, Ordering::SeqCst);
-                if sh.epoch.load(Ordering::SeqCst) == seen {
-                    thread::park();
-                }
-                sh.parked[i].store(false, Ordering::SeqCst);
+            sh.parked[i].store(true, Ordering::SeqCst);
+            // Re-check after announcing: the publisher bumps the epoch before it looks at
+            // `parked`, so either we see the bump or it sees our flag and unparks us.
+            if sh.epoch.load(Ordering::SeqCst) == seen {
+                thread::park();
             }
+            sh.parked[i].store(false, Ordering::SeqCst);
         };
         seen = epoch;
         if sh.shutdown.load(Ordering::SeqCst) {

@@ -1,0 +1,408 @@
+//! Memory-bound benchmark of the k-input mat-vec kernels on 27B FFN shapes.
+//!
+//! `kernel-bench [--threads N] [--types Q4_K,Q5_K,Q6_K,Q8_0] [--isas avx2,avx2vnni,avx512]
+//!  [--ks 1,2,4,8] [--shapes gate,down] [--reps R] [--rotate-mb MB]`
+//!
+//! Weights are replicated until the rotating set is at least 2× the last-level cache, and
+//! every call uses the next copy, so each call streams its weights from DRAM. Prints a
+//! markdown report: the machine's sequential read bandwidth (same thread count, same pool),
+//! dispatch latency of the pool vs a crossbeam-channel pool, then per (type, shape, ISA, k)
+//! the median time, effective weight GB/s, % of read bandwidth and T(k)/T(1).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use simd::pool::physical_cores;
+use simd::{GgmlType, Isa, MatRef, Pool};
+
+struct Args {
+    threads: usize,
+    types: Vec<GgmlType>,
+    isas: Vec<Isa>,
+    ks: Vec<usize>,
+    shapes: Vec<&'static str>,
+    reps: usize,
+    rotate_mb: Option<usize>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        threads: physical_cores(),
+        types: vec![
+            GgmlType::Q4_K,
+            GgmlType::Q5_K,
+            GgmlType::Q6_K,
+            GgmlType::Q8_0,
+        ],
+        isas: Isa::available()
+            .into_iter()
+            .filter(|i| *i != Isa::Scalar)
+            .collect(),
+        ks: vec![1, 2, 4, 8],
+        shapes: vec!["gate", "down"],
+        reps: 7,
+        rotate_mb: None,
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < argv.len() {
+        let flag = argv[i].as_str();
+        let val = argv
+            .get(i + 1)
+            .ok_or_else(|| format!("{flag} needs a value"))?;
+        let list = || val.split(',').map(str::trim).filter(|s| !s.is_empty());
+        match flag {
+            "--threads" => a.threads = val.parse().map_err(|_| format!("bad --threads {val}"))?,
+            "--reps" => a.reps = val.parse().map_err(|_| format!("bad --reps {val}"))?,
+            "--rotate-mb" => {
+                a.rotate_mb = Some(val.parse().map_err(|_| format!("bad --rotate-mb {val}"))?)
+            }
+            "--types" => {
+                a.types = list()
+                    .map(|s| match s.to_ascii_uppercase().as_str() {
+                        "Q4_K" => Ok(GgmlType::Q4_K),
+                        "Q5_K" => Ok(GgmlType::Q5_K),
+                        "Q6_K" => Ok(GgmlType::Q6_K),
+                        "Q8_0" => Ok(GgmlType::Q8_0),
+                        _ => Err(format!("unsupported type {s}")),
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            "--isas" => {
+                a.isas = list()
+                    .map(|s| match Isa::from_name(s) {
+                        Some(i) if i.is_available() => Ok(i),
+                        Some(i) => Err(format!("ISA {i} not available on this CPU")),
+                        None => Err(format!("unknown ISA {s}")),
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            "--ks" => {
+                a.ks = list()
+                    .map(|s| s.parse().map_err(|_| format!("bad k {s}")))
+                    .collect::<Result<_, _>>()?
+            }
+            "--shapes" => {
+                a.shapes = list()
+                    .map(|s| match s {
+                        "gate" => Ok("gate"),
+                        "down" => Ok("down"),
+                        _ => Err(format!("unknown shape {s} (gate|down)")),
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            _ => return Err(format!("unknown flag {flag}")),
+        }
+        i += 2;
+    }
+    if a.threads == 0 || a.reps == 0 {
+        return Err("--threads and --reps must be ≥ 1".into());
+    }
+    if a.ks.iter().any(|&k| k == 0 || k > 8) {
+        return Err("--ks values must be in 1..=8".into());
+    }
+    Ok(a)
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// Last-level cache size in bytes from sysfs (largest cache index of cpu0), or 32 MiB.
+fn llc_bytes() -> usize {
+    let mut best = 0usize;
+    for idx in 0..8 {
+        let p = format!("/sys/devices/system/cpu/cpu0/cache/index{idx}/size");
+        let Ok(s) = std::fs::read_to_string(p) else {
+            continue;
+        };
+        let s = s.trim();
+        let (num, mul) = match s.chars().last() {
+            Some('K') => (&s[..s.len() - 1], 1 << 10),
+            Some('M') => (&s[..s.len() - 1], 1 << 20),
+            _ => (s, 1),
+        };
+        best = best.max(num.parse::<usize>().unwrap_or(0) * mul);
+    }
+    if best == 0 {
+        32 << 20
+    } else {
+        best
+    }
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// One matrix of 17408 × 5120 elements (the gate/up and down shapes have the same byte
+/// size) with random quants and moderate, finite f16 scales.
+fn prototype(ty: GgmlType, rng: &mut Rng) -> Vec<u8> {
+    let bytes = 17408 * 5120 / ty.block_elems() * ty.block_bytes();
+    let mut v = vec![0u8; bytes];
+    for c in v.chunks_mut(8) {
+        let r = rng.next().to_le_bytes();
+        c.copy_from_slice(&r[..c.len()]);
+    }
+    let bb = ty.block_bytes();
+    for b in v.chunks_exact_mut(bb) {
+        let scale = simd::floats::f32_to_f16(0.001 + (b[1] as f32) * 1e-5).to_le_bytes();
+        match ty {
+            GgmlType::Q6_K => b[208..210].copy_from_slice(&scale),
+            GgmlType::Q4_K | GgmlType::Q5_K => {
+                b[0..2].copy_from_slice(&scale);
+                b[2..4].copy_from_slice(&scale);
+            }
+            _ => b[0..2].copy_from_slice(&scale),
+        }
+    }
+    v
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Sequential read bandwidth (GB/s) of `pool`'s threads over a buffer ≥ 2× LLC.
+fn read_bandwidth(pool: &Pool, buf: &[u64], reps: usize) -> f64 {
+    let n = pool.n_threads();
+    let sink = AtomicU64::new(0);
+    let mut times = Vec::new();
+    for _ in 0..reps + 1 {
+        let t = Instant::now();
+        pool.run(&|i, _| {
+            let part = buf.len() / n;
+            let s = &buf[i * part..(i + 1) * part];
+            let mut acc = [0u64; 8];
+            for c in s.chunks_exact(8) {
+                for j in 0..8 {
+                    acc[j] = acc[j].wrapping_add(c[j]);
+                }
+            }
+            sink.fetch_add(acc.iter().fold(0, |a, b| a ^ b), Ordering::Relaxed);
+        });
+        times.push(t.elapsed().as_secs_f64());
+    }
+    std::hint::black_box(sink.load(Ordering::Relaxed));
+    times.remove(0);
+    (buf.len() / n * n * 8) as f64 / median(times) / 1e9
+}
+
+/// Round-trip latency (µs) of an empty job on the pool and on a crossbeam-channel pool of
+/// the same size (job sent to each worker, completion sent back).
+fn dispatch_latency(pool: &Pool) -> (f64, f64) {
+    let n = pool.n_threads();
+    let iters = 2000;
+    let t = Instant::now();
+    for _ in 0..iters {
+        pool.run(&|i, _| {
+            std::hint::black_box(i);
+        });
+    }
+    let ours = t.elapsed().as_secs_f64() / iters as f64 * 1e6;
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<()>();
+    let mut txs = Vec::new();
+    let mut handles = Vec::new();
+    for i in 1..n {
+        let (tx, rx) = crossbeam_channel::unbounded::<Option<usize>>();
+        let done = done_tx.clone();
+        txs.push(tx);
+        handles.push(std::thread::spawn(move || {
+            let cores = core_affinity::get_core_ids().unwrap_or_default();
+            if let Some(c) = cores.get(i % cores.len().max(1)) {
+                core_affinity::set_for_current(*c);
+            }
+            while let Ok(Some(v)) = rx.recv() {
+                std::hint::black_box(v);
+                let _ = done.send(());
+            }
+        }));
+    }
+    let t = Instant::now();
+    for it in 0..iters {
+        for tx in &txs {
+            let _ = tx.send(Some(it));
+        }
+        for _ in 1..n {
+            let _ = done_rx.recv();
+        }
+    }
+    let chan = t.elapsed().as_secs_f64() / iters as f64 * 1e6;
+    for tx in &txs {
+        let _ = tx.send(None);
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+    (ours, chan)
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("kernel-bench: {e}");
+            std::process::exit(2);
+        }
+    };
+    let llc = llc_bytes();
+    let cmd: Vec<String> = std::env::args().collect();
+    println!("# Kernel benchmark\n");
+    println!(
+        "- machine: {} ({} logical CPUs, {} physical cores, LLC {} MiB)",
+        cpu_model(),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        physical_cores(),
+        llc >> 20
+    );
+    println!("- command: `{}`", cmd.join(" "));
+    println!(
+        "- threads: {}, reps: {} (median), ISAs available: {:?}",
+        args.threads,
+        args.reps,
+        Isa::available()
+            .iter()
+            .map(|i| i.name())
+            .collect::<Vec<_>>()
+    );
+    let rotate = args.rotate_mb.map(|m| m << 20).unwrap_or(2 * llc);
+
+    let best = *Isa::available().last().unwrap_or(&Isa::Scalar);
+    let bw_pool = Pool::with_isa(args.threads, best);
+    let words = (rotate.max(256 << 20)) / 8;
+    let buf: Vec<u64> = (0..words as u64).collect();
+    let bw = read_bandwidth(&bw_pool, &buf, args.reps.max(3));
+    drop(buf);
+    let (lat_pool, lat_chan) = dispatch_latency(&bw_pool);
+    drop(bw_pool);
+    println!(
+        "- sequential read bandwidth ({} threads, {} MiB buffer): **{:.1} GB/s**",
+        args.threads,
+        words * 8 >> 20,
+        bw
+    );
+    println!("- empty-job dispatch round trip: spin-then-park pool {:.2} µs, crossbeam-channel pool {:.2} µs\n", lat_pool, lat_chan);
+
+    println!("| type | shape (rows×cols) | ISA | k | median ms | weight GB/s | % of read BW | T(k)/T(1) |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut single_q4k = None;
+    let mut summary = Vec::new();
+    for &ty in &args.types {
+        let proto = prototype(ty, &mut rng);
+        let copies = rotate.div_ceil(proto.len()).max(2);
+        let mut all = Vec::with_capacity(copies * proto.len());
+        for _ in 0..copies {
+            all.extend_from_slice(&proto);
+        }
+        drop(proto);
+        let mbytes = all.len() / copies;
+        for &shape in &args.shapes {
+            let (rows, cols) = if shape == "gate" {
+                (17408, 5120)
+            } else {
+                (5120, 17408)
+            };
+            for &isa in &args.isas {
+                let pool = Pool::with_isa(args.threads, isa);
+                let mut t1 = None;
+                for &k in &args.ks {
+                    let x: Vec<f32> = (0..k * cols)
+                        .map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1e-3)
+                        .collect();
+                    let mut out = vec![0.0f32; k * rows];
+                    let mut times = Vec::new();
+                    for rep in 0..args.reps + 1 {
+                        let c = rep % copies;
+                        let w = MatRef {
+                            ty,
+                            data: &all[c * mbytes..(c + 1) * mbytes],
+                            rows,
+                            cols,
+                        };
+                        let t = Instant::now();
+                        pool.matmul(w, &x, k, &mut out);
+                        if rep > 0 {
+                            times.push(t.elapsed().as_secs_f64());
+                        }
+                    }
+                    std::hint::black_box(&out);
+                    let m = median(times);
+                    if k == 1 {
+                        t1 = Some(m);
+                    }
+                    let gbs = mbytes as f64 / m / 1e9;
+                    let ratio = t1
+                        .map(|t| format!("{:.2}", m / t))
+                        .unwrap_or_else(|| "–".into());
+                    println!("| {ty} | {shape} {rows}×{cols} | {isa} | {k} | {:.2} | {:.1} | {:.0}% | {ratio} |", m * 1e3, gbs, gbs / bw * 100.0);
+                    summary.push((ty, shape, isa, k, m, gbs));
+                }
+            }
+            if ty == GgmlType::Q4_K && shape == "gate" && single_q4k.is_none() {
+                let pool = Pool::with_isa(1, best);
+                let x: Vec<f32> = (0..cols).map(|i| (i % 13) as f32 * 0.01).collect();
+                let mut out = vec![0.0f32; rows];
+                let mut times = Vec::new();
+                for rep in 0..args.reps + 1 {
+                    let c = rep % copies;
+                    let w = MatRef {
+                        ty,
+                        data: &all[c * mbytes..(c + 1) * mbytes],
+                        rows,
+                        cols,
+                    };
+                    let t = Instant::now();
+                    pool.matmul(w, &x, 1, &mut out);
+                    if rep > 0 {
+                        times.push(t.elapsed().as_secs_f64());
+                    }
+                }
+                single_q4k = Some(mbytes as f64 / median(times) / 1e9);
+            }
+        }
+    }
+    println!();
+    if let Some(g) = single_q4k {
+        println!("- single-thread Q4_K MatVec1In ({best}, gate shape): **{g:.1} GB/s** of weights");
+    }
+    // Targets from issue 3.
+    for &isa in &args.isas {
+        let rows: Vec<_> = summary.iter().filter(|s| s.2 == isa).collect();
+        let k1: Vec<f64> = rows.iter().filter(|s| s.3 == 1).map(|s| s.5 / bw).collect();
+        let worst_k1 = k1.iter().cloned().fold(f64::INFINITY, f64::min);
+        let mut worst_t4 = 0.0f64;
+        for s in rows.iter().filter(|s| s.3 == 4) {
+            if let Some(one) = rows.iter().find(|o| o.0 == s.0 && o.1 == s.1 && o.3 == 1) {
+                worst_t4 = worst_t4.max(s.4 / one.4);
+            }
+        }
+        let t4_target = if isa == Isa::Avx512 { 1.2 } else { 1.4 };
+        if !k1.is_empty() {
+            println!(
+                "- {isa}: worst MatVec1In = {:.0}% of read BW (target ≥ 85%: {}); worst T(4)/T(1) = {:.2} (target ≤ {t4_target}: {})",
+                worst_k1 * 100.0,
+                if worst_k1 >= 0.85 { "met" } else { "NOT met" },
+                worst_t4,
+                if worst_t4 > 0.0 && worst_t4 <= t4_target { "met" } else { "NOT met" }
+            );
+        }
+    }
+}
