@@ -358,3 +358,22 @@ fn errors_from_open_name_the_file_path() {
         "{e}"
     );
 }
+
+#[test]
+fn an_empty_file_on_disk_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("empty.gguf");
+    std::fs::write(&p, b"").unwrap();
+    let e = GgufFile::open(&p).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            GgufError::Truncated {
+                offset: 0,
+                what: "magic",
+                ..
+            } | GgufError::Io { .. }
+        ),
+        "{e}"
+    );
+}

@@ -132,7 +132,10 @@ fn exercise(b: Vec<u8>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+    // PROPTEST_CASES=200000 for a long run.
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(3000)
+    ))]
 
     #[test]
     fn random_corruption_of_a_valid_file_never_panics(muts in proptest::collection::vec(mutation(), 1..6)) {

@@ -107,7 +107,7 @@ fn a_file_without_tensors_round_trips() {
     w.add_kv("only", Value::Bool(false));
     let bytes = w.finish().expect("finish writes the header");
     let f = GgufFile::from_bytes(bytes).expect("parse");
-    assert_eq!(f.get_bool("only").unwrap(), false);
+    assert!(!f.get_bool("only").unwrap());
     assert!(f.tensors().is_empty());
 }
 
@@ -257,4 +257,19 @@ fn raw_builder_sanity_small_valid_file_parses() {
     assert_eq!(f.get_str("general.architecture").unwrap(), "qwen35");
     assert_eq!(f.tensor("a").unwrap().data, &pattern(16, 1)[..]);
     let _ = Raw::default();
+}
+
+#[test]
+fn f32_tensors_decode_to_their_values() {
+    let vals = [1.0f32, -2.5, f32::MIN_POSITIVE, 3.25e7];
+    let mut w = GgufWriter::new(Vec::new());
+    w.add_tensor("v", GgmlType::F32, &[4]).unwrap();
+    w.add_tensor("h", GgmlType::F16, &[2]).unwrap();
+    w.write_header().unwrap();
+    let bytes: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
+    w.write_tensor_data("v", &bytes).unwrap();
+    w.write_tensor_data("h", &[0; 4]).unwrap();
+    let f = GgufFile::from_bytes(w.finish().unwrap()).unwrap();
+    assert_eq!(f.tensor("v").unwrap().to_f32_vec().unwrap(), vals);
+    assert!(f.tensor("h").unwrap().to_f32_vec().is_none());
 }

@@ -66,6 +66,20 @@ pub struct TensorView<'a> {
 }
 
 impl<'a> TensorView<'a> {
+    /// The values of an F32 tensor (`None` for other types). A copy, so that it works
+    /// whatever the alignment of the backing buffer.
+    pub fn to_f32_vec(&self) -> Option<Vec<f32>> {
+        if self.info.ty != GgmlType::F32 {
+            return None;
+        }
+        Some(
+            self.data
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        )
+    }
+
     /// Bytes of row `i` (`None` if out of range).
     pub fn row(&self, i: u64) -> Option<&'a [u8]> {
         let rb = self.info.row_bytes();

@@ -5,7 +5,7 @@
 //! before anything is allocated for it, so a hostile count cannot make us allocate more
 //! than a small multiple of the file size.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use super::error::{GgufError, OffsetProblem};
@@ -176,13 +176,13 @@ pub fn parse_shard(bytes: &[u8], file: &Path, shard: usize) -> Result<ParsedShar
     };
 
     let mut tensors: Vec<TensorInfo> = Vec::with_capacity((n_tensors as usize).min(MAX_PREALLOC));
-    let mut tensor_names: HashMap<String, ()> =
-        HashMap::with_capacity((n_tensors as usize).min(MAX_PREALLOC));
+    let mut tensor_names: HashSet<String> =
+        HashSet::with_capacity((n_tensors as usize).min(MAX_PREALLOC));
     let mut offset_fields = Vec::with_capacity((n_tensors as usize).min(MAX_PREALLOC));
     for _ in 0..n_tensors {
         let info_offset = c.pos();
         let name = c.string("tensor name", "")?;
-        if tensor_names.contains_key(&name) {
+        if tensor_names.contains(&name) {
             return Err(GgufError::DuplicateTensor {
                 file: file.to_path_buf(),
                 offset: info_offset,
@@ -228,7 +228,7 @@ pub fn parse_shard(bytes: &[u8], file: &Path, shard: usize) -> Result<ParsedShar
             .map_err(|e| e.into_error(file, info_offset, &name, ty, &dims))?;
         offset_fields.push(c.pos());
         let offset = c.u64("tensor data offset", &name)?;
-        tensor_names.insert(name.clone(), ());
+        tensor_names.insert(name.clone());
         tensors.push(TensorInfo {
             name,
             ty,
