@@ -70,6 +70,39 @@ impl QuantizedActs {
     /// Panics if `x.len() != k * n`, if `ty` is Q8_K (not a weight type) or if `n` is not a
     /// multiple of the block size of `ty`'s vec-dot type.
     pub fn quantize(&mut self, ty: GgmlType, x: &[f32], k: usize, n: usize) {
+        let bufs = self.prepare(ty, x, k, n);
+        // SAFETY: `bufs` points into buffers `prepare` sized for k·n values; one thread
+        // fills every block.
+        unsafe { bufs.fill(x, 0..bufs.units) };
+    }
+
+    /// `quantize`, with the blocks split over `pool`'s threads when there are many of them
+    /// (prefill, long rows). The values are the same as `quantize`'s.
+    pub fn quantize_with(
+        &mut self,
+        ty: GgmlType,
+        x: &[f32],
+        k: usize,
+        n: usize,
+        pool: &crate::Pool,
+    ) {
+        let bufs = self.prepare(ty, x, k, n);
+        if k * n < PARALLEL_MIN || pool.n_threads() == 1 {
+            // SAFETY: as in `quantize`.
+            unsafe { bufs.fill(x, 0..bufs.units) };
+            return;
+        }
+        pool.run(&|i, nt| {
+            let r = bufs.units * i / nt..bufs.units * (i + 1) / nt;
+            // SAFETY: the ranges of different threads are disjoint, so every block is
+            // written by exactly one thread; the buffers outlive `run`.
+            unsafe { bufs.fill(x, r) };
+        });
+    }
+
+    /// Checks the arguments, records the shape and grows the buffers; returns raw views of
+    /// them for `RawBufs::fill`.
+    fn prepare(&mut self, ty: GgmlType, x: &[f32], k: usize, n: usize) -> RawBufs {
         assert_eq!(
             x.len(),
             k * n,
@@ -89,49 +122,39 @@ impl QuantizedActs {
         self.weight_ty = Some(ty);
         self.k = k;
         self.n = n;
+        let len = k * n;
+        let mut b = RawBufs {
+            ty,
+            units: 0,
+            qs: std::ptr::null_mut(),
+            d: std::ptr::null_mut(),
+            bsums: std::ptr::null_mut(),
+            h: std::ptr::null_mut(),
+            f: std::ptr::null_mut(),
+        };
         match ty {
             GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => {
-                let nb = k * n / 256;
-                let qs = room(&mut self.qs, k * n);
-                let d = room(&mut self.d, nb);
-                let bs = room(&mut self.bsums, nb * 16);
-                for (b, xb) in x.chunks_exact(256).enumerate() {
-                    let qb: &mut [i8; 256] = (&mut qs[b * 256..b * 256 + 256])
-                        .try_into()
-                        .expect("256-element chunk");
-                    let sb: &mut [i16; 16] = (&mut bs[b * 16..b * 16 + 16])
-                        .try_into()
-                        .expect("16-element chunk");
-                    d[b] = quantize_block_q8_k(xb.try_into().expect("256-element chunk"), qb, sb);
-                }
+                b.units = len / 256;
+                b.qs = room(&mut self.qs, len).as_mut_ptr();
+                b.d = room(&mut self.d, len / 256).as_mut_ptr();
+                b.bsums = room(&mut self.bsums, len / 256 * 16).as_mut_ptr();
             }
             GgmlType::Q8_0 => {
-                let nb = k * n / 32;
-                let qs = room(&mut self.qs, k * n);
-                let d = room(&mut self.d, nb);
-                for (b, xb) in x.chunks_exact(32).enumerate() {
-                    let qb: &mut [i8; 32] = (&mut qs[b * 32..b * 32 + 32])
-                        .try_into()
-                        .expect("32-element chunk");
-                    d[b] = f16_to_f32(quantize_block_q8_0(
-                        xb.try_into().expect("32-element chunk"),
-                        qb,
-                    ));
-                }
+                b.units = len / 32;
+                b.qs = room(&mut self.qs, len).as_mut_ptr();
+                b.d = room(&mut self.d, len / 32).as_mut_ptr();
             }
-            GgmlType::F16 => {
-                for (o, &v) in room(&mut self.h, k * n).iter_mut().zip(x) {
-                    *o = f32_to_f16(v);
-                }
+            GgmlType::F16 | GgmlType::BF16 => {
+                b.units = len.div_ceil(FLOAT_UNIT);
+                b.h = room(&mut self.h, len).as_mut_ptr();
             }
-            GgmlType::BF16 => {
-                for (o, &v) in room(&mut self.h, k * n).iter_mut().zip(x) {
-                    *o = f32_to_bf16(v);
-                }
+            GgmlType::F32 => {
+                b.units = len.div_ceil(FLOAT_UNIT);
+                b.f = room(&mut self.f, len).as_mut_ptr();
             }
-            GgmlType::F32 => room(&mut self.f, k * n).copy_from_slice(x),
             GgmlType::Q8_K => unreachable!("rejected above"),
         }
+        b
     }
 
     /// Token `t`'s converted row. Panics if `t >= k`.
@@ -175,6 +198,85 @@ impl QuantizedActs {
     }
 }
 
+/// Below this many values `quantize_with` stays on the calling thread.
+const PARALLEL_MIN: usize = 16384;
+/// Float conversions are split in units of this many values.
+const FLOAT_UNIT: usize = 1024;
+
+/// Raw views of a `QuantizedActs`'s buffers, sized by `prepare`, so that several threads
+/// can fill disjoint blocks. `units` counts blocks (or `FLOAT_UNIT`-value pieces).
+struct RawBufs {
+    ty: GgmlType,
+    units: usize,
+    qs: *mut i8,
+    d: *mut f32,
+    bsums: *mut i16,
+    h: *mut u16,
+    f: *mut f32,
+}
+
+// SAFETY: the pointers are only written through `fill`, whose callers give each thread a
+// disjoint range of units, while the owning `QuantizedActs` is mutably borrowed.
+unsafe impl Sync for RawBufs {}
+
+impl RawBufs {
+    /// Converts units `r` of `x`.
+    ///
+    /// # Safety
+    /// The buffers must be as `prepare` sized them for `x`, and no other thread may touch
+    /// the units in `r` at the same time.
+    unsafe fn fill(&self, x: &[f32], r: std::ops::Range<usize>) {
+        use std::slice::from_raw_parts_mut as part;
+        match self.ty {
+            GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => {
+                for b in r {
+                    let xb: &[f32; 256] = x[256 * b..256 * b + 256]
+                        .try_into()
+                        .expect("256-value block");
+                    // SAFETY: block b's quants and bsums lie inside the sized buffers and
+                    // belong to this call only (caller's contract).
+                    let (qb, sb) = unsafe {
+                        (
+                            &mut *(self.qs.add(256 * b) as *mut [i8; 256]),
+                            &mut *(self.bsums.add(16 * b) as *mut [i16; 16]),
+                        )
+                    };
+                    // SAFETY: as above.
+                    unsafe { *self.d.add(b) = quantize_block_q8_k(xb, qb, sb) };
+                }
+            }
+            GgmlType::Q8_0 => {
+                for b in r {
+                    let xb: &[f32; 32] = x[32 * b..32 * b + 32].try_into().expect("32-value block");
+                    // SAFETY: as for Q8_K above.
+                    let qb = unsafe { &mut *(self.qs.add(32 * b) as *mut [i8; 32]) };
+                    // SAFETY: as above.
+                    unsafe { *self.d.add(b) = f16_to_f32(quantize_block_q8_0(xb, qb)) };
+                }
+            }
+            GgmlType::F16 | GgmlType::BF16 => {
+                let (a, e) = (r.start * FLOAT_UNIT, (r.end * FLOAT_UNIT).min(x.len()));
+                // SAFETY: values a..e lie inside the sized buffer and belong to this call.
+                let out = unsafe { part(self.h.add(a), e - a) };
+                let conv = if self.ty == GgmlType::F16 {
+                    f32_to_f16
+                } else {
+                    f32_to_bf16
+                };
+                for (o, &v) in out.iter_mut().zip(&x[a..e]) {
+                    *o = conv(v);
+                }
+            }
+            GgmlType::F32 => {
+                let (a, e) = (r.start * FLOAT_UNIT, (r.end * FLOAT_UNIT).min(x.len()));
+                // SAFETY: as above.
+                unsafe { part(self.f.add(a), e - a) }.copy_from_slice(&x[a..e]);
+            }
+            GgmlType::Q8_K => unreachable!("rejected by prepare"),
+        }
+    }
+}
+
 /// Block size of the activation type that weights of type `ty` are dotted with.
 pub(crate) const fn vec_dot_block(ty: GgmlType) -> usize {
     match ty {
@@ -194,15 +296,12 @@ pub fn nearest_int(f: f32) -> i32 {
 
 /// `quantize_row_q8_K_ref` for one block; returns `d`.
 pub fn quantize_block_q8_k(x: &[f32; 256], qs: &mut [i8; 256], bsums: &mut [i16; 16]) -> f32 {
-    let mut amax = 0.0f32;
-    let mut max = 0.0f32;
-    for &v in x {
-        let ax = v.abs();
-        if ax > amax {
-            amax = ax;
-            max = v;
-        }
-    }
+    // Largest |x| (a vectorisable max), then the first element reaching it: the same
+    // element ggml's strict `>` scan keeps.
+    let amax = x
+        .iter()
+        .fold(0.0f32, |m, v| if v.abs() > m { v.abs() } else { m });
+    let max = x.iter().copied().find(|v| v.abs() == amax).unwrap_or(0.0);
     if amax == 0.0 {
         qs.fill(0);
         bsums.fill(0);
@@ -221,12 +320,15 @@ pub fn quantize_block_q8_k(x: &[f32; 256], qs: &mut [i8; 256], bsums: &mut [i16;
 
 /// The x86 AVX `quantize_row_q8_0` for one block; returns the f16 bits of `d`.
 pub fn quantize_block_q8_0(x: &[f32; 32], qs: &mut [i8; 32]) -> u16 {
-    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let amax = x
+        .iter()
+        .fold(0.0f32, |m, v| if v.abs() > m { v.abs() } else { m });
     let d = amax / 127.0;
     let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
     for (q, &v) in qs.iter_mut().zip(x) {
-        // _mm256_round_ps(_MM_ROUND_NEAREST) then a saturating pack.
-        *q = (v * id).round_ties_even().clamp(-128.0, 127.0) as i8;
+        // _mm256_round_ps(_MM_ROUND_NEAREST) is round half to even, which `nearest_int`
+        // computes exactly for |v·id| ≤ 127 (≪ 2²²); then a saturating pack.
+        *q = nearest_int(v * id).clamp(-128, 127) as i8;
     }
     f32_to_f16(d)
 }
@@ -255,6 +357,14 @@ mod tests {
         let (mut qs, mut bs) = ([0i8; 256], [0i16; 16]);
         let d = quantize_block_q8_k(&x, &mut qs, &mut bs);
         assert_eq!(d, 1.0 / (-127.0f32 / 2.0));
+        // Now the negative one comes first and wins.
+        let mut y = x;
+        y[3] = -2.0;
+        y[7] = 2.0;
+        assert_eq!(
+            quantize_block_q8_k(&y, &mut [0; 256], &mut [0; 16]),
+            1.0 / (127.0f32 / 2.0)
+        );
         assert_eq!(qs[3], -127);
         assert_eq!(qs[7], 127);
         assert_eq!(qs[10], -64);
@@ -281,6 +391,35 @@ mod tests {
         let d = quantize_block_q8_0(&x, &mut qs);
         assert_eq!(f16_to_f32(d), 1.0);
         assert_eq!(&qs[..4], &[-127, 2, -4, 0]);
+    }
+
+    #[test]
+    fn parallel_quantization_gives_the_same_values() {
+        let pool = crate::Pool::new(3);
+        let mut rng = crate::testutil::Rng::new(9);
+        for ty in [
+            GgmlType::Q4_K,
+            GgmlType::Q8_0,
+            GgmlType::F16,
+            GgmlType::BF16,
+            GgmlType::F32,
+        ] {
+            let (k, n) = (9, 2560);
+            let x = crate::testutil::rand_acts(&mut rng, k, n);
+            let (mut a, mut b) = (QuantizedActs::new(), QuantizedActs::new());
+            a.quantize(ty, &x, k, n);
+            b.quantize_with(ty, &x, k, n, &pool);
+            let bits = |q: &QuantizedActs| {
+                (
+                    q.qs.clone(),
+                    q.d.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    q.bsums.clone(),
+                    q.h.clone(),
+                    q.f.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                )
+            };
+            assert_eq!(bits(&a), bits(&b), "{ty}");
+        }
     }
 
     #[test]

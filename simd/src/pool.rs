@@ -255,7 +255,7 @@ impl Pool {
         );
         let ks = KernelSet::new(w.ty, self.isa);
         let mut acts = self.acts_a.lock().unwrap_or_else(|e| e.into_inner());
-        acts.quantize(w.ty, x, k, w.cols);
+        acts.quantize_with(w.ty, x, k, w.cols, self);
         let acts = &*acts;
         let rows = w.rows;
         let out_ptr = SendPtr(out.as_mut_ptr());
@@ -315,10 +315,10 @@ impl Pool {
         );
         let mut acts_g = self.acts_a.lock().unwrap_or_else(|e| e.into_inner());
         let mut acts_u = self.acts_b.lock().unwrap_or_else(|e| e.into_inner());
-        acts_g.quantize(gate.ty, x, k, gate.cols);
+        acts_g.quantize_with(gate.ty, x, k, gate.cols, self);
         let same = gate.ty == up.ty;
         if !same {
-            acts_u.quantize(up.ty, x, k, up.cols);
+            acts_u.quantize_with(up.ty, x, k, up.cols, self);
         }
         let (ag, au) = (&*acts_g, if same { &*acts_g } else { &*acts_u });
         let rows = gate.rows;

@@ -252,6 +252,51 @@ fn dispatch_latency(pool: &Pool) -> (f64, f64) {
     (ours, chan)
 }
 
+/// Single-thread, cache-resident (L2) rate of each kernel: the compute ceiling per core,
+/// independent of DRAM. Best of many repetitions (robust on a shared machine).
+fn compute_ceiling(args: &Args) {
+    println!(
+        "\nCompute ceiling, 1 thread, weights resident in L2 (256 rows × 5120 cols), best of 50:\n"
+    );
+    println!("| type | ISA | k | ns per weight block | weight GB/s per core |");
+    println!("|---|---|---|---|---|");
+    let mut rng = Rng(12345);
+    for &ty in &args.types {
+        let full = prototype(ty, &mut rng);
+        let (rows, cols) = (256, 5120);
+        let bytes = rows * cols / ty.block_elems() * ty.block_bytes();
+        let w = MatRef {
+            ty,
+            data: &full[..bytes],
+            rows,
+            cols,
+        };
+        let blocks = (rows * cols / ty.block_elems()) as f64;
+        for &isa in &args.isas {
+            let pool = Pool::with_isa(1, isa);
+            for &k in &args.ks {
+                let x: Vec<f32> = (0..k * cols)
+                    .map(|i| ((i * 31 % 97) as f32 - 48.0) * 0.01)
+                    .collect();
+                let mut out = vec![0.0f32; k * rows];
+                let mut best = f64::INFINITY;
+                for _ in 0..50 {
+                    let t = Instant::now();
+                    pool.matmul(w, &x, k, &mut out);
+                    best = best.min(t.elapsed().as_secs_f64());
+                }
+                std::hint::black_box(&out);
+                println!(
+                    "| {ty} | {isa} | {k} | {:.1} | {:.1} |",
+                    best / blocks * 1e9,
+                    bytes as f64 / best / 1e9
+                );
+            }
+        }
+    }
+    println!();
+}
+
 fn main() {
     let args = match parse_args() {
         Ok(a) => a,
@@ -380,6 +425,7 @@ fn main() {
         }
     }
     println!();
+    compute_ceiling(&args);
     if let Some(g) = single_q4k {
         println!("- single-thread Q4_K MatVec1In ({best}, gate shape): **{g:.1} GB/s** of weights");
     }
