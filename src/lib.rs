@@ -7,3 +7,4 @@ pub mod gpu;
 pub mod gguf;
 pub mod logging;
 pub mod ops;
+pub mod tokenizer;
