@@ -195,7 +195,8 @@ impl Pool {
     }
 
     /// Runs `f(thread_index, n_threads)` on every worker (the caller is index 0) and returns
-    /// when all have finished. A panic in any worker is re-raised here.
+    /// when all have finished. A panic in any worker is re-raised here. Not re-entrant:
+    /// `f` must not call back into this pool (that would deadlock on `run_lock`).
     pub fn run(&self, f: &(dyn Fn(usize, usize) + Sync)) {
         let sh = &*self.shared;
         if sh.n == 1 {
