@@ -192,6 +192,18 @@ pub fn cubin(kernel: Kernel, cc: (i32, i32), driver_version: i32) -> Result<(Vec
     Ok((image, false))
 }
 
+/// Compiles `kernel` for sm_`cc` without a device or cache (an NVRTC check that needs only
+/// libnvrtc); returns the cubin size.
+pub fn compile_only(kernel: Kernel, cc: (i32, i32)) -> Result<usize> {
+    if !nvrtc_present() {
+        return Err(GpuError::NoDevice(
+            "libnvrtc (CUDA's run-time compiler) was not found".into(),
+        ));
+    }
+    let arch = format!("--gpu-architecture=sm_{}{}", cc.0, cc.1);
+    Ok(compile(kernel.name(), &kernel.expanded_source(), &arch)?.len())
+}
+
 fn store(path: &Path, image: &[u8]) -> Result<()> {
     let err = |source| GpuError::Cache {
         path: path.to_path_buf(),

@@ -16,7 +16,7 @@ mod kernels;
 mod ops;
 
 pub use buffer::{GpuBuf, GpuMatrix, View, ViewMut};
-pub use compile::{cache_dir, Kernel};
+pub use compile::{cache_dir, compile_only, Kernel};
 pub use device::{DeviceInfo, Gpu, MIN_CC};
 pub use error::GpuError;
 pub use kernels::{LoadStats, MAX_K, MMV_FORMATS};

@@ -1,0 +1,384 @@
+//! Every kernel against its CPU reference on fresh random data, with poisoned outputs.
+
+use hybrid_run::gpu::{Gpu, GpuError, QuantActs, MAX_K, MMV_FORMATS};
+use simd::GgmlType;
+
+use crate::refs::{self, rel_l2, uniform, Rng8};
+
+/// Tolerances (relative L2 error against the f64 reference).
+/// Quantized mat-vec vs an f64 product with the same 8-bit activations: f32 rounding only.
+const TOL_MMVQ_SAME_ACTS: f64 = 2e-5;
+/// Quantized mat-vec vs the f64 product with unquantized activations: the activation
+/// rounding (expected 3e-3 .. 6e-3 on uniform data).
+const TOL_MMVQ_EXACT: f64 = 1.5e-2;
+/// Float weights (f32 FMA accumulation over <= a few thousand terms).
+const TOL_F32_DOT: f64 = 1e-5;
+/// Elementwise ops, norms, rope: a few f32 ulps.
+const TOL_POINTWISE: f64 = 2e-6;
+/// Recurrences and attention (longer f32 chains).
+pub const TOL_SEQ: f64 = 2e-5;
+
+pub struct Report {
+    pub passed: usize,
+    pub failed: usize,
+}
+
+impl Report {
+    pub fn check(&mut self, name: &str, err: f64, tol: f64) {
+        let ok = err <= tol; // NaN fails
+        if ok {
+            self.passed += 1;
+        } else {
+            self.failed += 1;
+        }
+        println!(
+            "{:<58} err {:>10.3e}  tol {:>8.1e}  {}",
+            name,
+            err,
+            tol,
+            if ok { "ok" } else { "FAIL" }
+        );
+    }
+
+    pub fn truth(&mut self, name: &str, ok: bool, detail: &str) {
+        if ok {
+            self.passed += 1;
+        } else {
+            self.failed += 1;
+        }
+        println!(
+            "{:<58} {:<32} {}",
+            name,
+            detail,
+            if ok { "ok" } else { "FAIL" }
+        );
+    }
+}
+
+pub type R<T> = Result<T, GpuError>;
+
+pub fn nan_buf(gpu: &Gpu, n: usize, what: &str) -> R<hybrid_run::gpu::GpuBuf<f32>> {
+    gpu.upload(&vec![f32::NAN; n], what)
+}
+
+/// Independent spec dequantizer agrees bit-for-bit with simd::dequantize_row.
+pub fn dequant_references(rep: &mut Report, rng: &mut Rng8) {
+    for ty in MMV_FORMATS {
+        let cols = 512;
+        let bytes = refs::random_weights(rng, ty, 3, cols);
+        let mut a = vec![0f32; 3 * cols];
+        let mut b = vec![0f32; 3 * cols];
+        let rb = ty.row_bytes(cols as u64).unwrap_or(0) as usize;
+        for r in 0..3 {
+            refs::dequant_spec(
+                ty,
+                &bytes[r * rb..(r + 1) * rb],
+                &mut a[r * cols..(r + 1) * cols],
+            );
+            simd::dequantize_row(
+                ty,
+                &bytes[r * rb..(r + 1) * rb],
+                &mut b[r * cols..(r + 1) * cols],
+            );
+        }
+        let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
+        rep.truth(
+            &format!("cpu dequant spec == simd::dequantize_row {ty}"),
+            same,
+            "bit-exact",
+        );
+    }
+}
+
+pub fn matvec(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8, quick: bool) -> R<()> {
+    for ty in MMV_FORMATS {
+        let shapes: &[(usize, usize)] = match ty {
+            GgmlType::Q8_0 => &[(37, 96), (515, 1312)],
+            GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => &[(37, 40), (515, 1000)],
+            _ => &[(37, 512), (515, 1280)],
+        };
+        let shapes = if quick { &shapes[1..] } else { shapes };
+        for &(rows, cols) in shapes {
+            let bytes = refs::random_weights(rng, ty, rows, cols);
+            let w = gpu.upload_matrix(&format!("test.{ty}"), ty, rows, cols, &bytes)?;
+            let rb = w.row_bytes;
+            let mut wf = vec![0f32; rows * cols];
+            for r in 0..rows {
+                simd::dequantize_row(
+                    ty,
+                    &bytes[r * rb..(r + 1) * rb],
+                    &mut wf[r * cols..(r + 1) * cols],
+                );
+            }
+            let ks: Vec<usize> = if quick {
+                vec![1, 3, 8]
+            } else {
+                (1..=MAX_K).collect()
+            };
+            let mut qa = QuantActs::new(gpu, MAX_K, cols)?;
+            let mut qa1 = QuantActs::new(gpu, 1, cols)?;
+            for k in ks {
+                let x = uniform(rng, k * cols, -1.0, 1.0);
+                let xd = gpu.upload(&x, "x")?;
+                let mut out = nan_buf(gpu, k * rows, "out")?;
+                if ty.is_quantized() {
+                    gpu.quantize_acts(xd.view(), k, cols, &mut qa)?;
+                }
+                gpu.matvec(&w, xd.view(), &qa, k, out.view_mut())?;
+                let got = gpu.download(out.view())?;
+                let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+                let exact = refs::matvec_f64(&wf, rows, cols, &x64, k);
+                let name = format!("matvec {ty} {rows}x{cols} k={k}");
+                if ty.is_quantized() {
+                    let xq = refs::quantize_acts_like_gpu(&x);
+                    let same = refs::matvec_f64(&wf, rows, cols, &xq, k);
+                    rep.check(
+                        &format!("{name} vs same 8-bit acts"),
+                        rel_l2(&got, &same),
+                        TOL_MMVQ_SAME_ACTS,
+                    );
+                    rep.check(
+                        &format!("{name} vs exact f32 acts"),
+                        rel_l2(&got, &exact),
+                        TOL_MMVQ_EXACT,
+                    );
+                } else {
+                    rep.check(&name, rel_l2(&got, &exact), TOL_F32_DOT);
+                }
+                // Row t of the k-token call is bit-identical to a 1-token call on token t.
+                if k > 1 {
+                    let mut same_bits = true;
+                    for t in 0..k {
+                        let xt = xd.view().sub(t * cols, cols)?;
+                        let mut o1 = nan_buf(gpu, rows, "out1")?;
+                        if ty.is_quantized() {
+                            gpu.quantize_acts(xt, 1, cols, &mut qa1)?;
+                        }
+                        gpu.matvec(&w, xt, &qa1, 1, o1.view_mut())?;
+                        let g1 = gpu.download(o1.view())?;
+                        same_bits &= g1
+                            .iter()
+                            .zip(&got[t * rows..(t + 1) * rows])
+                            .all(|(a, b)| a.to_bits() == b.to_bits());
+                    }
+                    rep.truth(
+                        &format!("{name} rows == 1-token calls"),
+                        same_bits,
+                        "bit-identical",
+                    );
+                }
+            }
+        }
+    }
+    // Typed errors instead of launches on bad arguments.
+    let bytes = refs::random_weights(rng, GgmlType::Q4_K, 4, 256);
+    let w = gpu.upload_matrix("blk.0.ffn_up.weight", GgmlType::Q4_K, 4, 256, &bytes)?;
+    let x = gpu.upload(&uniform(rng, 9 * 256, -1.0, 1.0), "x")?;
+    let mut out = nan_buf(gpu, 9 * 4, "out")?;
+    let qa = QuantActs::new(gpu, 9, 256)?;
+    let e1 = gpu.matvec(&w, x.view(), &qa, 9, out.view_mut());
+    rep.truth(
+        "matvec rejects k = 9",
+        matches!(e1, Err(GpuError::Shape { .. })),
+        "Shape error",
+    );
+    let e2 = gpu.matvec(&w, x.view(), &qa, 2, out.view_mut());
+    rep.truth(
+        "matvec rejects unquantized activations",
+        matches!(e2, Err(GpuError::Shape { .. })),
+        "Shape error",
+    );
+    let e3 = gpu.upload_matrix("blk.7.attn_q.weight", GgmlType::Q6_K, 4, 256, &bytes);
+    let named = matches!(&e3, Err(e) if e.to_string().contains("blk.7.attn_q.weight"));
+    rep.truth(
+        "upload_matrix with wrong size names the tensor",
+        named,
+        "Shape error",
+    );
+    Ok(())
+}
+
+pub fn norms_rope_elementwise(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8) -> R<()> {
+    let eps = 1e-6f32;
+    // rms_norm, contiguous and strided (per-head q norm reading the q|gate projection).
+    for &(rows, n, xs, ys) in &[
+        (5usize, 5120usize, 5120usize, 5120usize),
+        (7, 100, 100, 100),
+        (12, 256, 512, 256),
+    ] {
+        let x = uniform(rng, rows * xs, -2.0, 2.0);
+        let w = uniform(rng, n, 0.5, 1.5);
+        let (xd, wd) = (gpu.upload(&x, "x")?, gpu.upload(&w, "w")?);
+        let mut yd = nan_buf(gpu, rows * ys, "y")?;
+        gpu.rms_norm(xd.view(), xs, wd.view(), yd.view_mut(), ys, rows, n, eps)?;
+        let got = gpu.download(yd.view())?;
+        let (mut g, mut want) = (Vec::new(), Vec::new());
+        for r in 0..rows {
+            want.extend(refs::rms_norm(&x[r * xs..r * xs + n], &w, eps));
+            g.extend_from_slice(&got[r * ys..r * ys + n]);
+        }
+        rep.check(
+            &format!("rms_norm rows={rows} n={n} stride={xs}"),
+            rel_l2(&g, &want),
+            TOL_POINTWISE,
+        );
+    }
+    // rms_norm_gated (GDN output): 3 tokens x 12 heads of 128.
+    {
+        let (rows, n) = (36, 128);
+        let (x, z, w) = (
+            uniform(rng, rows * n, -2.0, 2.0),
+            uniform(rng, rows * n, -4.0, 4.0),
+            uniform(rng, n, 0.5, 1.5),
+        );
+        let (xd, zd, wd) = (
+            gpu.upload(&x, "x")?,
+            gpu.upload(&z, "z")?,
+            gpu.upload(&w, "w")?,
+        );
+        let mut yd = nan_buf(gpu, rows * n, "y")?;
+        gpu.rms_norm_gated(xd.view(), wd.view(), zd.view(), yd.view_mut(), rows, n, eps)?;
+        let got = gpu.download(yd.view())?;
+        let mut want = Vec::new();
+        for r in 0..rows {
+            let nr = refs::rms_norm(&x[r * n..(r + 1) * n], &w, eps);
+            want.extend(
+                nr.iter()
+                    .zip(&z[r * n..(r + 1) * n])
+                    .map(|(v, &zz)| v * refs::silu(zz as f64)),
+            );
+        }
+        rep.check(
+            "rms_norm_gated rows=36 n=128",
+            rel_l2(&got, &want),
+            TOL_POINTWISE,
+        );
+    }
+    // RoPE: NeoX over the first 64 of 256 dims, theta stepped in f32 like the CPU.
+    for &pos0 in &[0usize, 1000, 200_000] {
+        let (nt, nh, hd, nr, base) = (3usize, 5usize, 256usize, 64usize, 1e7f32);
+        let x = uniform(rng, nt * nh * hd, -1.0, 1.0);
+        let mut xd = gpu.upload(&x, "x")?;
+        gpu.rope_neox(xd.view_mut(), nt, nh, hd, nr, pos0, base)?;
+        let got = gpu.download(xd.view())?;
+        let ts = base.powf(-2.0 / nr as f32);
+        let mut want: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        for t in 0..nt {
+            for hh in 0..nh {
+                let o = (t * nh + hh) * hd;
+                let mut theta = (pos0 + t) as f32;
+                for i in 0..nr / 2 {
+                    let (c, s) = ((theta as f64).cos(), (theta as f64).sin());
+                    let (x0, x1) = (x[o + i] as f64, x[o + i + nr / 2] as f64);
+                    want[o + i] = x0 * c - x1 * s;
+                    want[o + i + nr / 2] = x0 * s + x1 * c;
+                    theta *= ts;
+                }
+            }
+        }
+        rep.check(
+            &format!("rope_neox pos0={pos0} n_rot=64 of 256"),
+            rel_l2(&got, &want),
+            TOL_POINTWISE,
+        );
+    }
+    // add, add_inplace, swiglu on an odd length.
+    let n = 100_003;
+    let (a, b) = (uniform(rng, n, -3.0, 3.0), uniform(rng, n, -3.0, 3.0));
+    let (ad, bd) = (gpu.upload(&a, "a")?, gpu.upload(&b, "b")?);
+    let mut yd = nan_buf(gpu, n, "y")?;
+    gpu.add(ad.view(), bd.view(), yd.view_mut(), n)?;
+    let want: Vec<f64> = a
+        .iter()
+        .zip(&b)
+        .map(|(&x, &y)| x as f64 + y as f64)
+        .collect();
+    rep.check(
+        "add n=100003",
+        rel_l2(&gpu.download(yd.view())?, &want),
+        TOL_POINTWISE,
+    );
+    let mut acc = gpu.upload(&a, "acc")?;
+    gpu.add_inplace(acc.view_mut(), bd.view(), n)?;
+    rep.check(
+        "add_inplace n=100003",
+        rel_l2(&gpu.download(acc.view())?, &want),
+        TOL_POINTWISE,
+    );
+    let mut yd = nan_buf(gpu, n, "y")?;
+    gpu.swiglu(ad.view(), bd.view(), yd.view_mut(), n)?;
+    let want: Vec<f64> = a
+        .iter()
+        .zip(&b)
+        .map(|(&g, &u)| refs::silu(g as f64) * u as f64)
+        .collect();
+    rep.check(
+        "swiglu n=100003",
+        rel_l2(&gpu.download(yd.view())?, &want),
+        TOL_POINTWISE,
+    );
+    // sigmoid gate reading the gate half of an interleaved q|gate buffer.
+    {
+        let (rows, hd) = (7usize, 256usize);
+        let (o, qg) = (
+            uniform(rng, rows * hd, -2.0, 2.0),
+            uniform(rng, rows * 2 * hd, -6.0, 6.0),
+        );
+        let (mut od, qgd) = (gpu.upload(&o, "o")?, gpu.upload(&qg, "qg")?);
+        gpu.sigmoid_gate(
+            od.view_mut(),
+            qgd.view().sub(hd, rows * 2 * hd - hd)?,
+            rows,
+            hd,
+            2 * hd,
+        )?;
+        let want: Vec<f64> = (0..rows * hd)
+            .map(|i| o[i] as f64 * refs::sigmoid(qg[(i / hd) * 2 * hd + hd + i % hd] as f64))
+            .collect();
+        rep.check(
+            "sigmoid_gate rows=7 n=256 stride=512",
+            rel_l2(&gpu.download(od.view())?, &want),
+            TOL_POINTWISE,
+        );
+    }
+    Ok(())
+}
+
+pub fn argmax(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8) -> R<()> {
+    let (nt, n) = (4usize, 248_327usize);
+    let mut x = uniform(rng, nt * n, -10.0, 10.0);
+    // token 1: two equal maxima, the lower index must win.
+    x[n + 200_000] = 50.0;
+    x[n + 77_777] = 50.0;
+    // token 2: NaN first, then a maximum; NaN never wins.
+    x[2 * n] = f32::NAN;
+    x[2 * n + 5] = f32::NAN;
+    x[2 * n + 123_456] = 40.0;
+    // token 3: all equal: index 0.
+    for v in &mut x[3 * n..] {
+        *v = 0.5;
+    }
+    let xd = gpu.upload(&x, "logits")?;
+    let mut idx = gpu.upload(&vec![-7i32; nt], "idx")?;
+    let mut val = nan_buf(gpu, nt, "val")?;
+    gpu.argmax(xd.view(), nt, n, idx.view_mut(), val.view_mut())?;
+    let (gi, gv) = (gpu.download(idx.view())?, gpu.download(val.view())?);
+    let mut ok = true;
+    for t in 0..nt {
+        let row = &x[t * n..(t + 1) * n];
+        let (mut bi, mut bv) = (usize::MAX, f32::NEG_INFINITY);
+        for (i, &v) in row.iter().enumerate() {
+            if !v.is_nan() && (bi == usize::MAX || v > bv) {
+                bi = i;
+                bv = v;
+            }
+        }
+        ok &= gi[t] as usize == bi && gv[t] == bv;
+    }
+    rep.truth(
+        "argmax 4 x 248327 (ties -> lowest id, NaN skipped)",
+        ok,
+        &format!("{gi:?}"),
+    );
+    Ok(())
+}
