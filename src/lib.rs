@@ -6,5 +6,7 @@ pub mod cli;
 pub mod gpu;
 pub mod gguf;
 pub mod logging;
+pub mod model;
 pub mod ops;
+pub mod synth;
 pub mod tokenizer;

@@ -1,0 +1,3 @@
+//! Model descriptions: typed hyperparameters, tensor tables and weight views per architecture.
+
+pub mod qwen35;
