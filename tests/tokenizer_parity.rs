@@ -1,7 +1,7 @@
 //! Exact parity with llama.cpp's tokenizer:
 //! * the 50 `ggml-vocab-qwen35` test vectors (and the qwen2 ones) from llama.cpp's test suite;
-//! * >= 2,500 generated strings tokenized by llama.cpp with the real 248K Qwen3.5/3.6 vocab
-//!   (fixed seed), plus 1,000 with a fresh seed each run (scripts/tokenizer-oracle.py).
+//! * at least 2,500 generated strings tokenized by llama.cpp with the real 248K Qwen3.5/3.6 vocab
+//!   (fixed seed), plus 1,000 with a fresh seed each run (`scripts/tokenizer-oracle.py`).
 
 mod tokenizer_common;
 
@@ -186,4 +186,36 @@ fn input_decoding_beyond_u10ffff_is_an_error_not_a_crash() {
         .tokenize_bytes(b"ok \xf7\xbf\xbf\xbf", false, false)
         .unwrap_err();
     assert!(err.to_string().contains("U+1FFFFF"), "{err}");
+}
+
+#[test]
+fn streaming_detokenization_never_emits_a_partial_character() {
+    let test = "streaming_detokenization_never_emits_a_partial_character";
+    let Some(g) = data_file(test, "qwen36-vocab.gguf") else {
+        return;
+    };
+    let tok = load_tokenizer(&g);
+    // Emoji and rare CJK split into several byte-level tokens each.
+    let text = "🦙🧑🏿‍💻 𠀀𪚥 naïve 中文<|im_end|>";
+    let ids = tok.tokenize(text, false, true).unwrap();
+    assert!(ids.len() > text.chars().count() / 2);
+    let mut dec = hybrid_run::tokenizer::StreamDecoder::new();
+    let mut shown = String::new();
+    let mut held_back = 0;
+    for &id in &ids {
+        let piece = tok.token_to_piece(id, false).unwrap();
+        let out = dec.push(piece);
+        assert!(
+            !out.contains('\u{FFFD}'),
+            "partial character emitted after token {id}"
+        );
+        if !dec.pending().is_empty() {
+            held_back += 1;
+        }
+        shown.push_str(&out);
+    }
+    shown.push_str(&dec.finish());
+    assert!(held_back > 0, "the text should exercise held-back bytes");
+    // The control token renders nothing without special rendering.
+    assert_eq!(shown, text.trim_end_matches("<|im_end|>"));
 }

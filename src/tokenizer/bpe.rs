@@ -58,11 +58,15 @@ struct Sym {
     alive: bool,
 }
 
+/// A queued pair: (rank, left index, right index, left id, right id); the heap pops the lowest
+/// rank first and, among equal ranks, the leftmost pair (llama.cpp's comparator).
+type QueuedPair = Reverse<(u32, u32, u32, u32, u32)>;
+
 /// Reusable buffers for one tokenization call.
 #[derive(Default)]
 pub(crate) struct BpeScratch {
     syms: Vec<Sym>,
-    heap: BinaryHeap<Reverse<(u32, u32, u32, u32, u32)>>,
+    heap: BinaryHeap<QueuedPair>,
 }
 
 impl Bpe {
