@@ -10,6 +10,7 @@ pub mod isa;
 mod kernels;
 mod kq;
 pub mod pool;
+pub mod act;
 pub mod types;
 #[cfg(target_arch = "x86_64")]
 mod x86;

@@ -343,7 +343,7 @@ impl Pool {
                 // SAFETY: as for the gate sink just above.
                 let p = unsafe { out_ptr.get().add(t * rows + r) };
                 // SAFETY: as above; `p` holds the gate value this thread stored.
-                unsafe { *p = *p / (1.0 + (-*p).exp()) * u };
+                unsafe { *p = crate::act::silu(*p) * u };
             });
         });
     }
@@ -494,7 +494,7 @@ mod tests {
         let want: Vec<u32> = gv
             .iter()
             .zip(&uv)
-            .map(|(&g, &u)| (g / (1.0 + (-g).exp()) * u).to_bits())
+            .map(|(&g, &u)| (crate::act::silu(g) * u).to_bits())
             .collect();
         for n in [1usize, 2, 3] {
             let pool = Pool::with_isa(n, Isa::detect());

@@ -5,21 +5,44 @@ pub fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// silu(x) = x·sigmoid(x). llama.cpp's SIMD path uses a vectorised exp approximation, so this
-/// differs from it in the last bit or two.
-#[inline]
-pub fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
-}
+/// silu(x) = x·sigmoid(x) with ggml's vectorised exp, as llama.cpp's CPU computes it on
+/// whole 8-lane chunks (all our silu inputs are multiples of 8 long).
+pub use simd::act::{silu, silu_inplace};
 
-/// softplus(x) = log(1 + e^x), with llama.cpp's cut-off: x itself above 20.
+/// softplus(x) = log(1 + e^x), with llama.cpp's cut-off: x itself above 20
+/// (`unary-ops.cpp` `op_softplus`, libm `logf`/`expf`).
 #[inline]
 pub fn softplus(x: f32) -> f32 {
     if x > 20.0 {
         x
     } else {
-        x.exp().ln_1p()
+        (1.0 + x.exp()).ln()
     }
+}
+
+/// f32 dot product in the lane order of ggml's AVX2 `ggml_vec_dot_f32`: 4 accumulators of
+/// 8 lanes with fused multiply-adds, its fixed reduction, then a tail in f64.
+pub fn dot_f32(x: &[f32], y: &[f32]) -> f32 {
+    assert_eq!(x.len(), y.len(), "dot_f32: lengths");
+    let n32 = x.len() / 32 * 32;
+    let mut acc = [0.0f32; 32];
+    for i in (0..n32).step_by(32) {
+        for (l, a) in acc.iter_mut().enumerate() {
+            *a = x[i + l].mul_add(y[i + l], *a);
+        }
+    }
+    let mut sum = reduce32(&acc) as f64;
+    for i in n32..x.len() {
+        sum += (x[i] * y[i]) as f64;
+    }
+    sum as f32
+}
+
+/// ggml's `GGML_F32x8_REDUCE` over 4×8 lanes.
+pub fn reduce32(acc: &[f32; 32]) -> f32 {
+    let r: [f32; 8] = std::array::from_fn(|l| (acc[l] + acc[16 + l]) + (acc[8 + l] + acc[24 + l]));
+    let t0: [f32; 4] = std::array::from_fn(|l| r[l] + r[l + 4]);
+    (t0[0] + t0[1]) + (t0[2] + t0[3])
 }
 
 #[cfg(test)]
@@ -34,6 +57,10 @@ mod tests {
             assert!((sigmoid(x) as f64 - sig).abs() <= 1e-6 * sig.max(1e-30) + 1e-12);
             assert!((silu(x) as f64 - xd * sig).abs() <= 1e-6 * (xd * sig).abs() + 1e-12);
             let sp = if xd > 20.0 { xd } else { (1.0 + xd.exp()).ln() };
+            assert!(
+                (dot_f32(&[x; 40], &[2.0; 40]) as f64 - 80.0 * xd).abs()
+                    <= 1e-5 * (80.0 * xd).abs() + 1e-12
+            );
             assert!(
                 (softplus(x) as f64 - sp).abs() <= 1e-6 * sp.abs() + 1e-12,
                 "{x}"

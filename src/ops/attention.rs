@@ -7,7 +7,7 @@
 
 use half::f16;
 
-use super::act::sigmoid;
+use super::act::{reduce32, sigmoid};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AttnDims {
@@ -107,12 +107,7 @@ pub fn dot_f16(x: &[f16], y: &[f16]) -> f32 {
             *a = x[i + l].to_f32().mul_add(y[i + l].to_f32(), *a);
         }
     }
-    let mut r = [0.0f32; 8];
-    for l in 0..8 {
-        r[l] = (acc[l] + acc[16 + l]) + (acc[8 + l] + acc[24 + l]);
-    }
-    let t0: [f32; 4] = std::array::from_fn(|l| r[l] + r[l + 4]);
-    let mut sum = ((t0[0] + t0[1]) + (t0[2] + t0[3])) as f64;
+    let mut sum = reduce32(&acc) as f64;
     for i in n32..x.len() {
         sum += (x[i].to_f32() * y[i].to_f32()) as f64;
     }

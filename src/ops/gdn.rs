@@ -2,7 +2,7 @@
 //! the gated delta rule, laid out as llama.cpp lays out its state so snapshots could be
 //! exchanged with it.
 
-use super::act::{sigmoid, silu, softplus};
+use super::act::{dot_f32, sigmoid, silu_inplace, softplus};
 use super::norm::{l2_norm_inplace, rms_norm_chunks_inplace};
 
 /// Shapes of one GDN layer (27B: H_k 16, H_v 48, d 128, conv kernel 4).
@@ -85,17 +85,13 @@ pub fn delta_rule_step(
     let scale = 1.0 / (d as f32).sqrt();
     for b in 0..d {
         let col = &mut s[b * d..(b + 1) * d];
-        let kv: f32 = dot(col, k);
+        let kv = dot_f32(col, k);
         let delta = (v[b] - kv) * beta;
         for (x, &ka) in col.iter_mut().zip(k) {
-            *x += ka * delta;
+            *x = ka.mul_add(delta, *x); // ggml_vec_mad_f32: fused
         }
-        out[b] = dot(col, q) * scale;
+        out[b] = dot_f32(col, q) * scale;
     }
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 /// Everything of a GDN layer for one token between the input projections and `ssm_out`:
@@ -119,9 +115,7 @@ pub fn gdn_token(
     assert_eq!(scratch.len(), dims.conv_dim(), "gdn_token: scratch length");
     assert_eq!(y.len(), vd, "gdn_token: output length");
     conv_step(conv_state, mixed, p.conv_w, dims.conv_kernel, scratch);
-    for x in scratch.iter_mut() {
-        *x = silu(*x);
-    }
+    silu_inplace(scratch);
     let (qk, v) = scratch.split_at_mut(2 * kd);
     for head in qk.chunks_exact_mut(d) {
         l2_norm_inplace(head, p.eps);
@@ -142,8 +136,14 @@ pub fn gdn_token(
         );
     }
     rms_norm_chunks_inplace(y, p.ssm_norm, p.eps);
-    for (yi, &zi) in y.iter_mut().zip(z) {
-        *yi *= silu(zi);
+    for (yc, zc) in y.chunks_mut(d).zip(z.chunks(d)) {
+        let mut g = [0.0f32; 512];
+        let g = &mut g[..d];
+        g.copy_from_slice(zc);
+        silu_inplace(g); // ggml_silu runs per row of d_v values
+        for (yi, &gi) in yc.iter_mut().zip(g.iter()) {
+            *yi *= gi;
+        }
     }
 }
 
