@@ -40,7 +40,7 @@ extern "C" __global__ void quantize_q8_1(const float* __restrict__ x, i8* __rest
 // byte bounded as K grows.
 template <int K>
 struct RowsPerWarp {
-    static constexpr int R = K == 1 ? 1 : (K <= 4 ? 2 : 4);
+    static constexpr int R = K <= 4 ? 2 : 4;
 };
 
 // IPG activation ints (4 * IPG quants) from a 4 * IPG-byte aligned address.
@@ -86,31 +86,45 @@ __device__ __forceinline__ void mmvq_body(const u8* __restrict__ W, u64 row_byte
 #pragma unroll
         for (int t = 0; t < K; t++) acc[r][t] = 0.0f;
 
-    for (int u = lane; u < units; u += 32) {
-        const int b = u / F::PARTS, p = u % F::PARTS;
-        Unit<F::G, F::IPG> w[R];
+    // U units per lane per step, all loads issued before any math (memory-level parallelism).
+    constexpr int U = K <= 2 ? 2 : 1;
+    for (int u0 = lane; u0 < units; u0 += 32 * U) {
+        Unit<F::G, F::IPG> w[U][R];
 #pragma unroll
-        for (int r = 0; r < R; r++) {
-            const int row = min(row0 + r, rows - 1);  // tail rows are computed, never stored
-            F::load(W + (size_t)row * row_bytes + (size_t)b * F::BYTES, p, w[r]);
+        for (int j = 0; j < U; j++) {
+            const int u = min(u0 + 32 * j, units - 1);  // a clamped unit is loaded, not used
+            const int b = u / F::PARTS, p = u % F::PARTS;
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                const int row = min(row0 + r, rows - 1);  // tail rows are computed, never stored
+                F::load(W + (size_t)row * row_bytes + (size_t)b * F::BYTES, p, w[j][r]);
+            }
         }
 #pragma unroll
-        for (int t = 0; t < K; t++) {
+        for (int j = 0; j < U; j++) {
+            const int u = u0 + 32 * j;
+            if (u >= units) break;
+            const int b = u / F::PARTS, p = u % F::PARTS;
 #pragma unroll
-            for (int g = 0; g < F::G; g++) {
-                const int e = b * F::QK + F::elem(p, g);
-                const size_t ai = (size_t)t * n + e;
-                int a[F::IPG];
-                load_acts<F::IPG>(aq + ai, a);
-                const float2 ds = ads[ai >> 5];
+            for (int t = 0; t < K; t++) {
 #pragma unroll
-                for (int r = 0; r < R; r++) {
-                    int s = 0;
+                for (int g = 0; g < F::G; g++) {
+                    const int e = b * F::QK + F::elem(p, g);
+                    const size_t ai = (size_t)t * n + e;
+                    int a[F::IPG];
+                    load_acts<F::IPG>(aq + ai, a);
+                    const float2 ds = ads[ai >> 5];
 #pragma unroll
-                    for (int i = 0; i < F::IPG; i++) s = dp4a(w[r].q[g][i], a[i], s);
-                    float v = __fmul_rn(ds.x, __fmul_rn(w[r].sc[g], (float)s));
-                    if (w[r].add_min) v = __fsub_rn(v, __fmul_rn(w[r].mn[g], ds.y));
-                    acc[r][t] = __fadd_rn(acc[r][t], v);
+                    for (int r = 0; r < R; r++) {
+                        int s = 0;
+#pragma unroll
+                        for (int i = 0; i < F::IPG; i++) s = dp4a(w[j][r].q[g][i], a[i], s);
+                        // Explicit roundings (no contraction choices left to the compiler), the
+                        // same expression for every K, so a token's result does not depend on K.
+                        float a_ = __fmaf_rn(ds.x, __fmul_rn(w[j][r].sc[g], (float)s), acc[r][t]);
+                        if (w[j][r].add_min) a_ = __fmaf_rn(-w[j][r].mn[g], ds.y, a_);
+                        acc[r][t] = a_;
+                    }
                 }
             }
         }

@@ -25,15 +25,21 @@ struct Unit {
     bool add_min;
 };
 
-// (scale, min) of sub-block j of a Q4_K/Q5_K block: get_scale_min_k4 in ggml-quants.c.
-__device__ __forceinline__ void scale_min_k4(int j, const u8* s, int* sc, int* m) {
-    if (j < 4) {
-        *sc = s[j] & 63;
-        *m = s[j + 4] & 63;
-    } else {
-        *sc = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
-        *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-    }
+// (scale, min) of sub-blocks j = 2c and 2c + 1 of a Q4_K/Q5_K block (get_scale_min_k4 in
+// ggml-quants.c), branch-free: lanes of one warp ask for different j. The 12 bytes are read
+// as three words (4-byte aligned: blocks are 144/176 bytes, scales start at byte 4); then
+// words lo/hi hold the eight 6-bit scales (bytes 0-3: sc0..3, 4-7: sc4..7), likewise mins.
+__device__ __forceinline__ void scale_min_k4_pair(const u8* s, int c, int* sc, int* m) {
+    const u32 s0 = *(const u32*)s, s1 = *(const u32*)(s + 4), s2 = *(const u32*)(s + 8);
+    const u32 sc_lo = s0 & 0x3f3f3f3fu, m_lo = s1 & 0x3f3f3f3fu;
+    const u32 sc_hi = (s2 & 0x0f0f0f0fu) | ((s0 >> 2) & 0x30303030u);
+    const u32 m_hi = ((s2 >> 4) & 0x0f0f0f0fu) | ((s1 >> 2) & 0x30303030u);
+    const u32 scw = c < 2 ? sc_lo : sc_hi, mw = c < 2 ? m_lo : m_hi;
+    const int sh = 16 * (c & 1);  // byte 2c mod 4 and 2c+1 mod 4
+    sc[0] = (scw >> sh) & 0xFF;
+    sc[1] = (scw >> (sh + 8)) & 0xFF;
+    m[0] = (mw >> sh) & 0xFF;
+    m[1] = (mw >> (sh + 8)) & 0xFF;
 }
 
 template <int FMT>
@@ -57,13 +63,12 @@ struct Fmt<FMT_Q4_K> {
             u.q[0][i] = w[i] & 0x0F0F0F0F;
             u.q[1][i] = (w[i] >> 4) & 0x0F0F0F0F;
         }
-        int sc, m;
-        scale_min_k4(2 * c, blk + 4, &sc, &m);
-        u.sc[0] = d * (float)sc;
-        u.mn[0] = dmin * (float)m;
-        scale_min_k4(2 * c + 1, blk + 4, &sc, &m);
-        u.sc[1] = d * (float)sc;
-        u.mn[1] = dmin * (float)m;
+        int sc[2], m[2];
+        scale_min_k4_pair(blk + 4, c, sc, m);
+        u.sc[0] = d * (float)sc[0];
+        u.mn[0] = dmin * (float)m[0];
+        u.sc[1] = d * (float)sc[1];
+        u.mn[1] = dmin * (float)m[1];
         u.add_min = h == 0;
     }
 };
@@ -87,13 +92,12 @@ struct Fmt<FMT_Q5_K> {
             u.q[0][i] = (ll[i] & 0x0F0F0F0F) | ((((u32)hh[i] >> (2 * c)) & 0x01010101) << 4);
             u.q[1][i] = (((u32)ll[i] >> 4) & 0x0F0F0F0F) | ((((u32)hh[i] >> (2 * c + 1)) & 0x01010101) << 4);
         }
-        int sc, m;
-        scale_min_k4(2 * c, blk + 4, &sc, &m);
-        u.sc[0] = d * (float)sc;
-        u.mn[0] = dmin * (float)m;
-        scale_min_k4(2 * c + 1, blk + 4, &sc, &m);
-        u.sc[1] = d * (float)sc;
-        u.mn[1] = dmin * (float)m;
+        int sc[2], m[2];
+        scale_min_k4_pair(blk + 4, c, sc, m);
+        u.sc[0] = d * (float)sc[0];
+        u.mn[0] = dmin * (float)m[0];
+        u.sc[1] = d * (float)sc[1];
+        u.mn[1] = dmin * (float)m[1];
         u.add_min = h == 0;
     }
 };

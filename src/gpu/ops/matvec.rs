@@ -24,10 +24,10 @@ const WARPS: usize = 4; // MMV_WARPS in mmvq.cu
 
 /// Rows per warp of the k-token kernel (RowsPerWarp in mmvq.cu).
 fn rows_per_warp(k: usize) -> usize {
-    match k {
-        1 => 1,
-        2..=4 => 2,
-        _ => 4,
+    if k <= 4 {
+        2
+    } else {
+        4
     }
 }
 
