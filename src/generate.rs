@@ -18,12 +18,15 @@ pub struct GenStats {
     pub prompt_tps: f64,
     pub decode_tps: f64,
     pub n_threads: usize,
-    /// Why generation stopped: "eog", "n_predict" or "callback".
+    /// Why generation stopped: "eog", "n_predict", "context" or "callback".
     pub stop: String,
+    /// Speculative decoding statistics; absent when speculation was off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spec: Option<crate::spec::SpecStats>,
 }
 
 impl GenStats {
-    fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         self.prompt_tps = rate(self.n_prompt, self.prompt_ms);
         self.decode_tps = rate(self.n_decode, self.decode_ms);
     }

@@ -8,5 +8,6 @@ pub mod gguf;
 pub mod logging;
 pub mod model;
 pub mod ops;
+pub mod spec;
 pub mod synth;
 pub mod tokenizer;

@@ -91,11 +91,48 @@ impl Sampler {
 
     /// Picks the next token from `logits`, given the tokens so far (for the penalty).
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
-        let c = &self.cfg;
-        if c.is_greedy() {
+        if self.cfg.is_greedy() {
             return argmax(logits);
         }
+        if self.is_deterministic() {
+            return self.distribution(logits, history)[0].0;
+        }
+        // The distribution uses no random numbers, so drawing first keeps the stream as before.
+        let r: f64 = self.rng.gen();
+        let dist = self.distribution(logits, history);
+        let mut cum = 0.0f64;
+        for &(t, p) in dist {
+            cum += p as f64;
+            if r < cum {
+                return t;
+            }
+        }
+        dist.last().map(|e| e.0).unwrap_or(0)
+    }
+
+    /// True when [`Sampler::sample`] draws no random numbers (temperature 0, with or without
+    /// the repetition penalty): the chosen token is a function of the logits and history.
+    pub fn is_deterministic(&self) -> bool {
+        self.cfg.temperature <= 0.0
+    }
+
+    /// One uniform number in [0, 1) from the sampler's seeded stream (speculative rejection
+    /// sampling draws its acceptance tests from here, so a seed reproduces a run).
+    pub fn uniform(&mut self) -> f64 {
+        self.rng.gen()
+    }
+
+    /// The distribution [`Sampler::sample`] draws from: (token, probability) pairs after the
+    /// penalty → top-k → top-p → min-p → temperature chain, most likely first, summing to 1.
+    /// A deterministic sampler returns its one chosen token with probability 1. Never empty
+    /// for non-empty `logits`.
+    pub fn distribution(&mut self, logits: &[f32], history: &[u32]) -> &[(u32, f32)] {
+        let c = &self.cfg;
         self.cand.clear();
+        if c.is_greedy() {
+            self.cand.push((argmax(logits), 1.0));
+            return &self.cand;
+        }
         self.cand
             .extend(logits.iter().enumerate().map(|(i, &v)| (i as u32, v)));
         if c.repeat_penalty != 1.0 && c.repeat_last_n > 0 {
@@ -114,7 +151,7 @@ impl Sampler {
             }
         }
         if c.temperature <= 0.0 {
-            return self
+            let best = self
                 .cand
                 .iter()
                 .fold(
@@ -122,6 +159,9 @@ impl Sampler {
                     |b, &e| if e.1 > b.1 { e } else { b },
                 )
                 .0;
+            self.cand.clear();
+            self.cand.push((best, 1.0));
+            return &self.cand;
         }
         // Sorted by logit, descending; ties by id so the draw is reproducible.
         self.cand
@@ -150,15 +190,10 @@ impl Sampler {
             e.1 /= c.temperature;
         }
         let probs = softmax(&self.cand);
-        let r: f64 = self.rng.gen();
-        let mut cum = 0.0f64;
-        for (e, &p) in self.cand.iter().zip(&probs) {
-            cum += p as f64;
-            if r < cum {
-                return e.0;
-            }
+        for (e, p) in self.cand.iter_mut().zip(probs) {
+            e.1 = p;
         }
-        self.cand.last().map(|e| e.0).unwrap_or(0)
+        &self.cand
     }
 }
 

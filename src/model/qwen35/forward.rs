@@ -42,6 +42,12 @@ pub struct ForwardOutput {
     pub hidden: Vec<f32>,
 }
 
+/// Receives the GDN state of layer `layer` after batch token `t` (`conv`, `ssm` as in
+/// [`LayerState::Gdn`]), from inside the layer's token scan.
+pub trait GdnStateSink {
+    fn after_token(&mut self, layer: usize, t: usize, conv: &[f32], ssm: &[f32]);
+}
+
 /// Small float tensors copied out of the file once (norms, conv taps, gates).
 struct AttnSmall {
     q_norm: Vec<f32>,
@@ -214,6 +220,19 @@ impl<'a> CpuModel<'a> {
         want: Logits,
         out: &mut ForwardOutput,
     ) -> Result<(), ModelError> {
+        self.forward_with_snapshots(st, tokens, want, out, None)
+    }
+
+    /// [`CpuModel::forward`], and hands every GDN layer's conv and recurrent state after each
+    /// batch token to `sink` (speculative rollback). The sink only copies; results are the same.
+    pub fn forward_with_snapshots(
+        &mut self,
+        st: &mut SeqState,
+        tokens: &[u32],
+        want: Logits,
+        out: &mut ForwardOutput,
+        mut sink: Option<&mut dyn GdnStateSink>,
+    ) -> Result<(), ModelError> {
         self.check_tokens(st, st.n_past, tokens)?;
         let t_n = tokens.len();
         let d = self.cfg.n_embd;
@@ -278,6 +297,9 @@ impl<'a> CpuModel<'a> {
                             conv_scratch,
                             &mut y[t * vd..(t + 1) * vd],
                         );
+                        if let Some(sink) = sink.as_deref_mut() {
+                            sink.after_token(il, t, conv, ssm);
+                        }
                     }
                     let o = grow(&mut scratch.o, t_n * d);
                     pool.matmul(mat(&g.ssm_out), y, t_n, o);

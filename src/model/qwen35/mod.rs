@@ -16,7 +16,7 @@ pub mod weights;
 
 pub use config::{Config, LayerType, ARCH};
 pub use error::{ModelError, TensorProblem};
-pub use forward::{CpuModel, ForwardOutput, Logits};
+pub use forward::{CpuModel, ForwardOutput, GdnStateSink, Logits};
 pub use size::{SizeBreakdown, SizedTensor};
 pub use state::{RecurrentSnapshot, SeqState};
 pub use tensors::{expected_tensors, TensorGroup, TensorKind, TensorSpec};

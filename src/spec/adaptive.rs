@@ -1,0 +1,137 @@
+//! Choosing the draft length for the next step.
+//!
+//! Fixed mode always asks for the maximum. Adaptive mode keeps running estimates of the
+//! acceptance rate at each depth j (the chance draft j is kept given drafts 1..j−1 were)
+//! and of the cost of a step of each width, and picks the N that maximises expected tokens
+//! per millisecond: E[tokens | N] = 1 + Σ_{j≤N} Π_{i≤j} a_i, cost = verify(N+1) + N·draft.
+//! Every `PROBE_EVERY` steps it tries one draft more than its choice, so a rate that has
+//! recovered is noticed.
+
+/// Weight of a new observation in the running averages.
+const EMA: f64 = 0.1;
+/// Acceptance assumed before any evidence (optimistic, so drafting starts).
+const PRIOR_ACCEPT: f64 = 0.7;
+/// Relative extra cost of each batch token over a 1-token step, before measurements.
+const PRIOR_EXTRA_COST: f64 = 0.15;
+const PROBE_EVERY: usize = 16;
+
+pub struct DraftLength {
+    max: usize,
+    adaptive: bool,
+    /// accept[j]: running acceptance at depth j+1.
+    accept: Vec<f64>,
+    /// verify_ms[k−1]: running verify time of a k-token batch (None until measured).
+    verify_ms: Vec<Option<f64>>,
+    /// Running drafting time per draft token.
+    draft_ms: Option<f64>,
+    steps: usize,
+}
+
+fn ema(old: Option<f64>, new: f64) -> f64 {
+    old.map_or(new, |o| o + EMA * (new - o))
+}
+
+impl DraftLength {
+    pub fn new(max: usize, adaptive: bool) -> DraftLength {
+        DraftLength {
+            max,
+            adaptive,
+            accept: vec![PRIOR_ACCEPT; max],
+            verify_ms: vec![None; max + 1],
+            draft_ms: None,
+            steps: 0,
+        }
+    }
+
+    /// The draft length to ask for now (0..=max).
+    pub fn choose(&self) -> usize {
+        if !self.adaptive || self.max == 0 {
+            return self.max;
+        }
+        let base = self.verify_cost(1);
+        let (mut best, mut best_score) = (0, 1.0 / base);
+        let (mut expect, mut run) = (1.0, 1.0);
+        for n in 1..=self.max {
+            run *= self.accept[n - 1];
+            expect += run;
+            let cost = self.verify_cost(n + 1) + n as f64 * self.draft_ms.unwrap_or(0.0);
+            let score = expect / cost;
+            if score > best_score {
+                (best, best_score) = (n, score);
+            }
+        }
+        if self.steps % PROBE_EVERY == PROBE_EVERY - 1 {
+            (best + 1).min(self.max)
+        } else {
+            best
+        }
+    }
+
+    /// Measured cost of a k-token verify, or an estimate from the nearest measured width.
+    fn verify_cost(&self, k: usize) -> f64 {
+        if let Some(ms) = self.verify_ms[k - 1] {
+            return ms;
+        }
+        let prior = |k0: usize, ms: f64| {
+            ms * (1.0 + PRIOR_EXTRA_COST * (k as f64 - 1.0))
+                / (1.0 + PRIOR_EXTRA_COST * (k0 as f64 - 1.0))
+        };
+        (0..self.verify_ms.len())
+            .filter_map(|i| self.verify_ms[i].map(|ms| ((i + 1).abs_diff(k), prior(i + 1, ms))))
+            .min_by_key(|e| e.0)
+            .map_or(1.0 + PRIOR_EXTRA_COST * (k as f64 - 1.0), |e| e.1)
+    }
+
+    /// Records a step: `drafted` drafts of which the first `accepted` were kept, a verify of
+    /// `drafted + 1` tokens that took `verify_ms`, and `draft_ms` spent drafting.
+    pub fn observe(&mut self, drafted: usize, accepted: usize, verify_ms: f64, draft_ms: f64) {
+        self.steps += 1;
+        // Depths 1..=accepted were kept; depth accepted+1 (if drafted) was reached and refused.
+        for j in 0..drafted.min(accepted + 1).min(self.max) {
+            let kept = if j < accepted { 1.0 } else { 0.0 };
+            self.accept[j] += EMA * (kept - self.accept[j]);
+        }
+        if let Some(slot) = self.verify_ms.get_mut(drafted) {
+            *slot = Some(ema(*slot, verify_ms));
+        }
+        if drafted > 0 {
+            self.draft_ms = Some(ema(self.draft_ms, draft_ms / drafted as f64));
+        }
+    }
+
+    /// Current acceptance estimates per depth (for statistics and tests).
+    pub fn acceptance_estimates(&self) -> &[f64] {
+        &self.accept
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_mode_always_asks_for_the_maximum() {
+        let mut d = DraftLength::new(5, false);
+        d.observe(5, 0, 10.0, 1.0);
+        assert_eq!(d.choose(), 5);
+    }
+
+    #[test]
+    fn constant_rejection_drives_the_length_down_and_constant_acceptance_up() {
+        let mut d = DraftLength::new(6, true);
+        for _ in 0..200 {
+            let n = d.choose();
+            // Step cost grows 10% per extra token; drafts cost 0.05 of a step each.
+            d.observe(n, 0, 1.0 + 0.1 * n as f64, 0.05 * n as f64);
+        }
+        let low: Vec<usize> = (0..15).map(|_| d.choose()).collect();
+        assert!(low.iter().all(|&n| n <= 1), "after rejections: {low:?}");
+
+        let mut d = DraftLength::new(6, true);
+        for _ in 0..200 {
+            let n = d.choose();
+            d.observe(n, n, 1.0 + 0.1 * n as f64, 0.05 * n as f64);
+        }
+        assert_eq!(d.choose(), 6);
+    }
+}

@@ -1,0 +1,162 @@
+//! What the speculative driver needs from a model placement: a trunk forward that can
+//! snapshot its recurrent state per batch token and roll back to one of them, and the MTP
+//! block. [`CpuTarget`] is the CPU reference; GPU and hybrid placements implement the same
+//! trait, so the driver and drafters never see where the layers run.
+
+use crate::model::qwen35::{CpuModel, ForwardOutput, Logits, SeqState};
+
+use super::ring::SnapshotRing;
+use super::SpecError;
+
+pub trait Target {
+    fn n_embd(&self) -> usize;
+    fn n_vocab(&self) -> usize;
+    fn has_mtp(&self) -> bool;
+    /// Tokens in the trunk's caches (the position of the next token).
+    fn n_past(&self) -> usize;
+    fn n_ctx(&self) -> usize;
+    /// CPU threads the placement computes with (statistics).
+    fn n_threads(&self) -> usize;
+    /// The most drafts one verify batch may carry (snapshot slots).
+    fn max_drafts(&self) -> usize;
+    /// Plain trunk forward (prompt chunks); `out.hidden` gets every token's hN row.
+    fn forward(
+        &mut self,
+        tokens: &[u32],
+        want: Logits,
+        out: &mut ForwardOutput,
+    ) -> Result<(), SpecError>;
+    /// Verify forward of `tokens` (the certain token, then drafts): logits and hN rows of every
+    /// token, and a snapshot of the recurrent state after each token but the last.
+    fn verify(&mut self, tokens: &[u32], out: &mut ForwardOutput) -> Result<(), SpecError>;
+    /// Keeps the first `keep` tokens (1..=k) of the last verify batch and forgets the rest.
+    fn keep(&mut self, keep: usize) -> Result<(), SpecError>;
+    /// Runs the MTP block on `tokens` at positions `pos..`, paired with `hidden_in` rows
+    /// ([T][n_embd]); MTP KV entries at positions >= `pos` are replaced.
+    fn mtp_forward(
+        &mut self,
+        pos: usize,
+        tokens: &[u32],
+        hidden_in: &[f32],
+        out: &mut ForwardOutput,
+    ) -> Result<(), SpecError>;
+}
+
+/// The CPU placement: a [`CpuModel`], one sequence's state, and the snapshot ring.
+pub struct CpuTarget<'m, 'a> {
+    pub model: &'m mut CpuModel<'a>,
+    pub st: &'m mut SeqState,
+    ring: SnapshotRing,
+    /// (position of the first token, k) of the last verify batch not yet settled by `keep`.
+    pending: Option<(usize, usize)>,
+}
+
+impl<'m, 'a> CpuTarget<'m, 'a> {
+    /// Allocates a ring for batches of up to `max_drafts + 1` tokens.
+    pub fn new(model: &'m mut CpuModel<'a>, st: &'m mut SeqState, max_drafts: usize) -> Self {
+        let ring = SnapshotRing::new(st, max_drafts);
+        tracing::debug!(
+            slots = max_drafts,
+            mib = ring.bytes() as f64 / (1 << 20) as f64,
+            "GDN snapshot ring allocated"
+        );
+        CpuTarget {
+            model,
+            st,
+            ring,
+            pending: None,
+        }
+    }
+}
+
+impl Target for CpuTarget<'_, '_> {
+    fn n_embd(&self) -> usize {
+        self.model.cfg.n_embd
+    }
+    fn n_vocab(&self) -> usize {
+        self.model.cfg.n_vocab
+    }
+    fn has_mtp(&self) -> bool {
+        self.model.has_mtp()
+    }
+    fn n_past(&self) -> usize {
+        self.st.n_past
+    }
+    fn n_ctx(&self) -> usize {
+        self.st.n_ctx
+    }
+    fn n_threads(&self) -> usize {
+        self.model.n_threads()
+    }
+    fn max_drafts(&self) -> usize {
+        self.ring.n_slots()
+    }
+
+    fn forward(
+        &mut self,
+        tokens: &[u32],
+        want: Logits,
+        out: &mut ForwardOutput,
+    ) -> Result<(), SpecError> {
+        self.pending = None;
+        Ok(self.model.forward(self.st, tokens, want, out)?)
+    }
+
+    fn verify(&mut self, tokens: &[u32], out: &mut ForwardOutput) -> Result<(), SpecError> {
+        let k = tokens.len();
+        if !self.ring.begin(k) {
+            return Err(SpecError::BatchTooWide {
+                k,
+                slots: self.ring.n_slots(),
+            });
+        }
+        let pos0 = self.st.n_past;
+        self.pending = None;
+        self.model.forward_with_snapshots(
+            self.st,
+            tokens,
+            Logits::All,
+            out,
+            Some(&mut self.ring),
+        )?;
+        self.pending = Some((pos0, k));
+        Ok(())
+    }
+
+    fn keep(&mut self, keep: usize) -> Result<(), SpecError> {
+        let Some((pos0, k)) = self.pending.take() else {
+            return Err(SpecError::NoBatch);
+        };
+        if keep == 0 || keep > k {
+            return Err(SpecError::BadKeep { keep, k });
+        }
+        if keep < k {
+            self.ring.restore(keep - 1, self.st);
+            self.st.n_past = pos0 + keep;
+        }
+        Ok(())
+    }
+
+    fn mtp_forward(
+        &mut self,
+        pos: usize,
+        tokens: &[u32],
+        hidden_in: &[f32],
+        out: &mut ForwardOutput,
+    ) -> Result<(), SpecError> {
+        if pos > self.st.mtp_n_past {
+            return Err(SpecError::MtpGap {
+                pos,
+                filled: self.st.mtp_n_past,
+            });
+        }
+        if hidden_in.len() != tokens.len() * self.model.cfg.n_embd {
+            return Err(SpecError::HiddenRows {
+                got: hidden_in.len(),
+                want: tokens.len() * self.model.cfg.n_embd,
+            });
+        }
+        self.st.mtp_n_past = pos;
+        Ok(self.model.mtp_forward(self.st, tokens, hidden_in, out)?)
+    }
+}
