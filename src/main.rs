@@ -18,6 +18,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Measure prefill and decode throughput on random tokens (like llama-bench).
+    Bench(cli::bench::Args),
     /// Print architecture, dimensions, quant types and the size breakdown of a GGUF model.
     Info(cli::info::Args),
     /// Write a random-weight qwen35 GGUF model (presets tiny, small, 27b).
@@ -30,6 +32,7 @@ fn main() -> anyhow::Result<()> {
     hybrid_run::logging::init();
     let cli = Cli::parse();
     match cli.command {
+        Some(Command::Bench(a)) => cli::bench::run(a),
         Some(Command::Info(a)) => cli::info::run(a),
         Some(Command::Synth(a)) => cli::synth::run(a),
         Some(Command::Tokenize(a)) => cli::tokenize::run(a),

@@ -1,6 +1,7 @@
 //! Command-line front end. Each subcommand lives in its own file with a clap `Args`
 //! struct and a `run` function; `main.rs` only dispatches.
 
+pub mod bench;
 pub mod info;
 pub mod run;
 pub mod synth;

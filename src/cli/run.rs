@@ -85,17 +85,48 @@ fn prompt_text(a: &Args) -> anyhow::Result<String> {
     Ok(text)
 }
 
-pub fn run(a: Args) -> anyhow::Result<()> {
-    let path = a
-        .model
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(BUILTIN_MODEL));
-    if a.model.is_none() && !path.exists() {
-        bail!(
-            "no -m given and the built-in model {} is missing",
-            path.display()
-        );
+/// The per-user cache folder (`$HYBRID_CACHE`, else `~/.cache/hybrid-run`).
+pub fn cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("HYBRID_CACHE") {
+        return PathBuf::from(d);
     }
+    let home = std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE"));
+    match home {
+        Some(h) => PathBuf::from(h).join(".cache").join("hybrid-run"),
+        None => std::env::temp_dir().join("hybrid-run"),
+    }
+}
+
+/// `-m` if given; else the built-in model; else (a checkout without it) a synthetic tiny
+/// model written once into the cache.
+pub fn resolve_model(m: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = m {
+        return Ok(p.clone());
+    }
+    let builtin = PathBuf::from(BUILTIN_MODEL);
+    if builtin.exists() {
+        return Ok(builtin);
+    }
+    let dir = cache_dir();
+    let path = dir.join("synthetic-tiny-q8_0.gguf");
+    if !path.exists() {
+        tracing::warn!(path = %path.display(), "built-in model missing; writing the synthetic tiny model (random weights) instead");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let opts = crate::synth::SynthOptions {
+            preset: crate::synth::Preset::Tiny,
+            mix: crate::synth::QuantMix::Q8_0,
+            seed: 1,
+            vocab_from: None,
+        };
+        let tmp = path.with_extension("gguf.tmp");
+        crate::synth::SynthPlan::new(&opts)?.write(&tmp, &|_| {})?;
+        std::fs::rename(&tmp, &path)?;
+    }
+    Ok(path)
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let path = resolve_model(&a.model)?;
     let file = GgufFile::open(&path).with_context(|| format!("opening {}", path.display()))?;
     let cfg = Config::from_gguf(&file)?;
     let weights = Qwen35Weights::load(&file, &cfg)?;

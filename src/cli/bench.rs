@@ -1,0 +1,155 @@
+//! `hybrid-run bench`: llama-bench-style prefill and decode throughput on random tokens,
+//! printed as a table row and (with --json) as JSON for scripts.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+
+use crate::gguf::GgufFile;
+use crate::model::qwen35::{Config, CpuModel, ForwardOutput, Logits, Qwen35Weights, SeqState};
+use crate::sample::argmax;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// GGUF model file.
+    #[arg(short = 'm', long = "model")]
+    pub model: PathBuf,
+    /// Prompt tokens to process (0 skips the prefill test).
+    #[arg(short = 'p', long = "n-prompt", default_value_t = 512)]
+    pub n_prompt: usize,
+    /// Tokens to generate one at a time (0 skips the decode test).
+    #[arg(short = 'n', long = "n-gen", default_value_t = 64)]
+    pub n_gen: usize,
+    /// Prompt tokens per forward call.
+    #[arg(short = 'b', long = "batch-size", default_value_t = 256)]
+    pub batch: usize,
+    /// CPU threads (default: physical cores).
+    #[arg(short = 't', long = "threads")]
+    pub threads: Option<usize>,
+    /// Repetitions; the median is reported.
+    #[arg(short = 'r', long = "repetitions", default_value_t = 3)]
+    pub reps: usize,
+    /// Also time k-token verify steps for these k (comma list, e.g. 1,2,4,8).
+    #[arg(long = "verify-k", value_delimiter = ',')]
+    pub verify_k: Vec<usize>,
+    /// Write the results as JSON to this file.
+    #[arg(long = "json")]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Serialize, Debug, Default)]
+pub struct BenchResult {
+    pub model: String,
+    pub file_bytes: u64,
+    pub threads: usize,
+    pub isa: String,
+    pub n_prompt: usize,
+    pub prefill_tps: f64,
+    pub n_gen: usize,
+    pub decode_tps: f64,
+    /// (k, median ms per k-token step, ratio to k = 1)
+    pub verify: Vec<(usize, f64, f64)>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    if a.reps == 0 {
+        bail!("--repetitions must be at least 1");
+    }
+    let file = GgufFile::open(&a.model).with_context(|| format!("opening {}", a.model.display()))?;
+    let cfg = Config::from_gguf(&file)?;
+    let w = Qwen35Weights::load(&file, &cfg)?;
+    let threads = a.threads.unwrap_or_else(simd::pool::physical_cores).max(1);
+    let mut model = CpuModel::new(cfg.clone(), w, threads);
+    let n_ctx = a.n_prompt + a.n_gen + a.verify_k.iter().copied().max().unwrap_or(0) + 16;
+    let mut st = SeqState::new(&cfg, n_ctx);
+    let mut out = ForwardOutput::default();
+    let vocab = cfg.n_vocab as u32;
+    let tokens: Vec<u32> = (0..a.n_prompt.max(1) as u32).map(|i| (i * 7919 + 13) % vocab).collect();
+    let mut res = BenchResult {
+        model: a.model.display().to_string(),
+        file_bytes: file.file_size(),
+        threads,
+        isa: format!("{:?}", simd::Isa::detect()),
+        n_prompt: a.n_prompt,
+        n_gen: a.n_gen,
+        ..Default::default()
+    };
+    // Warm-up: page the weights in and size every buffer.
+    model.forward(&mut st, &tokens[..tokens.len().min(a.batch.max(1))], Logits::Last, &mut out)?;
+
+    if a.n_prompt > 0 {
+        let mut times = Vec::new();
+        for _ in 0..a.reps {
+            st.reset();
+            let t0 = Instant::now();
+            for chunk in tokens.chunks(a.batch.max(1)) {
+                model.forward(&mut st, chunk, Logits::Last, &mut out)?;
+            }
+            times.push(t0.elapsed().as_secs_f64());
+        }
+        res.prefill_tps = a.n_prompt as f64 / median(times);
+    }
+    if a.n_gen > 0 {
+        let mut times = Vec::new();
+        for _ in 0..a.reps {
+            st.reset();
+            model.forward(&mut st, &tokens[..1], Logits::Last, &mut out)?;
+            let t0 = Instant::now();
+            for _ in 0..a.n_gen {
+                let t = argmax(&out.logits);
+                model.forward(&mut st, &[t], Logits::Last, &mut out)?;
+            }
+            times.push(t0.elapsed().as_secs_f64());
+        }
+        res.decode_tps = a.n_gen as f64 / median(times);
+    }
+    let mut t1 = 0.0;
+    for &k in &a.verify_k {
+        if k == 0 {
+            continue;
+        }
+        let mut times = Vec::new();
+        for _ in 0..a.reps.max(5) {
+            st.reset();
+            model.forward(&mut st, &tokens[..8.min(tokens.len())], Logits::Last, &mut out)?;
+            let batch: Vec<u32> = (0..k as u32).map(|i| (i * 31 + 5) % vocab).collect();
+            let t0 = Instant::now();
+            model.forward(&mut st, &batch, Logits::All, &mut out)?;
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        let ms = median(times);
+        if k == 1 || t1 == 0.0 {
+            t1 = ms;
+        }
+        res.verify.push((k, ms, ms / t1));
+    }
+
+    println!("| model | size | threads | isa | pp{} t/s | tg{} t/s |", a.n_prompt, a.n_gen);
+    println!("|---|---:|---:|---|---:|---:|");
+    println!(
+        "| {} | {:.2} GiB | {} | {} | {:.2} | {:.2} |",
+        a.model.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+        res.file_bytes as f64 / (1u64 << 30) as f64,
+        threads,
+        res.isa,
+        res.prefill_tps,
+        res.decode_tps
+    );
+    if !res.verify.is_empty() {
+        println!("\n| k | step ms | T(k)/T(1) |\n|---:|---:|---:|");
+        for (k, ms, r) in &res.verify {
+            println!("| {k} | {ms:.2} | {r:.3} |");
+        }
+    }
+    if let Some(p) = &a.json {
+        std::fs::write(p, serde_json::to_string_pretty(&res)?).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}
