@@ -180,7 +180,7 @@ fn group_runs(v: &[u64]) -> String {
             None => groups.push((x, 1)),
         }
     }
-    groups.sort_by(|a, b| b.0.cmp(&a.0));
+    groups.sort_by_key(|g| std::cmp::Reverse(g.0));
     let parts: Vec<String> = groups
         .iter()
         .map(|(x, n)| format!("{n} x {}", fmt_bytes(*x)))

@@ -118,7 +118,7 @@ impl Config {
             None => n_head,
         };
         let n_ff = md.per_layer(&k("feed_forward_length"), n_block)?;
-        let default_head = if n_head > 0 { n_embd / n_head } else { 0 };
+        let default_head = n_embd.checked_div(n_head).unwrap_or(0);
         let head_dim = md.uint_or(&k("attention.key_length"), default_head)?;
         let head_dim_v = md.uint_or(&k("attention.value_length"), default_head)?;
         if head_dim != head_dim_v {

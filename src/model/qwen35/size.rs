@@ -150,8 +150,8 @@ pub fn type_mix(
     tensors: impl IntoIterator<Item = SizedTensor>,
 ) -> Vec<(String, Vec<(GgmlType, usize)>)> {
     // Keyed by kind first so the report follows the table order; unknown names go last.
-    let mut by_kind: BTreeMap<(bool, Option<TensorKind>, String), Vec<(GgmlType, usize)>> =
-        BTreeMap::new();
+    type Key = (bool, Option<TensorKind>, String);
+    let mut by_kind: BTreeMap<Key, Vec<(GgmlType, usize)>> = BTreeMap::new();
     for t in tensors {
         let key = match TensorKind::parse(&t.name) {
             Some((k, _)) => (false, Some(k), k.label().to_owned()),
@@ -166,7 +166,7 @@ pub fn type_mix(
     by_kind
         .into_iter()
         .map(|((_, _, label), mut v)| {
-            v.sort_by(|a, b| b.1.cmp(&a.1));
+            v.sort_by_key(|t| std::cmp::Reverse(t.1));
             (label, v)
         })
         .collect()
