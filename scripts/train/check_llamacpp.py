@@ -8,7 +8,7 @@
 4. llama.cpp f32 logits vs PyTorch logits on one window.
 5. Greedy generation from "def ".
 Usage: python3 scripts/train/check_llamacpp.py --gguf-dir .train/gguf --ckpt .train/ckpt
-       [--windows 40] [--snippets 200]
+       [--windows 40] [--snippets 200]   (windows are evenly spaced over the held-out ids)
 """
 from __future__ import annotations
 
@@ -76,8 +76,10 @@ def main():
     snips = snippets(Path(a.lib), held_files, a.snippets)
     ids = np.load(data / "heldout.npy").astype(np.int64)
     T = 512
-    nwin = min(a.windows, (len(ids) - 1) // T)
-    wins = [ids[i * T : i * T + T + 1] for i in range(nwin)]
+    n_all = (len(ids) - 1) // T
+    nwin = min(a.windows, n_all)
+    starts = np.linspace(0, n_all - 1, nwin).round().astype(int)  # spread over the whole held-out split
+    wins = [ids[i * T : i * T + T + 1] for i in starts]
     report: dict = {}
 
     # PyTorch reference on the same windows
@@ -96,7 +98,7 @@ def main():
             nll_pt += ce(lg, w[1:])
     n_tok = nwin * T
     report["pytorch_ppl"] = math.exp(nll_pt / n_tok)
-    print(f"PyTorch fp32 (fp16 weights): held-out ppl {report['pytorch_ppl']:.4f} over {nwin} windows of {T}")
+    print(f"PyTorch fp32 (fp16 weights): held-out ppl {report['pytorch_ppl']:.4f} over {nwin} of {n_all} windows of {T} (evenly spaced)", flush=True)
 
     for ft in ["f32", "q8_0", "q4_k_m"]:
         path = Path(a.gguf_dir) / f"{a.name}-{ft}.gguf"
@@ -132,7 +134,7 @@ def main():
         r["sample_def"] = "def " + out["choices"][0]["text"]
         report[ft] = r
         print(f"{ft}: {json.dumps({k: v for k, v in r.items() if k != 'sample_def'})}")
-        print("---- greedy from 'def ' ----\n" + r["sample_def"] + "\n----")
+        print("---- greedy from 'def ' ----\n" + r["sample_def"] + "\n----", flush=True)
         llm.close()
     (data / "llamacpp_check.json").write_text(json.dumps(report, indent=1))
 
