@@ -11,3 +11,6 @@ pub mod ops;
 pub mod spec;
 pub mod synth;
 pub mod tokenizer;
+pub mod sample;
+pub mod serve;
+pub mod generate;

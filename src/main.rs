@@ -14,6 +14,9 @@ struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     run: cli::run::Args,
+    /// More log output (-v debug, -vv trace); RUST_LOG, when set, takes precedence.
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
 }
 
 #[derive(Subcommand, Debug)]
@@ -22,6 +25,8 @@ enum Command {
     Bench(cli::bench::Args),
     /// Print architecture, dimensions, quant types and the size breakdown of a GGUF model.
     Info(cli::info::Args),
+    /// OpenAI-compatible HTTP server (/v1/chat/completions, /v1/completions, /v1/models).
+    Serve(cli::serve::Args),
     /// Write a random-weight qwen35 GGUF model (presets tiny, small, 27b).
     Synth(cli::synth::Args),
     /// Print the token ids of a text, like llama.cpp's llama-tokenize.
@@ -29,11 +34,12 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    hybrid_run::logging::init();
     let cli = Cli::parse();
+    hybrid_run::logging::init_verbosity(cli.verbose);
     match cli.command {
         Some(Command::Bench(a)) => cli::bench::run(a),
         Some(Command::Info(a)) => cli::info::run(a),
+        Some(Command::Serve(a)) => cli::serve::run(a),
         Some(Command::Synth(a)) => cli::synth::run(a),
         Some(Command::Tokenize(a)) => cli::tokenize::run(a),
         None => cli::run::run(cli.run),

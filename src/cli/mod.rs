@@ -2,7 +2,9 @@
 //! struct and a `run` function; `main.rs` only dispatches.
 
 pub mod bench;
+pub mod chat;
 pub mod info;
 pub mod run;
+pub mod serve;
 pub mod synth;
 pub mod tokenize;

@@ -126,6 +126,9 @@ pub fn resolve_model(m: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
+    if a.chat && a.prompt.is_none() && a.file.is_none() {
+        return super::chat::run(&a);
+    }
     let path = resolve_model(&a.model)?;
     let file = GgufFile::open(&path).with_context(|| format!("opening {}", path.display()))?;
     let cfg = Config::from_gguf(&file)?;

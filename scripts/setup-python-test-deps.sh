@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs the Python packages the Rust tests drive (idempotent): the official `openai`
+# client, which tests/serve_openai.rs points at `hybrid-run serve` through tests/openai_client.py.
+set -euo pipefail
+py=${PYTHON:-python3}
+if "$py" -c "import openai" 2>/dev/null; then
+  echo "python test deps present (openai $("$py" -c 'import openai; print(openai.__version__)'))"
+else
+  "$py" -m pip install -q "openai>=1.30,<3"
+  echo "installed openai $("$py" -c 'import openai; print(openai.__version__)')"
+fi

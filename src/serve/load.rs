@@ -1,0 +1,122 @@
+//! Model loading with progress bars, and the startup summary (CPU features, placement plan).
+
+use std::path::Path;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::gguf::GgufFile;
+
+use super::generator::{CpuGenerator, Generator, GeneratorError, GeneratorFactory};
+
+/// Progress display for the loading steps. Drawn on stderr when it is a terminal, hidden
+/// otherwise (logs and tests stay clean).
+pub struct LoadProgress {
+    hidden: bool,
+}
+
+impl LoadProgress {
+    pub fn new(hidden: bool) -> LoadProgress {
+        LoadProgress { hidden }
+    }
+
+    /// A byte-counting bar for one loading step.
+    pub fn bytes_bar(&self, total: u64, what: &str) -> ProgressBar {
+        let target = if self.hidden {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        };
+        let bar = ProgressBar::with_draw_target(Some(total), target);
+        // The template is a constant; a bad one would be a programming error caught by tests.
+        if let Ok(style) = ProgressStyle::with_template(
+            "{msg:>12} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(what.to_string());
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    }
+
+    /// Reads one byte of every page of every tensor so that the weights are in memory before
+    /// the first request (a cold memory map otherwise pays the disk reads during decoding).
+    pub fn page_in(&self, file: &GgufFile) {
+        const PAGE: usize = 4096;
+        let total: u64 = file.tensors().iter().map(|t| t.n_bytes).sum();
+        let bar = self.bytes_bar(total, "weights");
+        let mut acc = 0u8;
+        for info in file.tensors() {
+            if let Some(v) = file.view(info) {
+                for chunk in v.data.chunks(1 << 20) {
+                    for i in (0..chunk.len()).step_by(PAGE) {
+                        acc ^= chunk[i];
+                    }
+                    bar.inc(chunk.len() as u64);
+                }
+            }
+        }
+        std::hint::black_box(acc);
+        bar.finish_and_clear();
+    }
+}
+
+/// Opens the model file (all shards).
+pub fn open(path: &Path) -> Result<GgufFile, crate::gguf::GgufError> {
+    GgufFile::open(path)
+}
+
+/// Options of the CPU engine.
+#[derive(Clone, Debug)]
+pub struct CpuOptions {
+    pub threads: usize,
+    pub n_ctx: usize,
+    pub n_batch: usize,
+    /// Touch every weight page at load time.
+    pub prefault: bool,
+    /// Keep the sequence state between requests and skip a cached prompt prefix.
+    pub reuse_prefix: bool,
+}
+
+/// The factory of the CPU engine.
+pub fn cpu_factory(o: CpuOptions) -> GeneratorFactory {
+    Box::new(move |file: &GgufFile, progress: &LoadProgress| {
+        if o.prefault {
+            progress.page_in(file);
+        }
+        let mut g = CpuGenerator::new(file, o.threads, o.n_ctx, o.n_batch)?;
+        g.set_reuse_prefix(o.reuse_prefix);
+        Ok(Box::new(g) as Box<dyn Generator + '_>)
+    })
+}
+
+/// Logs the detected hardware features and the generator's placement plan.
+pub fn log_startup(path: &Path, g: &dyn Generator) {
+    tracing::info!(
+        "CPU features: {:?} kernels, {} physical cores, {} logical",
+        simd::Isa::detect(),
+        simd::pool::physical_cores(),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    tracing::info!(model = %path.display(), n_ctx = g.n_ctx(), "placement plan:");
+    for line in g.plan() {
+        tracing::info!("  {line}");
+    }
+}
+
+/// Opens `path`, builds a generator with `factory` and hands it to `f` together with the
+/// file (for the tokenizer and metadata). Everything lives on the calling thread.
+pub fn with_generator<R>(
+    path: &Path,
+    factory: GeneratorFactory,
+    hide_progress: bool,
+    f: impl FnOnce(&GgufFile, &mut dyn Generator) -> R,
+) -> Result<R, GeneratorError> {
+    let file = open(path).map_err(|e| GeneratorError::Model(e.into()))?;
+    let progress = LoadProgress::new(hide_progress);
+    let mut g = factory(&file, &progress)?;
+    log_startup(path, g.as_ref());
+    Ok(f(&file, g.as_mut()))
+}
