@@ -9,6 +9,7 @@ pub mod floats;
 pub mod isa;
 mod kernels;
 mod kq;
+pub mod par;
 pub mod pool;
 pub mod act;
 pub mod types;

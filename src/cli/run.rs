@@ -9,13 +9,15 @@ use crate::generate::{generate, GenParams};
 use crate::gguf::GgufFile;
 use crate::model::qwen35::{Config, CpuModel, Qwen35Weights, SeqState};
 use crate::sample::{Sampler, SamplerConfig};
+use crate::spec::{generate_speculative, make_drafter, CpuTarget, DraftKind, SpecParams};
 use crate::tokenizer::chat::{render, ChatMessage, ChatOptions};
 use crate::tokenizer::StreamDecoder;
 use crate::tokenizer::Tokenizer;
 
 /// The built-in model: generated from the repository's `models/` folder when no `-m` is given.
-pub const BUILTIN_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/default.gguf");
-const DEFAULT_PROMPT: &str = "def fibonacci(n):";
+pub const BUILTIN_MODEL: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/models/qwen35-pystd-q8_0.gguf");
+const DEFAULT_PROMPT: &str = "def fibonacci(n):\n";
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
@@ -70,6 +72,51 @@ pub struct Args {
     /// Write the run's statistics as JSON to this file (for scripts).
     #[arg(long = "stats-json")]
     pub stats_json: Option<PathBuf>,
+    /// Speculative decoding: drafts verified per step (0 = off). Default: 3 when decoding is
+    /// greedy and the model has an MTP head (or --draft names a drafter), else off.
+    #[arg(long = "draft-n")]
+    pub draft_n: Option<usize>,
+    /// Drafter: the model's MTP head, n-gram lookup in the prompt and output, or auto
+    /// (MTP when the model has it, else lookup).
+    #[arg(long = "draft", value_enum, default_value_t = DraftKind::Auto)]
+    pub draft: DraftKind,
+    /// Pick each step's draft length (at most --draft-n, default 6) from the running
+    /// acceptance rate and measured step times.
+    #[arg(long = "draft-adaptive")]
+    pub draft_adaptive: bool,
+}
+
+/// Drafts per step for these arguments (0 = speculation off), with a notice where the
+/// choice is not obvious.
+fn draft_n(a: &Args, has_mtp: bool, sampler: &SamplerConfig) -> anyhow::Result<usize> {
+    const DEFAULT: usize = 3;
+    const DEFAULT_ADAPTIVE: usize = 6;
+    let n = match a.draft_n {
+        Some(n) => n,
+        None => {
+            let wanted = has_mtp || a.draft != DraftKind::Auto;
+            if !wanted {
+                0
+            } else if sampler.temperature > 0.0 {
+                tracing::info!("speculative decoding is off by default with --temp > 0; --draft-n N turns it on (rejection sampling keeps the distribution)");
+                0
+            } else if a.draft_adaptive {
+                DEFAULT_ADAPTIVE
+            } else {
+                DEFAULT
+            }
+        }
+    };
+    if n > crate::spec::MAX_DRAFT_N {
+        bail!(
+            "--draft-n {n} is too large: at most {} (each draft costs a GDN snapshot slot)",
+            crate::spec::MAX_DRAFT_N
+        );
+    }
+    if n > 0 && sampler.temperature > 0.0 {
+        tracing::info!("speculative decoding with temperature: drafts are checked by rejection sampling (same distribution as --draft-n 0, a different random stream)");
+    }
+    Ok(n)
 }
 
 fn prompt_text(a: &Args) -> anyhow::Result<String> {
@@ -193,23 +240,49 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         n_predict: a.n_predict.min(a.ctx - prompt.len()),
         n_batch: a.batch,
     };
-    let stats = generate(
-        &mut model,
-        &mut st,
-        &prompt,
-        &params,
-        &mut sampler,
-        &|t| tok.is_eog(t),
-        &mut |t| {
-            let piece = tok.token_to_piece(t, false).unwrap_or(&[]);
-            let s = dec.push(piece);
-            if let Err(e) = out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
-                io_err = Some(e);
-                return false;
-            }
-            true
-        },
-    )?;
+    let n_draft = draft_n(&a, model.has_mtp(), sampler.config())?;
+    let mut on_token = |t: u32| {
+        let piece = tok.token_to_piece(t, false).unwrap_or(&[]);
+        let s = dec.push(piece);
+        if let Err(e) = out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
+            io_err = Some(e);
+            return false;
+        }
+        true
+    };
+    let stats = if n_draft == 0 {
+        generate(
+            &mut model,
+            &mut st,
+            &prompt,
+            &params,
+            &mut sampler,
+            &|t| tok.is_eog(t),
+            &mut on_token,
+        )?
+    } else {
+        let mut target = CpuTarget::new(&mut model, &mut st, n_draft);
+        let mut drafter = make_drafter(a.draft, &target)?;
+        tracing::info!(
+            drafter = drafter.name(),
+            draft_n = n_draft,
+            adaptive = a.draft_adaptive,
+            "speculative decoding on"
+        );
+        generate_speculative(
+            &mut target,
+            drafter.as_mut(),
+            &prompt,
+            &params,
+            &SpecParams {
+                draft_n: n_draft,
+                adaptive: a.draft_adaptive,
+            },
+            &mut sampler,
+            &|t| tok.is_eog(t),
+            &mut on_token,
+        )?
+    };
     write!(out, "{}", dec.finish())?;
     writeln!(out)?;
     if let Some(e) = io_err {
@@ -224,6 +297,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         stats.n_threads,
         stats.stop
     );
+    if let Some(spec) = &stats.spec {
+        eprintln!("{}", spec.summary());
+    }
     if let Some(p) = &a.stats_json {
         std::fs::write(p, serde_json::to_string_pretty(&stats)?)
             .with_context(|| format!("writing {}", p.display()))?;

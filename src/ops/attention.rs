@@ -6,6 +6,8 @@
 //! from this one only in rounding.
 
 use half::f16;
+use simd::par::for_each_chunk_mut;
+use simd::pool::Pool;
 
 use super::act::{reduce32, sigmoid};
 
@@ -26,11 +28,16 @@ impl AttnDims {
     }
 }
 
+/// Largest head dim the per-head stack buffers hold (qwen35 uses 256).
+pub const MAX_HEAD_DIM: usize = 512;
+
 /// Attention of one query token over cache rows `0..n_kv` (causal: the caller passes the
 /// token's own position + 1), followed by the sigmoid output gate.
 /// `q` and `gate` are [n_head·head_dim]; caches are [n_ctx][n_head_kv·head_dim];
-/// `out` is [n_head·head_dim]; `scratch` holds 2·head_dim f16.
+/// `out` is [n_head·head_dim]. Query heads run in parallel on `pool`.
+#[allow(clippy::too_many_arguments)]
 pub fn attend_one(
+    pool: &Pool,
     dims: &AttnDims,
     q: &[f32],
     gate: &[f32],
@@ -38,7 +45,6 @@ pub fn attend_one(
     v_cache: &[f16],
     n_kv: usize,
     out: &mut [f32],
-    scratch: &mut [f16],
 ) {
     let hd = dims.head_dim;
     let row = dims.kv_row();
@@ -50,16 +56,20 @@ pub fn attend_one(
         k_cache.len() >= n_kv * row && v_cache.len() >= n_kv * row,
         "attend_one: cache too short"
     );
-    assert_eq!(scratch.len(), 2 * hd, "attend_one: scratch length");
+    assert!(
+        hd <= MAX_HEAD_DIM,
+        "attend_one: head dim {hd} > {MAX_HEAD_DIM}"
+    );
     let group = dims.n_head / dims.n_head_kv;
     let scale = 1.0 / (hd as f32).sqrt();
-    let (q16, vkq) = scratch.split_at_mut(hd);
-    for h in 0..dims.n_head {
+    for_each_chunk_mut(pool, out, hd, &|h, o| {
         let g = h / group;
+        let mut q16 = [f16::ZERO; MAX_HEAD_DIM];
+        let mut vkq = [f16::ZERO; MAX_HEAD_DIM];
+        let (q16, vkq) = (&mut q16[..hd], &mut vkq[..hd]);
         for (d, &s) in q16.iter_mut().zip(&q[h * hd..(h + 1) * hd]) {
             *d = f16::from_f32(s);
         }
-        vkq.fill(f16::ZERO);
         let mut sum = 0.0f32;
         let mut max = f32::NEG_INFINITY;
         for t in 0..n_kv {
@@ -81,10 +91,9 @@ pub fn attend_one(
             for (a, &vv) in vkq.iter_mut().zip(v) {
                 *a = f16::from_f32(vv.to_f32().mul_add(vs, a.to_f32()));
             }
-            sum = sum * ms + vs;
+            sum = sum.mul_add(ms, vs); // `S = S*ms + vs`, contracted to an fma by GCC
         }
         let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
-        let o = &mut out[h * hd..(h + 1) * hd];
         for ((dst, &a), &gt) in o
             .iter_mut()
             .zip(vkq.iter())
@@ -92,7 +101,7 @@ pub fn attend_one(
         {
             *dst = a.to_f32() * inv * sigmoid(gt);
         }
-    }
+    });
 }
 
 /// f16·f16 dot accumulated in f32 with the lane layout of ggml's AVX2 `ggml_vec_dot_f16`
@@ -144,8 +153,7 @@ mod tests {
                 .collect::<Vec<_>>(),
         );
         let mut out = vec![0.0; dims.q_dim()];
-        let mut scratch = vec![f16::ZERO; 64];
-        attend_one(&dims, &q, &gate, &kc, &vc, n_kv, &mut out, &mut scratch);
+        attend_one(&Pool::new(2), &dims, &q, &gate, &kc, &vc, n_kv, &mut out);
         let hd = 32;
         for h in 0..4 {
             let g = h / 2;

@@ -3,6 +3,9 @@
 //! exchanged with it.
 
 use super::act::{dot_f32, sigmoid, silu_inplace, softplus};
+use simd::par::for_each_chunk_mut2;
+use simd::pool::Pool;
+
 use super::norm::{l2_norm_inplace, rms_norm_chunks_inplace};
 
 /// Shapes of one GDN layer (27B: H_k 16, H_v 48, d 128, conv kernel 4).
@@ -95,11 +98,13 @@ pub fn delta_rule_step(
 }
 
 /// Everything of a GDN layer for one token between the input projections and `ssm_out`:
-/// conv + silu, L2 norms, gates, the delta rule for all heads, and the gated RMSNorm.
+/// conv + silu, L2 norms, gates, the delta rule and the gated RMSNorm of every value head.
 /// Inputs are this token's projections: `mixed` [conv_dim], `z` [value_dim], `b`, `a` [h_v].
-/// Writes `y` [value_dim], the input of `ssm_out`.
+/// Writes `y` [value_dim], the input of `ssm_out`. Value heads run in parallel on `pool`;
+/// each head's arithmetic is the same whatever the thread count.
 #[allow(clippy::too_many_arguments)]
 pub fn gdn_token(
+    pool: &Pool,
     dims: &GdnDims,
     p: &GdnParams<'_>,
     conv_state: &mut [f32],
@@ -114,6 +119,10 @@ pub fn gdn_token(
     let (kd, vd, d) = (dims.key_dim(), dims.value_dim(), dims.d);
     assert_eq!(scratch.len(), dims.conv_dim(), "gdn_token: scratch length");
     assert_eq!(y.len(), vd, "gdn_token: output length");
+    assert!(
+        d <= MAX_HEAD_DIM,
+        "gdn_token: head dim {d} > {MAX_HEAD_DIM}"
+    );
     conv_step(conv_state, mixed, p.conv_w, dims.conv_kernel, scratch);
     silu_inplace(scratch);
     let (qk, v) = scratch.split_at_mut(2 * kd);
@@ -121,31 +130,33 @@ pub fn gdn_token(
         l2_norm_inplace(head, p.eps);
     }
     let (q, k) = qk.split_at(kd);
-    for j in 0..dims.h_v {
+    let v: &[f32] = v;
+    for_each_chunk_mut2(pool, ssm_state, d * d, y, d, &|j, s, yj| {
         let i = j % dims.h_k; // tiled V-head order of qwen35 GGUFs (architecture spec §4.2)
         let beta = sigmoid(b[j]);
         let g = softplus(a[j] + p.dt_bias[j]) * p.ssm_a[j];
         delta_rule_step(
-            &mut ssm_state[j * d * d..(j + 1) * d * d],
+            s,
             &q[i * d..(i + 1) * d],
             &k[i * d..(i + 1) * d],
             &v[j * d..(j + 1) * d],
             g,
             beta,
-            &mut y[j * d..(j + 1) * d],
+            yj,
         );
-    }
-    rms_norm_chunks_inplace(y, p.ssm_norm, p.eps);
-    for (yc, zc) in y.chunks_mut(d).zip(z.chunks(d)) {
-        let mut g = [0.0f32; 512];
-        let g = &mut g[..d];
-        g.copy_from_slice(zc);
-        silu_inplace(g); // ggml_silu runs per row of d_v values
-        for (yi, &gi) in yc.iter_mut().zip(g.iter()) {
+        rms_norm_chunks_inplace(yj, p.ssm_norm, p.eps);
+        let mut gate = [0.0f32; MAX_HEAD_DIM];
+        let gate = &mut gate[..d];
+        gate.copy_from_slice(&z[j * d..(j + 1) * d]);
+        silu_inplace(gate); // ggml_silu runs per row of d_v values
+        for (yi, &gi) in yj.iter_mut().zip(gate.iter()) {
             *yi *= gi;
         }
-    }
+    });
 }
+
+/// Largest GDN head dim the per-head stack buffers hold (qwen35 uses 128).
+pub const MAX_HEAD_DIM: usize = 512;
 
 /// The small float tensors of one GDN layer.
 #[derive(Clone, Copy, Debug)]

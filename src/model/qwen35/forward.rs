@@ -94,7 +94,6 @@ struct Scratch {
     y: Vec<f32>,
     conv: Vec<f32>,
     hid: Vec<f32>,
-    f16: Vec<f16>,
     rope: Vec<(f32, f32)>,
 }
 
@@ -286,6 +285,7 @@ impl<'a> CpuModel<'a> {
                     let conv_scratch = grow(&mut scratch.conv, cd);
                     for t in 0..t_n {
                         gdn_token(
+                            pool,
                             &dims,
                             &params,
                             conv,
@@ -466,7 +466,6 @@ struct AttnScratch<'s> {
     v: &'s mut Vec<f32>,
     q: &'s mut Vec<f32>,
     ao: &'s mut Vec<f32>,
-    f16: &'s mut Vec<f16>,
     rope: &'s mut Vec<(f32, f32)>,
     o: &'s mut Vec<f32>,
 }
@@ -479,7 +478,6 @@ fn scratch_parts(s: &mut Scratch) -> AttnScratch<'_> {
         v: &mut s.p2,
         q: &mut s.p3,
         ao: &mut s.y,
-        f16: &mut s.f16,
         rope: &mut s.rope,
         o: &mut s.o,
     }
@@ -545,12 +543,10 @@ fn attention(
             *dst = f16::from_f32(src);
         }
     }
-    if s.f16.len() != 2 * hd {
-        s.f16.resize(2 * hd, f16::ZERO);
-    }
     let ao = grow(s.ao, t_n * qd);
     for t in 0..t_n {
         attend_one(
+            pool,
             &dims,
             &qs[t * qd..(t + 1) * qd],
             &gates[t * qd..(t + 1) * qd],
@@ -558,7 +554,6 @@ fn attention(
             v_cache,
             pos0 + t + 1,
             &mut ao[t * qd..(t + 1) * qd],
-            s.f16,
         );
     }
     let o = grow(s.o, t_n * cfg.n_embd);
