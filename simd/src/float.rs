@@ -1,15 +1,21 @@
 //! F32, F16 and BF16 weights, dotted with activations of the same type (F16/BF16 activations
-//! are rounded first, as llama.cpp's `ggml_vec_dot_f16`/`_bf16` do).
+//! are rounded first, as llama.cpp's mul_mat does before `ggml_vec_dot_f16`/`_bf16`).
 //!
-//! Canonical float order (all ISAs, any k): 8 f32 lanes, `acc[l] = fma(w[8j+l], x[8j+l],
-//! acc[l])` for j = 0, 1, …, then `hsum8`, then the `cols % 8` leftover elements added in
-//! order as `s = s + w·x` (separate multiply and add). llama.cpp's F16 AVX2 loop keeps 4×8
-//! lanes and its BF16 AVX-512 path uses `vdpbf16ps`, so it differs from us in float order only.
+//! Canonical float order (all ISAs, any k): llama.cpp's AVX2 `ggml_vec_dot_{f32,f16,bf16}`
+//! (`ggml-cpu/vec.cpp`, checked against the wheel's disassembly, where GCC contracts the
+//! BF16 loop's `add(mul(a, b), c)` into an fma too). 4×8 f32 lanes, for each 32-element
+//! chunk j `acc[l] = fma(w[32j+l], x[32j+l], acc[l])`; then 8 lanes
+//! `r[l] = (acc[l] + acc[16+l]) + (acc[8+l] + acc[24+l])`, `t[i] = r[i] + r[i+4]` and
+//! * F32/F16 (two `hadd`s): `(t0 + t1) + (t2 + t3)`;
+//! * BF16 (`movehl` + `movehdup`): `(t0 + t2) + (t1 + t3)`.
+//!
+//! The `cols % 32` leftover elements, in order: F32 adds the products of the first
+//! `rem & !3` of them unfused (`s = s + w·x`, GCC's vectorised tail) and fuses the last
+//! `rem & 3` (`s = fma(w, x, s)`); F16/BF16 add each f32 product in f64 and round once.
 
 use crate::acts::ActRow;
 use crate::floats::{bf16_to_f32, f16_to_f32};
 use crate::kernels::{kernels_of, Kernels};
-use crate::kq::hsum8_ref;
 use crate::{GgmlType, Isa};
 
 fn halves(data: &[u8]) -> impl Iterator<Item = u16> + '_ {
@@ -58,21 +64,51 @@ fn x_at(ty: GgmlType, x: &ActRow<'_>, e: usize) -> f32 {
     }
 }
 
+/// The 32-lane reduction (see the module doc); BF16 ends with the `hsum8` tree.
+pub(crate) fn reduce32(ty: GgmlType, acc: &[f32; 32]) -> f32 {
+    let r: [f32; 8] = std::array::from_fn(|l| (acc[l] + acc[16 + l]) + (acc[8 + l] + acc[24 + l]));
+    let t: [f32; 4] = std::array::from_fn(|i| r[i] + r[i + 4]);
+    if ty == GgmlType::BF16 {
+        (t[0] + t[2]) + (t[1] + t[3])
+    } else {
+        (t[0] + t[1]) + (t[2] + t[3])
+    }
+}
+
+/// Adds the leftover elements `n32..n` to the reduced sum, as the module doc says.
+#[inline]
+pub(crate) fn finish(ty: GgmlType, reduced: f32, row: &[u8], x: &ActRow<'_>, n32: usize) -> f32 {
+    let n = row.len() / ty.block_bytes();
+    if ty == GgmlType::F32 {
+        let unfused_end = n32 + (n - n32) / 4 * 4;
+        let mut s = reduced;
+        for e in n32..unfused_end {
+            s += w_at(ty, row, e) * x_at(ty, x, e);
+        }
+        for e in unfused_end..n {
+            s = w_at(ty, row, e).mul_add(x_at(ty, x, e), s);
+        }
+        s
+    } else {
+        let mut s = reduced as f64;
+        for e in n32..n {
+            s += (w_at(ty, row, e) * x_at(ty, x, e)) as f64;
+        }
+        s as f32
+    }
+}
+
 /// Scalar reference dot in the canonical order.
 pub(crate) fn dot_ref(ty: GgmlType, row: &[u8], x: &ActRow<'_>) -> f32 {
     let n = row.len() / ty.block_bytes();
-    let mut acc = [0.0f32; 8];
-    for j in 0..n / 8 {
-        for l in 0..8 {
-            let e = 8 * j + l;
-            acc[l] = w_at(ty, row, e).mul_add(x_at(ty, x, e), acc[l]);
+    let n32 = n / 32 * 32;
+    let mut acc = [0.0f32; 32];
+    for j in (0..n32).step_by(32) {
+        for (l, a) in acc.iter_mut().enumerate() {
+            *a = w_at(ty, row, j + l).mul_add(x_at(ty, x, j + l), *a);
         }
     }
-    let mut s = hsum8_ref(&acc);
-    for e in n / 8 * 8..n {
-        s += w_at(ty, row, e) * x_at(ty, x, e);
-    }
-    s
+    finish(ty, reduce32(ty, &acc), row, x, n32)
 }
 
 macro_rules! scalar_kernel {
@@ -112,7 +148,7 @@ pub(crate) fn kernels(ty: GgmlType, isa: Isa) -> Kernels {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{w_at, x_at, ActRow};
+    use super::{finish, ActRow};
     use crate::x86::hsum8;
     use crate::GgmlType;
 
@@ -143,6 +179,22 @@ mod avx2 {
         _mm256_loadu_ps(p as *const f32)
     }
 
+    /// The 32-lane reduction of `reduce32` on four accumulators.
+    ///
+    /// # Safety
+    /// AVX2 must be available.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn reduce4x8(ty: GgmlType, a: &[__m256; 4]) -> f32 {
+        let r = _mm256_add_ps(_mm256_add_ps(a[0], a[2]), _mm256_add_ps(a[1], a[3]));
+        if ty == GgmlType::BF16 {
+            return hsum8(r);
+        }
+        let t = _mm_add_ps(_mm256_castps256_ps128(r), _mm256_extractf128_ps(r, 1));
+        let h = _mm_hadd_ps(t, t);
+        _mm_cvtss_f32(_mm_hadd_ps(h, h))
+    }
+
     macro_rules! matvec {
         ($name:ident, $ty:expr, $load:ident, $xs:ident, $xbytes:expr) => {
             /// k-input float kernel: each 8-weight vector is converted once for all tokens.
@@ -157,20 +209,20 @@ mod avx2 {
             ) {
                 let wb = $ty.block_bytes();
                 let n = row.len() / wb;
-                let mut acc = [_mm256_setzero_ps(); N];
-                for j in 0..n / 8 {
-                    let w = $load(row.as_ptr().add(8 * j * wb));
-                    for t in 0..N {
-                        let xv = $load((x[t].$xs.as_ptr() as *const u8).add(8 * j * $xbytes));
-                        acc[t] = _mm256_fmadd_ps(w, xv, acc[t]);
+                let n32 = n / 32 * 32;
+                let mut acc = [[_mm256_setzero_ps(); 4]; N];
+                for j in (0..n32).step_by(32) {
+                    for q in 0..4 {
+                        let e = j + 8 * q;
+                        let w = $load(row.as_ptr().add(e * wb));
+                        for t in 0..N {
+                            let xv = $load((x[t].$xs.as_ptr() as *const u8).add(e * $xbytes));
+                            acc[t][q] = _mm256_fmadd_ps(w, xv, acc[t][q]);
+                        }
                     }
                 }
                 for t in 0..N {
-                    let mut s = hsum8(acc[t]);
-                    for e in n / 8 * 8..n {
-                        s += w_at($ty, row, e) * x_at($ty, &x[t], e);
-                    }
-                    out[t] = s;
+                    out[t] = finish($ty, reduce4x8($ty, &acc[t]), row, &x[t], n32);
                 }
             }
         };

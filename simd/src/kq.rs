@@ -1,14 +1,20 @@
 //! Pieces shared by the K-quant files (Q4_K, Q5_K, Q6_K).
 //!
-//! Canonical float order for every K-quant dot (all ISAs, any k): 8 f32 lanes `acc`,
+//! Canonical float order for every K-quant dot (all ISAs, any k), that of llama.cpp's AVX2
+//! `ggml_vec_dot_q{4,5,6}_K_q8_K` (`ggml-cpu/arch/x86/quants.c`): 8 f32 lanes `acc`,
 //! starting at 0. For each super-block, in order: lane `l` gets the exact int32 sum
 //! `sumi[l]` over the elements `e` with `(e / 4) % 8 == l` of `scale(e) · q(e) · q8(e)`
 //! (this is the lane layout of `maddubs` + `madd` on a 32-byte vector), then
-//! `acc[l] = fma(d, f32(sumi[l]), acc[l])` with `d = d_y · f32(x.d)`; Q4_K/Q5_K then add the
-//! min term `acc[l] = fma(dmin, f32(summ[l]), acc[l])` with `dmin = −d_y · f32(x.dmin)` and
-//! `summ[l] = (bsums[2l] + bsums[2l+1]) · m_l`. The result is `hsum8` (tree in `hsum8_ref`).
-//! This is llama.cpp's AVX2 `ggml_vec_dot_q4_K_q8_K` with the min accumulator folded into
-//! the main one (it keeps a separate 4-lane `acc_m`) and the same `fma(d, float(sumi))` step.
+//! `acc[l] = fma(d, f32(sumi[l]), acc[l])` with `d = d_y · f32(x.d)`. The dot is `hsum8(acc)`
+//! (tree in `hsum8_ref`) plus the min term, kept apart from `acc`:
+//!
+//! * Q4_K: a 4-lane `acc_m`; lane `l` covers sub-blocks 2l and 2l+1:
+//!   `acc_m[l] = fma(dmin, f32(m[2l]·Σbsums(2l) + m[2l+1]·Σbsums(2l+1)), acc_m[l])` with
+//!   `dmin = −d_y · f32(x.dmin)`; the dot is `hsum8(acc) + ((acc_m0+acc_m2) + (acc_m1+acc_m3))`.
+//! * Q5_K: one f32 `summs = fma(dmin, f32(Σ_j m[j]·Σbsums(j)), summs)` per block (GCC
+//!   contracts llama.cpp's `summs += dmin * int` into an fma, checked in the wheel's
+//!   disassembly); the dot is `hsum8(acc) + summs`.
+//! * Q6_K: the −32 offset is folded into the integer lanes (see `q6_k.rs`), no min term.
 
 /// `get_scale_min_k4` for all eight sub-blocks: `(scales, mins)`, each 6 bits.
 /// Branch-free with three 32-bit masks (the byte map of spec §3.2: bytes 0-3/4-7 hold the
@@ -49,30 +55,38 @@ pub(crate) const fn lane(e: usize) -> usize {
     (e / 4) % 8
 }
 
-/// Scalar canonical step for one block: `acc = fma(d, sumi, acc)` then the min term.
+/// Scalar canonical step for one block: `acc = fma(d, sumi, acc)`.
 #[inline]
-pub(crate) fn fold_block(
-    acc: &mut [f32; 8],
-    d: f32,
-    sumi: &[i32; 8],
-    dmin: f32,
-    summ: Option<&[i32; 8]>,
-) {
+pub(crate) fn fold_block(acc: &mut [f32; 8], d: f32, sumi: &[i32; 8]) {
     for l in 0..8 {
         acc[l] = d.mul_add(sumi[l] as f32, acc[l]);
     }
-    if let Some(summ) = summ {
-        for l in 0..8 {
-            acc[l] = dmin.mul_add(summ[l] as f32, acc[l]);
-        }
-    }
 }
 
-/// `summ[l] = bsums[2l]·m[l] + bsums[2l+1]·m[l]` (the `madd` of bsums with duplicated mins).
+/// `summ[j] = bsums[2j]·m[j] + bsums[2j+1]·m[j]`: the min sum of sub-block j.
 pub(crate) fn min_sums(bsums: &[i16], m: &[u8; 8]) -> [i32; 8] {
     std::array::from_fn(|l| {
         bsums[2 * l] as i32 * m[l] as i32 + bsums[2 * l + 1] as i32 * m[l] as i32
     })
+}
+
+/// Q4_K's min step: `acc_m[l] = fma(dmin, f32(summ[2l] + summ[2l+1]), acc_m[l])`.
+#[inline]
+pub(crate) fn fold_min4(acc_m: &mut [f32; 4], dmin: f32, summ: &[i32; 8]) {
+    for l in 0..4 {
+        acc_m[l] = dmin.mul_add((summ[2 * l] + summ[2 * l + 1]) as f32, acc_m[l]);
+    }
+}
+
+/// The 4-lane sum of `_mm_movehl_ps` + `_mm_movehdup_ps`: `(a0 + a2) + (a1 + a3)`.
+pub(crate) fn hsum4_ref(a: &[f32; 4]) -> f32 {
+    (a[0] + a[2]) + (a[1] + a[3])
+}
+
+/// Q5_K's min step: `summs = fma(dmin, f32(Σ summ), summs)`.
+#[inline]
+pub(crate) fn fold_min1(summs: f32, dmin: f32, summ: &[i32; 8]) -> f32 {
+    dmin.mul_add(summ.iter().sum::<i32>() as f32, summs)
 }
 
 #[cfg(test)]
@@ -139,6 +153,47 @@ pub(crate) mod x86 {
     #[inline]
     pub unsafe fn fold(acc: __m256, d: f32, sumi: __m256i) -> __m256 {
         _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc)
+    }
+
+    /// Q4_K's min step on 4 lanes: `acc_m + set1(dmin) · f32(pairwise sums of summ)` (fma).
+    ///
+    /// # Safety
+    /// AVX2 and FMA must be available.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub unsafe fn fold_min4(acc_m: __m128, dmin: f32, summ: __m256i) -> __m128 {
+        let pairs = _mm_hadd_epi32(
+            _mm256_castsi256_si128(summ),
+            _mm256_extracti128_si256(summ, 1),
+        );
+        _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(pairs), acc_m)
+    }
+
+    /// `(a0 + a2) + (a1 + a3)`, as `hsum4_ref`.
+    ///
+    /// # Safety
+    /// SSE3 must be available (implied by AVX2).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub unsafe fn hsum4(a: __m128) -> f32 {
+        let t = _mm_add_ps(a, _mm_movehl_ps(a, a));
+        _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)))
+    }
+
+    /// Q5_K's min step: `fma(dmin, f32(Σ lanes of summ), summs)` (exact int32 sum).
+    ///
+    /// # Safety
+    /// AVX2 and FMA must be available.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub unsafe fn fold_min1(summs: f32, dmin: f32, summ: __m256i) -> f32 {
+        let s4 = _mm_add_epi32(
+            _mm256_castsi256_si128(summ),
+            _mm256_extracti128_si256(summ, 1),
+        );
+        let s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+        let s1 = _mm_add_epi32(s2, _mm_shuffle_epi32(s2, 0b01));
+        dmin.mul_add(_mm_cvtsi128_si32(s1) as f32, summs)
     }
 
     /// Folds a 16-lane int32 vector of 4-element sums into the canonical 8 lanes

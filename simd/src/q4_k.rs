@@ -6,7 +6,7 @@ use bytemuck::{Pod, Zeroable};
 use crate::acts::ActRow;
 use crate::floats::f16_le;
 use crate::kernels::{kernels_of, Kernels};
-use crate::kq::{fold_block, hsum8_ref, lane, min_sums, scale_min_k4};
+use crate::kq::{fold_block, fold_min4, hsum4_ref, hsum8_ref, lane, min_sums, scale_min_k4};
 use crate::Isa;
 
 /// One Q4_K super-block.
@@ -61,6 +61,7 @@ fn q_of(b: &BlockQ4K, e: usize) -> u8 {
 /// Scalar reference dot of one row with one Q8_K token, in the canonical order (`kq.rs`).
 pub(crate) fn dot_ref(row: &[u8], x: &ActRow<'_>) -> f32 {
     let mut acc = [0.0f32; 8];
+    let mut acc_m = [0.0f32; 4];
     for (i, b) in blocks(row).iter().enumerate() {
         let (sc, m) = scale_min_k4(&b.scales);
         let q8 = &x.qs[256 * i..256 * i + 256];
@@ -70,15 +71,10 @@ pub(crate) fn dot_ref(row: &[u8], x: &ActRow<'_>) -> f32 {
         }
         let summ = min_sums(&x.bsums[16 * i..16 * i + 16], &m);
         let dy = x.d[i];
-        fold_block(
-            &mut acc,
-            dy * f16_le(b.d),
-            &sumi,
-            -dy * f16_le(b.dmin),
-            Some(&summ),
-        );
+        fold_block(&mut acc, dy * f16_le(b.d), &sumi);
+        fold_min4(&mut acc_m, -dy * f16_le(b.dmin), &summ);
     }
-    hsum8_ref(&acc)
+    hsum8_ref(&acc) + hsum4_ref(&acc_m)
 }
 
 /// # Safety
@@ -106,7 +102,7 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     use super::{blocks, ActRow};
-    use crate::kq::x86::{bsums_madd, fold, mins_dup16};
+    use crate::kq::x86::{bsums_madd, fold, fold_min4, hsum4, mins_dup16};
     use crate::x86::{f16_to_f32_f16c, hsum8, madd_acc_avx2, madd_acc_avxvnni};
 
     macro_rules! matvec {
@@ -124,6 +120,7 @@ mod avx2 {
                 out: &mut [f32; N],
             ) {
                 let mut acc = [_mm256_setzero_ps(); N];
+                let mut acc_m = [_mm_setzero_ps(); N];
                 let m4 = _mm256_set1_epi8(0x0F);
                 for (i, b) in blocks(row).iter().enumerate() {
                     let (sc, m) = crate::kq::scale_min_k4(&b.scales);
@@ -148,11 +145,11 @@ mod avx2 {
                         let summ = bsums_madd(x[t].bsums.as_ptr().add(16 * i), mins);
                         let dy = *x[t].d.get_unchecked(i);
                         acc[t] = fold(acc[t], dy * dx, sumi);
-                        acc[t] = fold(acc[t], -dy * dminx, summ);
+                        acc_m[t] = fold_min4(acc_m[t], -dy * dminx, summ);
                     }
                 }
                 for t in 0..N {
-                    out[t] = hsum8(acc[t]);
+                    out[t] = hsum8(acc[t]) + hsum4(acc_m[t]);
                 }
             }
         };
@@ -166,7 +163,7 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     use super::{blocks, ActRow};
-    use crate::kq::x86::{bsums_madd, fold, fold16, mins_dup16, scale_pair512};
+    use crate::kq::x86::{bsums_madd, fold, fold16, fold_min4, hsum4, mins_dup16, scale_pair512};
     use crate::x86::{f16_to_f32_f16c, hsum8};
 
     /// k-input Q4_K × Q8_K kernel with 512-bit integer work and `vpdpwssd`.
@@ -176,6 +173,7 @@ mod avx512 {
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     pub unsafe fn matvec<const N: usize>(row: &[u8], x: &[ActRow<'_>; N], out: &mut [f32; N]) {
         let mut acc = [_mm256_setzero_ps(); N];
+        let mut acc_m = [_mm_setzero_ps(); N];
         let m4 = _mm512_set1_epi8(0x0F);
         for (i, b) in blocks(row).iter().enumerate() {
             let (sc, m) = crate::kq::scale_min_k4(&b.scales);
@@ -205,11 +203,11 @@ mod avx512 {
                 let summ = bsums_madd(x[t].bsums.as_ptr().add(16 * i), mins);
                 let dy = *x[t].d.get_unchecked(i);
                 acc[t] = fold(acc[t], dy * dx, fold16(sumi));
-                acc[t] = fold(acc[t], -dy * dminx, summ);
+                acc_m[t] = fold_min4(acc_m[t], -dy * dminx, summ);
             }
         }
         for t in 0..N {
-            out[t] = hsum8(acc[t]);
+            out[t] = hsum8(acc[t]) + hsum4(acc_m[t]);
         }
     }
 }

@@ -76,7 +76,7 @@ pub(crate) fn dot_ref(row: &[u8], x: &ActRow<'_>) -> f32 {
                 * (bs[2 * l] as i32 * b.scales[2 * l] as i32
                     + bs[2 * l + 1] as i32 * b.scales[2 * l + 1] as i32);
         }
-        fold_block(&mut acc, x.d[i] * f16_le(b.d), &sumi, 0.0, None);
+        fold_block(&mut acc, x.d[i] * f16_le(b.d), &sumi);
     }
     hsum8_ref(&acc)
 }

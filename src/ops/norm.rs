@@ -28,12 +28,16 @@ fn rms_scale(x: &[f32], eps: f32) -> f32 {
     1.0 / (mean + eps).sqrt()
 }
 
-/// `x ← x / max(‖x‖, eps)`.
+/// `x ← x / ‖x‖` as llama.cpp's qwen35 graph builds it (`build_gdn_l2_norm`):
+/// `ggml_scale(ggml_rms_norm(x, eps/n), 1/sqrt(n))`, i.e. `x · 1/sqrt(mean(x²) + eps/n)`
+/// rounded, then times `1/sqrt(n)` rounded. (Mathematically `x / sqrt(‖x‖² + eps)`; the
+/// two-step rounding is what makes it bit-identical to llama.cpp.)
 pub fn l2_norm_inplace(x: &mut [f32], eps: f32) {
-    let sum: f64 = x.iter().map(|&v| (v * v) as f64).sum();
-    let scale = 1.0 / (sum.sqrt() as f32).max(eps);
+    let n = x.len() as f32;
+    let scale = rms_scale(x, eps / n);
+    let post = 1.0 / n.sqrt();
     for v in x.iter_mut() {
-        *v *= scale;
+        *v = (*v * scale) * post;
     }
 }
 
@@ -62,15 +66,17 @@ mod tests {
     }
 
     #[test]
-    fn l2_norm_gives_unit_length_and_respects_eps() {
+    fn l2_norm_gives_unit_length_and_adds_eps_to_the_squared_norm() {
         let mut x = vec![3.0f32, 4.0];
         l2_norm_inplace(&mut x, 1e-6);
         assert!((x[0] - 0.6).abs() < 1e-7 && (x[1] - 0.8).abs() < 1e-7);
         let mut tiny = vec![1e-9f32, 0.0];
         l2_norm_inplace(&mut tiny, 1e-6);
+        let want = 1e-9 / (1e-18f64 + 1e-6).sqrt();
         assert!(
-            (tiny[0] - 1e-3).abs() < 1e-9,
-            "scale is 1/eps when the norm is below eps"
+            (tiny[0] as f64 - want).abs() < 1e-6 * want,
+            "x / sqrt(|x|^2 + eps): {} vs {want}",
+            tiny[0]
         );
     }
 }

@@ -15,7 +15,8 @@ pub fn rope_table(pos: usize, n_rot: usize, freq_base: f32, cs: &mut [(f32, f32)
 }
 
 /// Rotates the first `2·cs.len()` dims of each `head_dim` chunk of `x` in NeoX order:
-/// pairs (i, i + n_rot/2). The remaining dims pass through.
+/// pairs (i, i + n_rot/2), `x0' = fma(x0, cos, −x1·sin)`, `x1' = fma(x0, sin, x1·cos)`.
+/// The remaining dims pass through.
 pub fn rope_neox_inplace(x: &mut [f32], head_dim: usize, cs: &[(f32, f32)]) {
     let half = cs.len();
     assert!(
@@ -26,8 +27,10 @@ pub fn rope_neox_inplace(x: &mut [f32], head_dim: usize, cs: &[(f32, f32)]) {
         for (i, &(c, s)) in cs.iter().enumerate() {
             let x0 = head[i];
             let x1 = head[i + half];
-            head[i] = x0 * c - x1 * s;
-            head[i + half] = x0 * s + x1 * c;
+            // GCC contracts ggml's `x0*cos - x1*sin` / `x0*sin + x1*cos` (rotate_pairs) into
+            // vfmsub/vfmadd with the x1 product rounded first (wheel disassembly).
+            head[i] = x0.mul_add(c, -(x1 * s));
+            head[i + half] = x0.mul_add(s, x1 * c);
         }
     }
 }

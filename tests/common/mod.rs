@@ -50,10 +50,35 @@ impl Oracle {
     }
 }
 
+/// How to run the oracle (`scripts/llamacpp-oracle.py` documents the numerics modes).
+#[derive(Clone, Debug, Default)]
+pub struct OracleOpts {
+    /// llama.cpp threads (default 2).
+    pub threads: Option<usize>,
+    /// Prompt tokens per `llama_decode` call; `Some(0)` = whole prompt, default 1.
+    pub prompt_batch: Option<usize>,
+    /// Keep llama.cpp's repacked weights and tiled K-quant matmul (its defaults).
+    pub repack: bool,
+    /// Dump every f32 graph tensor (`cb_eval`) into this directory.
+    pub dump: Option<PathBuf>,
+}
+
+/// llama.cpp in its decode-path numerics mode (one token per call, no repack): the mode in
+/// which it computes every token the way hybrid-run does.
 pub fn run_oracle(model: &Path, prompt: &[u32], n_gen: usize, out_prefix: &Path) -> Oracle {
+    run_oracle_with(model, prompt, n_gen, out_prefix, &OracleOpts::default())
+}
+
+pub fn run_oracle_with(
+    model: &Path,
+    prompt: &[u32],
+    n_gen: usize,
+    out_prefix: &Path,
+    opts: &OracleOpts,
+) -> Oracle {
     let toks: Vec<String> = prompt.iter().map(|t| t.to_string()).collect();
-    let status = Command::new("python3")
-        .arg(repo_root().join("scripts/llamacpp-oracle.py"))
+    let mut cmd = Command::new("python3");
+    cmd.arg(repo_root().join("scripts/llamacpp-oracle.py"))
         .arg("--model")
         .arg(model)
         .arg("--tokens")
@@ -61,9 +86,20 @@ pub fn run_oracle(model: &Path, prompt: &[u32], n_gen: usize, out_prefix: &Path)
         .arg("--n-gen")
         .arg(n_gen.to_string())
         .arg("--out")
-        .arg(out_prefix)
-        .status()
-        .expect("running scripts/llamacpp-oracle.py");
+        .arg(out_prefix);
+    if let Some(t) = opts.threads {
+        cmd.arg("--threads").arg(t.to_string());
+    }
+    if let Some(b) = opts.prompt_batch {
+        cmd.arg("--prompt-batch").arg(b.to_string());
+    }
+    if opts.repack {
+        cmd.arg("--repack");
+    }
+    if let Some(d) = &opts.dump {
+        cmd.arg("--dump").arg(d);
+    }
+    let status = cmd.status().expect("running scripts/llamacpp-oracle.py");
     assert!(
         status.success(),
         "llama.cpp oracle failed on {}",
@@ -90,6 +126,15 @@ pub fn run_oracle(model: &Path, prompt: &[u32], n_gen: usize, out_prefix: &Path)
         n_prompt: meta["n_prompt"].as_u64().unwrap() as usize,
         logits,
     }
+}
+
+/// A seed that differs on every run (printed by the tests), so parity is never tuned to
+/// fixed fixtures.
+pub fn fresh_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0x5eed)
 }
 
 /// ‖a − b‖∞ / ‖b‖∞.
