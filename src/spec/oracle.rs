@@ -72,6 +72,10 @@ impl Drafter for OracleDrafter {
         out: &mut Vec<u32>,
     ) -> Result<(), SpecError> {
         out.clear();
+        if let ErrorPlan::Junk { .. } = self.plan {
+            out.extend((0..n).map(|_| self.rng.gen_range(0..self.n_vocab)));
+            return Ok(());
+        }
         let at = history.len();
         let avail = self.truth.len().saturating_sub(at).min(n);
         let step = self.step;
@@ -82,10 +86,7 @@ impl Drafter for OracleDrafter {
                 ErrorPlan::None => true,
                 ErrorPlan::Cycle => i < step % (n + 1),
                 ErrorPlan::Rate { rate, .. } => self.rng.gen::<f64>() < rate,
-                ErrorPlan::Junk { .. } => {
-                    out.push(self.rng.gen_range(0..self.n_vocab));
-                    continue;
-                }
+                ErrorPlan::Junk { .. } => false,
             };
             out.push(if right { t } else { self.wrong(t) });
         }

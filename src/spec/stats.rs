@@ -18,6 +18,8 @@ pub struct SpecStats {
     pub drafted_per_depth: Vec<usize>,
     pub accepted_per_depth: Vec<usize>,
     pub acceptance_per_depth: Vec<f64>,
+    /// Steps whose first rejected draft was at depth j (index j−1): rollbacks by depth.
+    pub rejected_at_depth: Vec<usize>,
     /// Tokens produced by verify steps per step (kept drafts + the correction/bonus token).
     pub tokens_per_step: f64,
     /// Steps per batch width k (index k−1) and their mean verify time.
@@ -42,6 +44,7 @@ impl SpecStats {
             adaptive,
             drafted_per_depth: vec![0; draft_n],
             accepted_per_depth: vec![0; draft_n],
+            rejected_at_depth: vec![0; draft_n],
             steps_per_k: vec![0; draft_n + 1],
             verify_ms_per_k: vec![0.0; draft_n + 1],
             ..Default::default()
@@ -57,6 +60,9 @@ impl SpecStats {
             if j < accepted {
                 self.accepted_per_depth[j] += 1;
             }
+        }
+        if accepted < drafted {
+            self.rejected_at_depth[accepted] += 1;
         }
         self.steps_per_k[drafted] += 1;
         self.verify_ms_per_k[drafted] += verify_ms;
