@@ -6,9 +6,10 @@
 // pos0 + t (causal), for all n_head / n_kv query heads of the group at once, so each K/V row
 // is read once per group. Scores, softmax and the V sum are f32 (q is not rounded to f16).
 // The output gate (sigmoid) is a separate elementwise launch.
+// attn_partial is instanced per head_dim (64, 128, 256: the 27B and the small test models);
+// one warp covers a head row, HD / 32 dims per lane.
 #include "common.cuh"
 
-#define ATTN_HD 256     // head_dim (every qwen35 size)
 #define ATTN_CHUNK 256  // cache positions per split
 #define ATTN_MAXG 8     // query heads per KV head
 #define ATTN_THREADS 256
@@ -24,12 +25,44 @@ extern "C" __global__ void kv_store(const float* __restrict__ k, const float* __
     v_cache[dst] = f32_to_f16(v[i]);
 }
 
+// EPL consecutive f16 values from an address aligned to 2 * EPL bytes, as f32.
+template <int EPL>
+__device__ __forceinline__ void load_f16s(const u16* p, float* f);
+template <>
+__device__ __forceinline__ void load_f16s<8>(const u16* p, float* f) {
+    const uint4 r = *(const uint4*)p;
+    const u32 w[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        f[2 * i] = f16_to_f32((u16)(w[i] & 0xFFFF));
+        f[2 * i + 1] = f16_to_f32((u16)(w[i] >> 16));
+    }
+}
+template <>
+__device__ __forceinline__ void load_f16s<4>(const u16* p, float* f) {
+    const uint2 r = *(const uint2*)p;
+    const u32 w[2] = {r.x, r.y};
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        f[2 * i] = f16_to_f32((u16)(w[i] & 0xFFFF));
+        f[2 * i + 1] = f16_to_f32((u16)(w[i] >> 16));
+    }
+}
+template <>
+__device__ __forceinline__ void load_f16s<2>(const u16* p, float* f) {
+    const u32 w = *(const u32*)p;
+    f[0] = f16_to_f32((u16)(w & 0xFFFF));
+    f[1] = f16_to_f32((u16)(w >> 16));
+}
+
 // q: [ntok][n_head][HD]; part_o: [ntok][n_head][n_split][HD]; part_ml: [ntok][n_head][n_split]
 // (running max m, sum l); a split with no position writes m = -inf, l = 0.
-extern "C" __global__ void __launch_bounds__(ATTN_THREADS)
-    attn_partial(const float* __restrict__ q, const u16* __restrict__ k_cache,
-                 const u16* __restrict__ v_cache, float* __restrict__ part_o, float2* __restrict__ part_ml,
-                 int n_head, int n_kv, int pos0, int n_split, float scale) {
+template <int ATTN_HD>
+__device__ __forceinline__ void attn_partial_body(const float* __restrict__ q, const u16* __restrict__ k_cache,
+                                                  const u16* __restrict__ v_cache, float* __restrict__ part_o,
+                                                  float2* __restrict__ part_ml, int n_head, int n_kv, int pos0,
+                                                  int n_split, float scale) {
+    constexpr int EPL = ATTN_HD / 32;  // dims per lane in the score loop
     __shared__ float qs[ATTN_MAXG][ATTN_HD];
     __shared__ float ps[ATTN_MAXG][ATTN_CHUNK];
     __shared__ float ms[ATTN_MAXG], ls[ATTN_MAXG];
@@ -46,20 +79,14 @@ extern "C" __global__ void __launch_bounds__(ATTN_THREADS)
         qs[i / ATTN_HD][i % ATTN_HD] = q[prow * ATTN_HD + i];
     __syncthreads();
 
-    // Scores: one warp per position; a lane takes 8 consecutive dims (one 16-byte load).
+    // Scores: one warp per position; a lane takes EPL consecutive dims (one load).
     for (int p = start + warp; p < end; p += nwarps) {
-        const uint4 kr = *(const uint4*)(k_cache + (size_t)p * kv_dim + (size_t)g * ATTN_HD + lane * 8);
-        const u32 kw[4] = {kr.x, kr.y, kr.z, kr.w};
-        float kf[8];
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            kf[2 * i] = f16_to_f32((u16)(kw[i] & 0xFFFF));
-            kf[2 * i + 1] = f16_to_f32((u16)(kw[i] >> 16));
-        }
+        float kf[EPL];
+        load_f16s<EPL>(k_cache + (size_t)p * kv_dim + (size_t)g * ATTN_HD + lane * EPL, kf);
         for (int h = 0; h < G; h++) {
             float d = 0.0f;
 #pragma unroll
-            for (int i = 0; i < 8; i++) d = __fmaf_rn(qs[h][lane * 8 + i], kf[i], d);
+            for (int i = 0; i < EPL; i++) d = __fmaf_rn(qs[h][lane * EPL + i], kf[i], d);
             d = warp_sum(d);
             if (lane == 0) ps[h][p - start] = d * scale;
         }
@@ -82,8 +109,9 @@ extern "C" __global__ void __launch_bounds__(ATTN_THREADS)
     }
     __syncthreads();
 
-    // V: thread d sums p * v[d] over the chunk for every head of the group.
-    const int d = threadIdx.x;  // ATTN_THREADS == ATTN_HD
+    // V: thread d < HD sums p * v[d] over the chunk for every head of the group.
+    const int d = threadIdx.x;  // ATTN_THREADS >= ATTN_HD
+    if (d >= ATTN_HD) return;   // no barrier follows
     float acc[ATTN_MAXG];
 #pragma unroll
     for (int h = 0; h < ATTN_MAXG; h++) acc[h] = 0.0f;
@@ -107,10 +135,23 @@ extern "C" __global__ void __launch_bounds__(ATTN_THREADS)
     }
 }
 
-// grid (n_head, ntok), block ATTN_HD: o[t][h] = sum_s o_s e^(m_s - M) / sum_s l_s e^(m_s - M).
-extern "C" __global__ void __launch_bounds__(ATTN_HD)
+#define ATTN_PARTIAL(HD)                                                                         \
+    extern "C" __global__ void __launch_bounds__(ATTN_THREADS)                                   \
+        attn_partial_hd##HD(const float* q, const u16* k_cache, const u16* v_cache, float* part_o, \
+                            float2* part_ml, int n_head, int n_kv, int pos0, int n_split,        \
+                            float scale) {                                                       \
+        attn_partial_body<HD>(q, k_cache, v_cache, part_o, part_ml, n_head, n_kv, pos0, n_split,  \
+                              scale);                                                            \
+    }
+ATTN_PARTIAL(64)
+ATTN_PARTIAL(128)
+ATTN_PARTIAL(256)
+
+// grid (n_head, ntok), block hd (<= 256): o[t][h] = sum_s o_s e^(m_s - M) / sum_s l_s e^(m_s - M).
+extern "C" __global__ void __launch_bounds__(256)
     attn_combine(const float* __restrict__ part_o, const float2* __restrict__ part_ml, float* __restrict__ o,
-                 int n_head, int n_split) {
+                 int n_head, int n_split, int hd) {
+    const int ATTN_HD = hd;
     const size_t row = (size_t)blockIdx.y * n_head + blockIdx.x;
     const int d = threadIdx.x;
     float M = NEG_INF;

@@ -9,7 +9,6 @@
 // rejected draft can roll back to any token of the batch.
 #include "common.cuh"
 
-#define GDN_D 128           // d_k = d_v (every qwen35 size)
 #define GDN_COLS_PER_WARP 4 // value columns b per warp
 #define GDN_WARPS 4
 
@@ -45,15 +44,18 @@ extern "C" __global__ void gdn_conv(const float* __restrict__ x, const float* __
     state[2 * channels + c] = s2;
 }
 
-// grid (H_v, D / (GDN_WARPS * GDN_COLS_PER_WARP)), block 32 * GDN_WARPS.
+// gdn_recurrence_d<D> for d_k = d_v = D in {64, 128} (128: every real qwen35 size; 64: the
+// tiny test model). grid (H_v, D / (GDN_WARPS * GDN_COLS_PER_WARP)), block 32 * GDN_WARPS.
 // u: [ntok][u_stride] conv output with q at [0, H_k*D), k at [H_k*D, 2*H_k*D), v after;
 // b, a: [ntok][H_v] raw beta/alpha projections; dt_bias, ssm_a: [H_v];
 // state: [H_v][D][D]; out: [ntok][H_v][D]; snap: null or [ntok][H_v][D][D].
-extern "C" __global__ void __launch_bounds__(32 * GDN_WARPS)
-    gdn_recurrence(const float* __restrict__ u, int u_stride, const float* __restrict__ b,
-                   const float* __restrict__ a, const float* __restrict__ dt_bias,
-                   const float* __restrict__ ssm_a, float* __restrict__ state, float* __restrict__ out,
-                   float* __restrict__ snap, int h_k, int h_v, int ntok, float eps, float out_scale) {
+template <int GDN_D>
+__device__ __forceinline__ void gdn_recurrence_body(const float* __restrict__ u, int u_stride,
+                                                    const float* __restrict__ b, const float* __restrict__ a,
+                                                    const float* __restrict__ dt_bias,
+                                                    const float* __restrict__ ssm_a, float* __restrict__ state,
+                                                    float* __restrict__ out, float* __restrict__ snap, int h_k,
+                                                    int h_v, int ntok, float eps, float out_scale) {
     const int j = blockIdx.x;
     const int hk = j % h_k;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -121,3 +123,14 @@ extern "C" __global__ void __launch_bounds__(32 * GDN_WARPS)
 #pragma unroll
         for (int i = 0; i < PER; i++) sj[(size_t)(col0 + c) * GDN_D + lane + 32 * i] = S[c][i];
 }
+
+#define GDN_RECURRENCE(D)                                                                        \
+    extern "C" __global__ void __launch_bounds__(32 * GDN_WARPS)                                 \
+        gdn_recurrence_d##D(const float* u, int u_stride, const float* b, const float* a,          \
+                            const float* dt_bias, const float* ssm_a, float* state, float* out,   \
+                            float* snap, int h_k, int h_v, int ntok, float eps, float out_scale) {\
+        gdn_recurrence_body<D>(u, u_stride, b, a, dt_bias, ssm_a, state, out, snap, h_k, h_v,     \
+                               ntok, eps, out_scale);                                            \
+    }
+GDN_RECURRENCE(64)
+GDN_RECURRENCE(128)

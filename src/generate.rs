@@ -8,6 +8,62 @@ use serde::Serialize;
 use crate::model::qwen35::{CpuModel, ForwardOutput, Logits, ModelError, SeqState};
 use crate::sample::Sampler;
 
+/// What the decoding loop needs from a model: a forward pass over its own sequence state.
+/// Implemented by [`CpuModel`] (state [`SeqState`]) and [`crate::gpu::GpuModel`] (state on
+/// the device); where layers run is the engine's business, the loop never asks.
+pub trait Engine {
+    type State;
+
+    /// Runs `tokens` at the state's next positions and advances it; `out` holds the logit
+    /// rows asked for and every token's post-norm hidden state.
+    fn forward(
+        &mut self,
+        st: &mut Self::State,
+        tokens: &[u32],
+        want: Logits,
+        out: &mut ForwardOutput,
+    ) -> Result<(), ModelError>;
+
+    /// Runs `tokens` and returns the greedy pick for the last one (ties: lowest id). The
+    /// default computes the logits into `out`; an engine may pick without them.
+    fn forward_greedy(
+        &mut self,
+        st: &mut Self::State,
+        tokens: &[u32],
+        out: &mut ForwardOutput,
+    ) -> Result<u32, ModelError> {
+        self.forward(st, tokens, Logits::Last, out)?;
+        Ok(crate::sample::argmax(&out.logits))
+    }
+
+    /// (tokens in the state, capacity).
+    fn position(st: &Self::State) -> (usize, usize);
+
+    fn n_threads(&self) -> usize;
+}
+
+impl Engine for CpuModel<'_> {
+    type State = SeqState;
+
+    fn forward(
+        &mut self,
+        st: &mut SeqState,
+        tokens: &[u32],
+        want: Logits,
+        out: &mut ForwardOutput,
+    ) -> Result<(), ModelError> {
+        CpuModel::forward(self, st, tokens, want, out)
+    }
+
+    fn position(st: &SeqState) -> (usize, usize) {
+        (st.n_past, st.n_ctx)
+    }
+
+    fn n_threads(&self) -> usize {
+        CpuModel::n_threads(self)
+    }
+}
+
 /// Statistics of one generation, printed at the end and written by `--stats-json`.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct GenStats {
@@ -49,9 +105,11 @@ pub struct GenParams {
 
 /// Feeds the prompt, then samples until an end-of-generation token, `n_predict` tokens, or
 /// `on_token` returning false. The end-of-generation token itself is not passed on.
-pub fn generate(
-    model: &mut CpuModel<'_>,
-    st: &mut SeqState,
+/// A greedy sampler takes [`Engine::forward_greedy`] (same tokens; the GPU then downloads
+/// only the pick).
+pub fn generate<E: Engine>(
+    model: &mut E,
+    st: &mut E::State,
     prompt: &[u32],
     params: &GenParams,
     sampler: &mut Sampler,
@@ -61,12 +119,14 @@ pub fn generate(
     if prompt.is_empty() {
         return Err(ModelError::EmptyInput);
     }
-    if st.n_past + prompt.len() > st.n_ctx {
+    let (n_past, n_ctx) = E::position(st);
+    if n_past + prompt.len() > n_ctx {
         return Err(ModelError::ContextFull {
-            n_ctx: st.n_ctx,
-            needed: st.n_past + prompt.len(),
+            n_ctx,
+            needed: n_past + prompt.len(),
         });
     }
+    let greedy = sampler.config().is_greedy();
     let mut stats = GenStats {
         n_prompt: prompt.len(),
         n_threads: model.n_threads(),
@@ -75,13 +135,15 @@ pub fn generate(
     let mut out = ForwardOutput::default();
     let t0 = Instant::now();
     let chunks: Vec<&[u32]> = prompt.chunks(params.n_batch.max(1)).collect();
+    let mut next = None;
     for (i, chunk) in chunks.iter().enumerate() {
-        let want = if i + 1 == chunks.len() {
-            Logits::Last
+        if i + 1 < chunks.len() {
+            model.forward(st, chunk, Logits::None, &mut out)?;
+        } else if greedy {
+            next = Some(model.forward_greedy(st, chunk, &mut out)?);
         } else {
-            Logits::None
-        };
-        model.forward(st, chunk, want, &mut out)?;
+            model.forward(st, chunk, Logits::Last, &mut out)?;
+        }
     }
     stats.prompt_ms = t0.elapsed().as_secs_f64() * 1e3;
 
@@ -89,7 +151,10 @@ pub fn generate(
     let t1 = Instant::now();
     stats.stop = "n_predict".into();
     while stats.n_decode < params.n_predict {
-        let tok = sampler.sample(&out.logits, &history);
+        let tok = match next.take() {
+            Some(t) => t,
+            None => sampler.sample(&out.logits, &history),
+        };
         if is_eog(tok) {
             stats.stop = "eog".into();
             break;
@@ -103,11 +168,16 @@ pub fn generate(
         if stats.n_decode == params.n_predict {
             break;
         }
-        if st.n_past + 1 > st.n_ctx {
+        let (n_past, n_ctx) = E::position(st);
+        if n_past + 1 > n_ctx {
             stats.stop = "context".into();
             break;
         }
-        model.forward(st, &[tok], Logits::Last, &mut out)?;
+        if greedy {
+            next = Some(model.forward_greedy(st, &[tok], &mut out)?);
+        } else {
+            model.forward(st, &[tok], Logits::Last, &mut out)?;
+        }
     }
     stats.decode_ms = t1.elapsed().as_secs_f64() * 1e3;
     stats.finish();

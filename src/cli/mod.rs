@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod chat;
+pub mod gpu_run;
 pub mod info;
 pub mod run;
 pub mod serve;

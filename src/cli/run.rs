@@ -84,6 +84,10 @@ pub struct Args {
     /// acceptance rate and measured step times.
     #[arg(long = "draft-adaptive")]
     pub draft_adaptive: bool,
+    /// Layers on the GPU: `all` runs the whole model on the first CUDA device (falling back to
+    /// the CPU, with a log line, when there is none); 0 (default) runs on the CPU.
+    #[arg(long = "gpu-layers", default_value = "0")]
+    pub gpu_layers: String,
 }
 
 /// Drafts per step for these arguments (0 = speculation off), with a notice where the
@@ -217,6 +221,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         bail!("the prompt has {} tokens but the context holds {} (-c): shorten the prompt or raise -c", prompt.len(), a.ctx);
     }
 
+    if let Some(gpu) = super::gpu_run::open_gpu(&a.gpu_layers, cfg.n_layer())? {
+        return super::gpu_run::run(&a, gpu, &cfg, &weights, &tok, &rendered, &prompt);
+    }
     let mut model = CpuModel::new(cfg.clone(), weights, threads);
     let mut st = SeqState::new(&cfg, a.ctx);
     let mut sampler = Sampler::new(SamplerConfig {

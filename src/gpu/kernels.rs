@@ -39,9 +39,11 @@ pub struct Kernels {
     pub(crate) swiglu: CudaFunction,
     pub(crate) sigmoid_gate: CudaFunction,
     pub(crate) gdn_conv: CudaFunction,
-    pub(crate) gdn_recurrence: CudaFunction,
+    /// By d_k = d_v as in [`super::ops::GDN_HEAD_DIMS`].
+    pub(crate) gdn_recurrence: [CudaFunction; 2],
     pub(crate) kv_store: CudaFunction,
-    pub(crate) attn_partial: CudaFunction,
+    /// By head_dim as in [`super::ops::ATTN_HEAD_DIMS`].
+    pub(crate) attn_partial: [CudaFunction; 3],
     pub(crate) attn_combine: CudaFunction,
     pub(crate) argmax: CudaFunction,
 }
@@ -112,9 +114,16 @@ impl Kernels {
             swiglu: m.get(Kernel::Elementwise, "swiglu_f32")?,
             sigmoid_gate: m.get(Kernel::Elementwise, "sigmoid_gate_f32")?,
             gdn_conv: m.get(Kernel::Gdn, "gdn_conv")?,
-            gdn_recurrence: m.get(Kernel::Gdn, "gdn_recurrence")?,
+            gdn_recurrence: [
+                m.get(Kernel::Gdn, "gdn_recurrence_d64")?,
+                m.get(Kernel::Gdn, "gdn_recurrence_d128")?,
+            ],
             kv_store: m.get(Kernel::Attn, "kv_store")?,
-            attn_partial: m.get(Kernel::Attn, "attn_partial")?,
+            attn_partial: [
+                m.get(Kernel::Attn, "attn_partial_hd64")?,
+                m.get(Kernel::Attn, "attn_partial_hd128")?,
+                m.get(Kernel::Attn, "attn_partial_hd256")?,
+            ],
             attn_combine: m.get(Kernel::Attn, "attn_combine")?,
             argmax: m.get(Kernel::Argmax, "argmax_f32")?,
         };

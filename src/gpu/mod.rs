@@ -5,7 +5,8 @@
 //!
 //! Layout: `compile` (NVRTC + cache, `enum Kernel`), `kernels` (functions in fields),
 //! `device` (`Gpu`: detection, allocation, uploads), `buffer` (buffers and views), `ops`
-//! (typed launch wrappers, one file per kernel module). All activations are f32, row-major
+//! (typed launch wrappers, one file per kernel module), `model` (the whole qwen35 forward on
+//! the device). All activations are f32, row-major
 //! `[tokens][features]`; every wrapper documents its shapes.
 
 mod buffer;
@@ -13,6 +14,7 @@ mod compile;
 mod device;
 mod error;
 mod kernels;
+pub mod model;
 mod ops;
 
 pub use buffer::{GpuBuf, GpuMatrix, View, ViewMut};
@@ -20,4 +22,8 @@ pub use compile::{cache_dir, compile_only, Kernel};
 pub use device::{DeviceInfo, Gpu, MIN_CC};
 pub use error::GpuError;
 pub use kernels::{LoadStats, MAX_K, MMV_FORMATS};
-pub use ops::{AttnScratch, GdnConvArgs, GdnRecurrenceArgs, KvCache, QuantActs, GDN_HEAD_DIM};
+pub use model::{GpuModel, GpuSeqState};
+pub use ops::{
+    AttnScratch, GdnConvArgs, GdnRecurrenceArgs, KvCache, QuantActs, ATTN_HEAD_DIMS, GDN_HEAD_DIM,
+    GDN_HEAD_DIMS,
+};

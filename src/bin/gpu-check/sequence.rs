@@ -1,7 +1,7 @@
 //! GDN (conv + delta rule, with snapshots) and gated attention against f64 references.
 
 use half::f16;
-use hybrid_run::gpu::{AttnScratch, GdnConvArgs, GdnRecurrenceArgs, Gpu, KvCache, GDN_HEAD_DIM};
+use hybrid_run::gpu::{AttnScratch, GdnConvArgs, GdnRecurrenceArgs, Gpu, KvCache};
 use rand::Rng;
 
 use crate::checks::{nan_buf, Report, R, TOL_SEQ};
@@ -64,12 +64,12 @@ pub fn gdn_conv(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8) -> R<()> {
 }
 
 pub fn gdn_recurrence(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8) -> R<()> {
-    let d = GDN_HEAD_DIM;
     let eps = 1e-6f32;
-    for &(hk, hv, t, pad) in &[
-        (2usize, 6usize, 1usize, 0usize),
-        (2, 6, 4, 64),
-        (16, 48, 2, 0),
+    for &(hk, hv, t, pad, d) in &[
+        (2usize, 6usize, 1usize, 0usize, 128usize),
+        (2, 6, 4, 64, 128),
+        (16, 48, 2, 0, 128),
+        (2, 4, 3, 32, 64),
     ] {
         let us = (2 * hk + hv) * d + pad;
         let u = uniform(rng, t * us, -1.0, 1.0);
@@ -102,6 +102,7 @@ pub fn gdn_recurrence(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8) -> R<()> {
             snapshot: Some(snap.view_mut()),
             h_k: hk,
             h_v: hv,
+            d,
             ntok: t,
             eps,
         })?;
@@ -140,7 +141,7 @@ pub fn gdn_recurrence(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8) -> R<()> {
                 want_snap[(tt * hv + j) * d * d..(tt * hv + j + 1) * d * d].copy_from_slice(sj);
             }
         }
-        let name = format!("gdn_recurrence h_k={hk} h_v={hv} ntok={t}");
+        let name = format!("gdn_recurrence h_k={hk} h_v={hv} d={d} ntok={t}");
         rep.check(
             &format!("{name} out"),
             rel_l2(&gpu.download(od.view())?, &want_o),
@@ -161,19 +162,20 @@ pub fn gdn_recurrence(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8) -> R<()> {
 }
 
 pub fn attention(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8, quick: bool) -> R<()> {
-    let hd = 256usize;
-    let cases: &[(usize, usize, usize, usize, usize)] = if quick {
-        &[(6, 2, 3, 600, 1024)]
+    let cases: &[(usize, usize, usize, usize, usize, usize)] = if quick {
+        &[(6, 2, 3, 600, 1024, 256), (4, 2, 2, 300, 512, 64)]
     } else {
         &[
-            (6, 2, 1, 0, 1024),
-            (6, 2, 3, 600, 1024),
-            (24, 4, 4, 4000, 4096),
+            (6, 2, 1, 0, 1024, 256),
+            (6, 2, 3, 600, 1024, 256),
+            (24, 4, 4, 4000, 4096, 256),
+            (4, 2, 5, 700, 1024, 128),
+            (4, 2, 2, 300, 512, 64),
         ]
     };
-    for &(nh, nkv, t, pos0, n_ctx) in cases {
+    for &(nh, nkv, t, pos0, n_ctx, hd) in cases {
         let kv_dim = nkv * hd;
-        let mut cache = KvCache::new(gpu, n_ctx, nkv, "test")?;
+        let mut cache = KvCache::new(gpu, n_ctx, nkv, hd, "test")?;
         // Earlier positions hold random f16 keys/values; later ones are left zero.
         let old_k: Vec<u16> = (0..pos0 * kv_dim)
             .map(|_| f16::from_f32(rng.gen_range(-1.0..1.0)).to_bits())
@@ -218,7 +220,7 @@ pub fn attention(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8, quick: bool) -> R<
                 && cv[pos0 * kv_dim + i] == f16::from_f32(v[i]).to_bits()
         }) && ck[..pos0 * kv_dim] == old_k[..];
         rep.truth(
-            &format!("kv_store n_kv={nkv} ntok={t} pos0={pos0}"),
+            &format!("kv_store n_kv={nkv} hd={hd} ntok={t} pos0={pos0}"),
             stored_ok,
             "f16 bits (nearest even)",
         );
@@ -249,7 +251,7 @@ pub fn attention(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8, quick: bool) -> R<
             }
         }
         rep.check(
-            &format!("attn_decode n_head={nh} n_kv={nkv} ntok={t} pos0={pos0}"),
+            &format!("attn_decode n_head={nh} n_kv={nkv} hd={hd} ntok={t} pos0={pos0}"),
             rel_l2(&got, &want),
             TOL_SEQ,
         );

@@ -7,31 +7,51 @@ use super::super::device::Gpu;
 use super::super::error::{GpuError, Result};
 use super::{as_i32, blocks_for, launch, launch_cfg, need};
 
-/// head_dim the kernels are built for (ATTN_HD; every qwen35 size uses 256).
-pub const ATTN_HEAD_DIM: usize = 256;
+/// head_dims `attn_partial` is instanced for (`attn_partial_hd{64,128,256}`; the 27B uses
+/// 256, the small test models 64 and 128).
+pub const ATTN_HEAD_DIMS: [usize; 3] = [64, 128, 256];
+/// The largest of [`ATTN_HEAD_DIMS`] (scratch rows are sized by it).
+const ATTN_MAX_HEAD_DIM: usize = 256;
 const CHUNK: usize = 256; // ATTN_CHUNK
 const MAX_GROUP: usize = 8; // ATTN_MAXG
 
-/// One layer's KV cache: K and V as f16 bits, [n_ctx][n_kv * 256] each.
+/// One layer's KV cache: K and V as f16 bits, [n_ctx][n_kv * head_dim] each.
 pub struct KvCache {
     pub(crate) k: GpuBuf<u16>,
     pub(crate) v: GpuBuf<u16>,
     pub n_ctx: usize,
     pub n_kv: usize,
+    pub head_dim: usize,
 }
 
 impl KvCache {
-    pub fn new(gpu: &Gpu, n_ctx: usize, n_kv: usize, what: &str) -> Result<KvCache> {
-        let n = n_ctx * n_kv * ATTN_HEAD_DIM;
+    /// `head_dim` must be one of [`ATTN_HEAD_DIMS`].
+    pub fn new(
+        gpu: &Gpu,
+        n_ctx: usize,
+        n_kv: usize,
+        head_dim: usize,
+        what: &str,
+    ) -> Result<KvCache> {
+        if !ATTN_HEAD_DIMS.contains(&head_dim) {
+            return Err(GpuError::shape(
+                "KvCache::new",
+                format!(
+                    "{what}: head_dim {head_dim}; the kernels are built for {ATTN_HEAD_DIMS:?}"
+                ),
+            ));
+        }
+        let n = n_ctx * n_kv * head_dim;
         Ok(KvCache {
             k: gpu.alloc_zeros(n, &format!("{what} K cache"))?,
             v: gpu.alloc_zeros(n, &format!("{what} V cache"))?,
             n_ctx,
             n_kv,
+            head_dim,
         })
     }
 
-    /// K cache, [n_ctx][n_kv * 256] f16 bits.
+    /// K cache, [n_ctx][n_kv * head_dim] f16 bits.
     pub fn k(&self) -> View<'_, u16> {
         self.k.view()
     }
@@ -61,7 +81,7 @@ impl AttnScratch {
         let max_split = n_ctx.div_ceil(CHUNK).max(1);
         let rows = max_tok * n_head * max_split;
         Ok(AttnScratch {
-            part_o: gpu.alloc_zeros(rows * ATTN_HEAD_DIM, "attention partials")?,
+            part_o: gpu.alloc_zeros(rows * ATTN_MAX_HEAD_DIM, "attention partials")?,
             part_ml: gpu.alloc_zeros(rows * 2, "attention softmax partials")?,
             max_tok,
             n_head,
@@ -71,7 +91,7 @@ impl AttnScratch {
 }
 
 impl Gpu {
-    /// Writes k and v ([ntok][n_kv * 256] f32) of tokens at positions pos0.. into the cache,
+    /// Writes k and v ([ntok][n_kv * head_dim] f32) of tokens at positions pos0.. into the cache,
     /// rounded to f16 (nearest even).
     pub fn kv_store(
         &self,
@@ -82,7 +102,7 @@ impl Gpu {
         pos0: usize,
     ) -> Result<()> {
         const OP: &str = "kv_store";
-        let kv_dim = cache.n_kv * ATTN_HEAD_DIM;
+        let kv_dim = cache.n_kv * cache.head_dim;
         if pos0 + ntok > cache.n_ctx {
             return Err(GpuError::shape(
                 OP,
@@ -117,7 +137,8 @@ impl Gpu {
     }
 
     /// Causal attention of ntok query tokens at positions pos0.. (their K/V already stored)
-    /// over the cache: q is [ntok][n_head][256] (normed and roped), out [ntok][n_head][256].
+    /// over the cache: q is [ntok][n_head][hd] (normed and roped), out [ntok][n_head][hd],
+    /// hd = the cache's head_dim.
     /// Query head h uses KV head h / (n_head / n_kv); scores are scaled by `scale`.
     #[allow(clippy::too_many_arguments)]
     pub fn attn_decode(
@@ -133,6 +154,11 @@ impl Gpu {
     ) -> Result<()> {
         const OP: &str = "attn_decode";
         let n_kv = cache.n_kv;
+        let hd = cache.head_dim;
+        let fi = ATTN_HEAD_DIMS
+            .iter()
+            .position(|&x| x == hd)
+            .ok_or_else(|| GpuError::shape(OP, format!("head_dim {hd} not instanced")))?;
         if n_kv == 0 || n_head % n_kv != 0 || n_head / n_kv > MAX_GROUP {
             return Err(GpuError::shape(
                 OP,
@@ -158,8 +184,8 @@ impl Gpu {
                 ),
             ));
         }
-        need(OP, "q", q.len(), ntok * n_head * ATTN_HEAD_DIM)?;
-        need(OP, "out", out.len(), ntok * n_head * ATTN_HEAD_DIM)?;
+        need(OP, "q", q.len(), ntok * n_head * hd)?;
+        need(OP, "out", out.len(), ntok * n_head * hd)?;
         let (qp, kc, vc, po, pml, op) = (
             q.ptr,
             cache.k.ptr,
@@ -174,7 +200,7 @@ impl Gpu {
             as_i32(OP, "pos0", pos0)?,
             as_i32(OP, "n_split", n_split)?,
         );
-        let mut b = self.stream.launch_builder(&self.k.attn_partial);
+        let mut b = self.stream.launch_builder(&self.k.attn_partial[fi]);
         b.arg(&qp) /* q */
             .arg(&kc) /* k_cache */
             .arg(&vc) /* v_cache */
@@ -190,16 +216,18 @@ impl Gpu {
             &mut b,
             launch_cfg((n_kv as u32, ntok as u32, n_split as u32), 256),
         )?;
+        let hdi = as_i32(OP, "head_dim", hd)?;
         let mut b = self.stream.launch_builder(&self.k.attn_combine);
         b.arg(&po) /* part_o */
             .arg(&pml) /* part_ml */
             .arg(&op) /* o */
             .arg(&nh) /* n_head */
-            .arg(&ns); /* n_split */
+            .arg(&ns) /* n_split */
+            .arg(&hdi); /* hd */
         launch(
             OP,
             &mut b,
-            launch_cfg((n_head as u32, ntok as u32, 1), ATTN_HEAD_DIM as u32),
+            launch_cfg((n_head as u32, ntok as u32, 1), hd as u32),
         )
     }
 }

@@ -8,8 +8,11 @@ use super::super::device::Gpu;
 use super::super::error::{GpuError, Result};
 use super::{as_i32, blocks_for, launch, launch_cfg, need};
 
-/// d_k = d_v the kernel is built for (GDN_D in gdn.cu; every qwen35 size uses 128).
+/// d_k = d_v of every real qwen35 size.
 pub const GDN_HEAD_DIM: usize = 128;
+/// d_k = d_v the recurrence is instanced for (`gdn_recurrence_d{64,128}` in gdn.cu; 64 is
+/// the tiny test model's).
+pub const GDN_HEAD_DIMS: [usize; 2] = [64, 128];
 const COLS_PER_CTA: usize = 16; // GDN_WARPS * GDN_COLS_PER_WARP
 
 /// Arguments of [`Gpu::gdn_conv`].
@@ -50,6 +53,8 @@ pub struct GdnRecurrenceArgs<'a> {
     pub snapshot: Option<ViewMut<'a, f32>>,
     pub h_k: usize,
     pub h_v: usize,
+    /// d_k = d_v, one of [`GDN_HEAD_DIMS`].
+    pub d: usize,
     pub ntok: usize,
     /// L2-norm epsilon (the model's rms eps).
     pub eps: f32,
@@ -87,7 +92,13 @@ impl Gpu {
     /// L2 norms, beta/decay and the gated delta rule for ntok tokens (spec §4 steps 2-3, 7-8).
     pub fn gdn_recurrence(&self, a: GdnRecurrenceArgs<'_>) -> Result<()> {
         const OP: &str = "gdn_recurrence";
-        let d = GDN_HEAD_DIM;
+        let d = a.d;
+        let Some(fi) = GDN_HEAD_DIMS.iter().position(|&x| x == d) else {
+            return Err(GpuError::shape(
+                OP,
+                format!("head dim {d}: the kernel is built for {GDN_HEAD_DIMS:?}"),
+            ));
+        };
         let (hk, hv, t) = (a.h_k, a.h_v, a.ntok);
         if hk == 0 || hv == 0 || hv % hk != 0 {
             return Err(GpuError::shape(
@@ -139,7 +150,7 @@ impl Gpu {
         );
         let eps = a.eps;
         let out_scale = 1.0f32 / (d as f32).sqrt();
-        let mut b = self.stream.launch_builder(&self.k.gdn_recurrence);
+        let mut b = self.stream.launch_builder(&self.k.gdn_recurrence[fi]);
         b.arg(&up) /* u */
             .arg(&us) /* u_stride */
             .arg(&bp) /* b */

@@ -7,8 +7,8 @@ mod basic;
 mod gdn;
 mod matvec;
 
-pub use attn::{AttnScratch, KvCache};
-pub use gdn::{GdnConvArgs, GdnRecurrenceArgs, GDN_HEAD_DIM};
+pub use attn::{AttnScratch, KvCache, ATTN_HEAD_DIMS};
+pub use gdn::{GdnConvArgs, GdnRecurrenceArgs, GDN_HEAD_DIM, GDN_HEAD_DIMS};
 pub use matvec::QuantActs;
 
 use cudarc::driver::{LaunchArgs, LaunchConfig};

@@ -46,6 +46,10 @@ pub enum ModelError {
 
     #[error("nothing to run: the token list is empty")]
     EmptyInput,
+
+    /// A failure on the GPU (out of memory naming the tensor, a driver error, ...).
+    #[error(transparent)]
+    Gpu(#[from] crate::gpu::GpuError),
 }
 
 /// One thing wrong with one tensor. [`ModelError::Tensors`] lists all of them at once.

@@ -1,0 +1,505 @@
+//! gpu-model-check: the whole qwen35 forward on the GPU against the CPU forward (the
+//! reference), on synthetic tiny models (F32, Q8_0, Q4_K_M, written to a temp folder) and on
+//! the trained model `models/qwen35-pystd-q8_0.gguf`; with `--bench MODEL`, decode and
+//! prefill speed against the bandwidth roofline.
+//!
+//! Usage: gpu-model-check [--model PATH]... [--no-synth] [--bench PATH] [--threads N]
+//! Without a CUDA device it prints "skipped: no CUDA device (...)" and exits 0 (CI has no
+//! GPU). Exit status 1 if any check fails.
+//!
+//! Checks per model:
+//! - teacher-forced logits and hN of every position (40 tokens in one call, so 5 chunks of
+//!   8) against the CPU: relative L2 error of each row, worst row reported, tolerance per
+//!   weight format (see `tol_logits`);
+//! - chunking invariance: the same tokens one call per token give bit-identical logits;
+//! - a reset state reproduces the first run bit for bit;
+//! - greedy decoding of 80 tokens equals the CPU's up to the first near tie: a divergence
+//!   passes only where the CPU's top-2 margin is below 4x the largest logit difference
+//!   measured in the teacher-forced check (the two paths differ by that much, so a smaller
+//!   margin may flip); the device argmax path equals argmax over downloaded logits;
+//! - MTP logits against the CPU's `mtp_forward`;
+//! - a token id outside the vocabulary and a full context are typed errors.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use hybrid_run::gguf::{GgmlType, GgufFile};
+use hybrid_run::gpu::{Gpu, GpuError, GpuModel, GpuSeqState};
+use hybrid_run::model::qwen35::{
+    Config, CpuModel, ForwardOutput, Logits, ModelError, Qwen35Weights, SeqState,
+};
+use hybrid_run::sample::{argmax, top2_margin};
+use hybrid_run::synth::{Preset, QuantMix, SynthOptions, SynthPlan};
+
+type R<T> = Result<T, Box<dyn std::error::Error>>;
+
+struct Report {
+    passed: usize,
+    failed: usize,
+}
+
+impl Report {
+    fn check(&mut self, name: &str, err: f64, tol: f64) {
+        let ok = err <= tol; // NaN fails
+        self.count(ok);
+        println!(
+            "{:<64} err {:>10.3e}  tol {:>8.1e}  {}",
+            name,
+            err,
+            tol,
+            if ok { "ok" } else { "FAIL" }
+        );
+    }
+
+    fn truth(&mut self, name: &str, ok: bool, detail: &str) {
+        self.count(ok);
+        println!(
+            "{:<64} {:<34} {}",
+            name,
+            detail,
+            if ok { "ok" } else { "FAIL" }
+        );
+    }
+
+    fn count(&mut self, ok: bool) {
+        if ok {
+            self.passed += 1;
+        } else {
+            self.failed += 1;
+        }
+    }
+}
+
+/// Worst relative L2 error over rows of `n`, and the largest absolute difference.
+fn row_errors(got: &[f32], want: &[f32], n: usize) -> (f64, f64) {
+    if got.len() != want.len() {
+        return (f64::NAN, f64::NAN);
+    }
+    let (mut worst, mut max_abs) = (0.0f64, 0.0f64);
+    for (g, w) in got.chunks(n).zip(want.chunks(n)) {
+        let (mut num, mut den) = (0.0f64, 0.0f64);
+        for (&a, &b) in g.iter().zip(w) {
+            let d = a as f64 - b as f64;
+            num += d * d;
+            den += b as f64 * b as f64;
+            max_abs = max_abs.max(d.abs());
+            if !a.is_finite() {
+                return (f64::NAN, f64::NAN);
+            }
+        }
+        worst = worst.max((num / den.max(1e-30)).sqrt());
+    }
+    (worst, max_abs)
+}
+
+/// Relative L2 tolerance of GPU logits against the CPU, by the model's main weight format.
+/// F32 weights: only the f32-vs-f64 norm sums and the CPU's f16 rounding of q and of the V
+/// accumulator differ. Q8_0: both quantize activations per 32 values; the CPU's scale is
+/// f16, the GPU's f32, so a few values round differently. K-quants: the CPU quantizes
+/// activations per 256 values (Q8_K), the GPU per 32: two independent roundings of ~0.4%
+/// each per mat-vec, compounded over the layers.
+fn tol_logits(ty: GgmlType) -> f64 {
+    match ty {
+        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => 5e-3,
+        GgmlType::Q8_0 => 2e-2,
+        _ => 5e-2,
+    }
+}
+
+/// Deterministic token ids in [0, n_vocab) (a small LCG: fixed, any valid ids will do).
+fn tokens(n: usize, n_vocab: usize, seed: u64) -> Vec<u32> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 33) % n_vocab as u64) as u32
+        })
+        .collect()
+}
+
+fn main_type(w: &Qwen35Weights<'_>) -> GgmlType {
+    w.layers
+        .first()
+        .map(|l| l.ffn.gate.info.ty)
+        .unwrap_or(GgmlType::F32)
+}
+
+fn check_model(path: &Path, threads: usize, rep: &mut Report) -> R<()> {
+    let file = GgufFile::open(path)?;
+    let cfg = Config::from_gguf(&file)?;
+    let wc = Qwen35Weights::load(&file, &cfg)?;
+    let wg = Qwen35Weights::load(&file, &cfg)?;
+    let ty = main_type(&wc);
+    let tol = tol_logits(ty);
+    let name = path
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    println!(
+        "== {name}: {} layers, n_embd {}, {ty}",
+        cfg.n_layer(),
+        cfg.n_embd
+    );
+    let mut cpu = CpuModel::new(cfg.clone(), wc, threads);
+    let gpu = Gpu::new(0)?;
+    let mut gm = GpuModel::new(gpu, cfg.clone(), &wg)?;
+    let (nv, d) = (cfg.n_vocab, cfg.n_embd);
+    let n_ctx = 256;
+
+    // 1. Teacher-forced logits and hN, 40 tokens in one call.
+    let toks = tokens(40, nv, 7);
+    let mut cs = SeqState::new(&cfg, n_ctx);
+    let mut co = ForwardOutput::default();
+    cpu.forward(&mut cs, &toks, Logits::All, &mut co)?;
+    let mut gs = gm.new_state(n_ctx)?;
+    let mut go = ForwardOutput::default();
+    gm.forward(&mut gs, &toks, Logits::All, &mut go)?;
+    let (e_logits, max_abs) = row_errors(&go.logits, &co.logits, nv);
+    rep.check(
+        &format!("{name}: logits vs CPU, 40 positions (worst row)"),
+        e_logits,
+        tol,
+    );
+    let (e_hidden, _) = row_errors(&go.hidden, &co.hidden, d);
+    rep.check(
+        &format!("{name}: hN vs CPU, 40 positions (worst row)"),
+        e_hidden,
+        tol,
+    );
+    println!("{name}: largest |logit difference| {max_abs:.3e}");
+
+    // 2. Chunking invariance: one token per call.
+    let mut gs1 = gm.new_state(n_ctx)?;
+    let mut one = Vec::new();
+    let mut o1 = ForwardOutput::default();
+    for &t in &toks {
+        gm.forward(&mut gs1, &[t], Logits::All, &mut o1)?;
+        one.extend_from_slice(&o1.logits);
+    }
+    let (_, d1) = row_errors(&one, &go.logits, nv);
+    rep.check(
+        &format!("{name}: 1 token per call == 8 per chunk (max abs)"),
+        d1,
+        0.0,
+    );
+
+    // 3. Reset reproduces the first run.
+    gs.reset(gm.gpu())?;
+    let mut go2 = ForwardOutput::default();
+    gm.forward(&mut gs, &toks, Logits::All, &mut go2)?;
+    let (_, d2) = row_errors(&go2.logits, &go.logits, nv);
+    rep.check(
+        &format!("{name}: after reset, same logits (max abs)"),
+        d2,
+        0.0,
+    );
+
+    // 4. Greedy decoding against the CPU.
+    let n_gen = 80;
+    let prompt = tokens(16, nv, 11);
+    let mut cs = SeqState::new(&cfg, n_ctx);
+    let (mut cpu_toks, mut margins) = (Vec::new(), Vec::new());
+    cpu.forward(&mut cs, &prompt, Logits::Last, &mut co)?;
+    for _ in 0..n_gen {
+        let t = argmax(&co.logits);
+        cpu_toks.push(t);
+        margins.push(top2_margin(&co.logits));
+        cpu.forward(&mut cs, &[t], Logits::Last, &mut co)?;
+    }
+    let mut gs = gm.new_state(n_ctx)?;
+    let mut gpu_toks = Vec::new();
+    let (mut t, _) = gm.forward_greedy(&mut gs, &prompt)?;
+    for i in 0..n_gen {
+        gpu_toks.push(t);
+        if i + 1 < n_gen {
+            t = gm.forward_greedy(&mut gs, &[t])?.0;
+        }
+    }
+    // The same through downloaded logits.
+    let mut gs = gm.new_state(n_ctx)?;
+    let mut via_logits = Vec::new();
+    gm.forward(&mut gs, &prompt, Logits::Last, &mut go)?;
+    for _ in 0..n_gen {
+        let t = argmax(&go.logits);
+        via_logits.push(t);
+        gm.forward(&mut gs, &[t], Logits::Last, &mut go)?;
+    }
+    rep.truth(
+        &format!("{name}: device argmax == argmax of downloaded logits"),
+        via_logits == gpu_toks,
+        &format!("{n_gen} tokens"),
+    );
+    let tie = 4.0 * max_abs;
+    let first_diff = cpu_toks.iter().zip(&gpu_toks).position(|(a, b)| a != b);
+    match first_diff {
+        None => rep.truth(
+            &format!("{name}: greedy tokens == CPU"),
+            true,
+            &format!("all {n_gen} equal"),
+        ),
+        Some(i) => rep.truth(
+            &format!("{name}: greedy tokens == CPU up to a near tie"),
+            (margins[i] as f64) < tie,
+            &format!("{i} equal; margin {:.2e} vs {tie:.2e}", margins[i]),
+        ),
+    }
+    let near: usize = margins.iter().filter(|&&m| (m as f64) < tie).count();
+    println!(
+        "{name}: greedy: {} of {n_gen} CPU steps had a top-2 margin below {tie:.2e}; smallest margin {:.2e}",
+        near,
+        margins.iter().cloned().fold(f32::INFINITY, f32::min)
+    );
+
+    // 5. MTP against the CPU: tokens paired with the CPU trunk's hN shifted by one.
+    if cpu.has_mtp() && gm.has_mtp() {
+        let mut cs = SeqState::new(&cfg, n_ctx);
+        let mut trunk = ForwardOutput::default();
+        cpu.forward(&mut cs, &toks[..20], Logits::None, &mut trunk)?;
+        let mut h_in = vec![0.0f32; 20 * d];
+        h_in[d..].copy_from_slice(&trunk.hidden[..19 * d]);
+        let mut cm = ForwardOutput::default();
+        cpu.mtp_forward(&mut cs, &toks[..20], &h_in, &mut cm)?;
+        let mut gs = gm.new_state(n_ctx)?;
+        let mut gmo = ForwardOutput::default();
+        gm.mtp_forward(&mut gs, &toks[..20], &h_in, &mut gmo)?;
+        let (e, _) = row_errors(&gmo.logits, &cm.logits, nv);
+        rep.check(&format!("{name}: MTP logits vs CPU, 20 positions"), e, tol);
+        let (e, _) = row_errors(&gmo.hidden, &cm.hidden, d);
+        rep.check(&format!("{name}: MTP hM vs CPU, 20 positions"), e, tol);
+    }
+
+    // 6. Bad input is a typed error, and leaves the state as it was.
+    let mut gs = gm.new_state(8)?;
+    let bad = gm.forward(&mut gs, &[nv as u32], Logits::Last, &mut go);
+    rep.truth(
+        &format!("{name}: token id n_vocab is BadToken"),
+        matches!(bad, Err(ModelError::BadToken { .. })) && gs.n_past == 0,
+        "",
+    );
+    let full = gm.forward(&mut gs, &tokens(9, nv, 3), Logits::Last, &mut go);
+    rep.truth(
+        &format!("{name}: 9 tokens into a context of 8 is ContextFull"),
+        matches!(full, Err(ModelError::ContextFull { .. })) && gs.n_past == 0,
+        "",
+    );
+    Ok(())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Decode and prefill speed of the whole model on the GPU, and a short logits check
+/// against the CPU at full size.
+fn bench(path: &Path, threads: usize, rep: &mut Report) -> R<()> {
+    let t0 = Instant::now();
+    let file = GgufFile::open(path)?;
+    let cfg = Config::from_gguf(&file)?;
+    let wg = Qwen35Weights::load(&file, &cfg)?;
+    let gpu = Gpu::new(0)?;
+    let dev = gpu.info().name.clone();
+    let mut gm = GpuModel::new(gpu, cfg.clone(), &wg)?;
+    let load_s = t0.elapsed().as_secs_f64();
+    let nv = cfg.n_vocab;
+    println!(
+        "bench: {} on {dev}: {:.2} GiB of weights on the GPU (loaded in {load_s:.1} s); {:.2} GiB read per decoded token",
+        path.display(),
+        gm.weight_bytes() as f64 / (1u64 << 30) as f64,
+        gm.bytes_per_token() as f64 / (1u64 << 30) as f64
+    );
+
+    // Device-to-device copy bandwidth, bytes read + written, as in gpu-check --bench.
+    let copy_bw = {
+        let g = gm.gpu();
+        let n = 1usize << 30;
+        let src = g.upload(&vec![0x5au8; n], "copy source")?;
+        let mut dst = g.alloc_zeros::<u8>(n, "copy destination")?;
+        let mut ts = Vec::new();
+        for _ in 0..7 {
+            g.synchronize()?;
+            let t = Instant::now();
+            for _ in 0..5 {
+                g.copy_bytes(src.view(), &mut dst.view_mut())?;
+            }
+            g.synchronize()?;
+            ts.push(t.elapsed().as_secs_f64() / 5.0);
+        }
+        2.0 * n as f64 / median(ts)
+    };
+    let roof = copy_bw / gm.bytes_per_token() as f64;
+    println!(
+        "bench: device-to-device copy {:.0} GB/s -> roofline {:.1} t/s",
+        copy_bw / 1e9,
+        roof
+    );
+
+    // Decode at short context: 16-token prompt, 8 warm-up steps, then 64 timed steps.
+    let mut st = gm.new_state(2048)?;
+    let (mut t, _) = gm.forward_greedy(&mut st, &tokens(16, nv, 5))?;
+    for _ in 0..8 {
+        t = gm.forward_greedy(&mut st, &[t])?.0;
+    }
+    let n_dec = 64;
+    let t1 = Instant::now();
+    for _ in 0..n_dec {
+        t = gm.forward_greedy(&mut st, &[t])?.0;
+    }
+    let dec_s = t1.elapsed().as_secs_f64();
+    let tg = n_dec as f64 / dec_s;
+    println!(
+        "bench: decode tg{n_dec}: {:.2} ms/token, {tg:.1} t/s = {:.0}% of the roofline",
+        1e3 * dec_s / n_dec as f64,
+        100.0 * tg / roof
+    );
+
+    // Verify-batch cost: one forward of k tokens, relative to k = 1.
+    let mut t_k = Vec::new();
+    for k in [1usize, 2, 4, 8] {
+        let toks = tokens(k, nv, 13 + k as u64);
+        let mut ts = Vec::new();
+        for _ in 0..9 {
+            let t = Instant::now();
+            gm.forward_greedy(&mut st, &toks)?;
+            ts.push(t.elapsed().as_secs_f64());
+        }
+        t_k.push((k, median(ts)));
+    }
+    let t_1 = t_k[0].1;
+    for (k, t) in &t_k {
+        println!(
+            "bench: forward of {k} tokens: {:.2} ms, T({k})/T(1) = {:.2}",
+            1e3 * t,
+            t / t_1
+        );
+    }
+
+    // Prefill: a 512-token prompt in one call (chunks of 8), twice; the second is reported.
+    let prompt = tokens(512, nv, 17);
+    let mut pp = 0.0;
+    for _ in 0..2 {
+        st.reset(gm.gpu())?;
+        let t = Instant::now();
+        gm.forward_greedy(&mut st, &prompt)?;
+        pp = 512.0 / t.elapsed().as_secs_f64();
+    }
+    println!("bench: prefill pp512: {pp:.1} t/s (chunks of 8 tokens)");
+
+    // Full-size correctness: 6 positions of logits against the CPU.
+    let wc = Qwen35Weights::load(&file, &cfg)?;
+    let ty = main_type(&wc);
+    let mut cpu = CpuModel::new(cfg.clone(), wc, threads);
+    let toks = tokens(6, nv, 19);
+    let mut cs = SeqState::new(&cfg, 64);
+    let mut co = ForwardOutput::default();
+    let tc = Instant::now();
+    cpu.forward(&mut cs, &toks, Logits::All, &mut co)?;
+    let cpu_s = tc.elapsed().as_secs_f64();
+    let mut gs: GpuSeqState = gm.new_state(64)?;
+    let mut go = ForwardOutput::default();
+    gm.forward(&mut gs, &toks, Logits::All, &mut go)?;
+    let (e, max_abs) = row_errors(&go.logits, &co.logits, nv);
+    println!("bench: CPU forward of 6 tokens took {cpu_s:.1} s; largest |logit difference| {max_abs:.3e}");
+    rep.check(
+        &format!("{}: logits vs CPU, 6 positions", path.display()),
+        e,
+        tol_logits(ty),
+    );
+    Ok(())
+}
+
+fn synth_models(dir: &Path) -> R<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for (mix, tag) in [
+        (QuantMix::F32, "f32"),
+        (QuantMix::Q8_0, "q8_0"),
+        (QuantMix::Q4KM, "q4_k_m"),
+    ] {
+        let path = dir.join(format!("tiny-{tag}.gguf"));
+        let opts = SynthOptions {
+            preset: Preset::Tiny,
+            mix,
+            seed: 1,
+            vocab_from: None,
+        };
+        SynthPlan::new(&opts)?.write(&path, &|_| {})?;
+        out.push(path);
+    }
+    Ok(out)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    hybrid_run::logging::init();
+    let value = |flag: &str| -> Vec<String> {
+        args.iter()
+            .enumerate()
+            .filter(|(_, a)| *a == flag)
+            .filter_map(|(i, _)| args.get(i + 1).cloned())
+            .collect()
+    };
+    let threads = value("--threads")
+        .first()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(hybrid_run::simd::pool::physical_cores);
+    match Gpu::new(0) {
+        Ok(g) => drop(g),
+        Err(GpuError::NoDevice(why)) => {
+            println!("skipped: no CUDA device ({why})");
+            println!("0 passed, 0 failed, 1 skipped");
+            return;
+        }
+        Err(e) => {
+            println!("gpu-model-check: could not start the GPU: {e}");
+            println!("0 passed, 1 failed");
+            std::process::exit(1);
+        }
+    }
+    let mut rep = Report {
+        passed: 0,
+        failed: 0,
+    };
+    let mut models: Vec<PathBuf> = value("--model").into_iter().map(PathBuf::from).collect();
+    let bench_models = value("--bench");
+    let tmp = std::env::temp_dir().join(format!("gpu-model-check-{}", std::process::id()));
+    if !args.iter().any(|a| a == "--no-synth") && bench_models.is_empty() {
+        let r = std::fs::create_dir_all(&tmp)
+            .map_err(|e| e.into())
+            .and_then(|_| synth_models(&tmp));
+        match r {
+            Ok(m) => models.splice(0..0, m).for_each(drop),
+            Err(e) => {
+                println!("gpu-model-check: writing the synthetic models failed: {e}");
+                rep.failed += 1;
+            }
+        }
+        let pystd = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/qwen35-pystd-q8_0.gguf");
+        let local = PathBuf::from("models/qwen35-pystd-q8_0.gguf");
+        if local.exists() {
+            models.push(local);
+        } else if pystd.exists() {
+            models.push(pystd);
+        }
+    }
+    for m in &models {
+        if let Err(e) = check_model(m, threads, &mut rep) {
+            println!("gpu-model-check: {}: error: {e}", m.display());
+            rep.failed += 1;
+        }
+    }
+    for m in &bench_models {
+        if let Err(e) = bench(Path::new(m), threads, &mut rep) {
+            println!("gpu-model-check: bench {m}: error: {e}");
+            rep.failed += 1;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    println!("{} passed, {} failed", rep.passed, rep.failed);
+    if rep.failed > 0 {
+        std::process::exit(1);
+    }
+}

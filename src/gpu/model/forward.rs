@@ -1,0 +1,622 @@
+//! The qwen35 forward pass with every layer on the GPU ("full-GPU mode"), spec
+//! `qwen35-forward.md` step by step, with the same contract as
+//! [`crate::model::qwen35::CpuModel::forward`].
+//!
+//! A call of T tokens runs in chunks of at most [`MAX_BATCH`] = 8 tokens (the widest
+//! weight-stationary mat-vec): each chunk goes through every layer, each weight matrix read
+//! once per chunk. Longer prompts are therefore prefilled 8 tokens at a time (no GEMM path
+//! yet). A token's result does not depend on the chunking: the k-token mat-vec is bit-equal
+//! to k one-token calls, and the conv, recurrence and attention kernels run token by token.
+//!
+//! Numerics against the CPU reference: quantized weights see activations quantized to 8 bits
+//! per 32 values with f32 scales (the CPU uses Q8_K 256-blocks for K-quants, Q8_0 with f16
+//! scales for Q8_0); norm sums are f32, not f64; attention keeps q and the V accumulator in
+//! f32 (the CPU rounds them to f16 like llama.cpp's CPU flash attention). Logits therefore
+//! differ from the CPU at the 1e-3 (Q8_0, F32) to 1e-2 (K-quants) relative level.
+
+use crate::gguf::TensorView;
+use crate::model::qwen35::{Config, ForwardOutput, Logits, ModelError, Qwen35Weights};
+
+use super::super::buffer::{GpuBuf, GpuMatrix, View};
+use super::super::device::Gpu;
+use super::super::error::{GpuError, Result};
+use super::super::kernels::MAX_K;
+use super::super::ops::{
+    AttnScratch, GdnConvArgs, GdnRecurrenceArgs, KvCache, QuantActs, ATTN_HEAD_DIMS, GDN_HEAD_DIMS,
+};
+use super::state::{GpuLayerState, GpuSeqState};
+use super::weights::{GpuAttn, GpuFfn, GpuGdn, GpuLayer, GpuMixer, GpuWeights};
+
+/// Most tokens per chunk (one launch of the k-token mat-vec).
+pub const MAX_BATCH: usize = MAX_K;
+
+/// Device activation buffers for one chunk, each `[MAX_BATCH][width]`.
+struct Bufs {
+    /// Residual stream [T][n_embd].
+    x: GpuBuf<f32>,
+    /// Normed input [T][n_embd] (the MTP concat [T][2·n_embd]).
+    xn: GpuBuf<f32>,
+    /// Projections: GDN qkv / attention q|gate / FFN gate.
+    p0: GpuBuf<f32>,
+    /// GDN z / attention k / FFN up.
+    p1: GpuBuf<f32>,
+    /// GDN beta / attention v.
+    p2: GpuBuf<f32>,
+    /// GDN alpha / attention normed k.
+    p3: GpuBuf<f32>,
+    /// GDN conv output [T][conv_dim].
+    u: GpuBuf<f32>,
+    /// GDN recurrence output / attention q (normed, roped) [T][max(value_dim, q_dim)].
+    g: GpuBuf<f32>,
+    /// Input of the output projections: gated-norm output / gated attention / SwiGLU.
+    y: GpuBuf<f32>,
+    /// Mixer or FFN output [T][n_embd].
+    o: GpuBuf<f32>,
+    /// hN [T][n_embd].
+    hidden: GpuBuf<f32>,
+    /// [T][n_vocab].
+    logits: GpuBuf<f32>,
+    am_idx: GpuBuf<i32>,
+    am_val: GpuBuf<f32>,
+    qa: QuantActs,
+}
+
+impl Bufs {
+    fn new(gpu: &Gpu, c: &Config) -> Result<Bufs> {
+        let t = MAX_BATCH;
+        let (d, ff, nv) = (c.n_embd, c.n_ff, c.n_vocab);
+        let (cd, vd, hv) = (c.gdn_conv_dim(), c.gdn_value_dim(), c.ssm_dt_rank);
+        let (qd, kvd) = (c.attn_out_dim(), c.attn_kv_dim());
+        let a = |n: usize, what: &str| gpu.alloc_zeros::<f32>(t * n, what);
+        Ok(Bufs {
+            x: a(d, "residual")?,
+            xn: a(2 * d, "normed input")?,
+            p0: a(cd.max(2 * qd).max(ff), "projection 0")?,
+            p1: a(vd.max(kvd).max(ff), "projection 1")?,
+            p2: a(hv.max(kvd), "projection 2")?,
+            p3: a(hv.max(kvd), "projection 3")?,
+            u: a(cd, "conv output")?,
+            g: a(vd.max(qd), "mixer output")?,
+            y: a(vd.max(qd).max(ff), "output-projection input")?,
+            o: a(d, "block output")?,
+            hidden: a(d, "final hidden")?,
+            logits: a(nv, "logits")?,
+            am_idx: gpu.alloc_zeros::<i32>(t, "argmax index")?,
+            am_val: gpu.alloc_zeros::<f32>(t, "argmax value")?,
+            qa: QuantActs::new(gpu, t, (2 * d).max(ff).max(vd).max(qd))?,
+        })
+    }
+}
+
+/// Quantizes `x` ([k][n]) for the quantized mat-vec. Float weights read `x` directly, and
+/// every quantized row length is a multiple of 32, so a width that is not is left alone.
+fn quant(gpu: &Gpu, x: View<'_, f32>, k: usize, n: usize, qa: &mut QuantActs) -> Result<()> {
+    if n % 32 == 0 {
+        gpu.quantize_acts(x, k, n, qa)
+    } else {
+        Ok(())
+    }
+}
+
+fn first<'a>(b: &'a GpuBuf<f32>, n: usize) -> Result<View<'a, f32>> {
+    b.view().sub(0, n)
+}
+
+/// A qwen35 model with every layer, the LM head and the MTP block on one GPU.
+pub struct GpuModel<'a> {
+    pub cfg: Config,
+    gpu: Gpu,
+    w: GpuWeights,
+    /// Token embeddings stay in host memory (rows dequantized on the CPU).
+    token_embd: TensorView<'a>,
+    mtp_embd: Option<TensorView<'a>>,
+    b: Bufs,
+    host: Vec<f32>,
+}
+
+fn unsupported(msg: String) -> ModelError {
+    ModelError::Gpu(GpuError::shape("GpuModel", msg))
+}
+
+impl<'a> GpuModel<'a> {
+    /// Uploads every tensor of `w` (progress bar on stderr) and allocates the activation
+    /// buffers. Shapes the kernels are not built for are a typed error.
+    pub fn new(gpu: Gpu, cfg: Config, w: &Qwen35Weights<'a>) -> Result<GpuModel<'a>, ModelError> {
+        if !ATTN_HEAD_DIMS.contains(&cfg.head_dim) {
+            return Err(unsupported(format!(
+                "attention head_dim {} (kernels: {ATTN_HEAD_DIMS:?})",
+                cfg.head_dim
+            )));
+        }
+        if !GDN_HEAD_DIMS.contains(&cfg.ssm_d_state) || cfg.gdn_head_v_dim() != cfg.ssm_d_state {
+            return Err(unsupported(format!(
+                "GDN head dim d_k {} / d_v {} (kernels: d_k = d_v in {GDN_HEAD_DIMS:?})",
+                cfg.ssm_d_state,
+                cfg.gdn_head_v_dim()
+            )));
+        }
+        if cfg.ssm_d_conv != 4 {
+            return Err(unsupported(format!(
+                "conv kernel {} (the kernel is built for 4 taps)",
+                cfg.ssm_d_conv
+            )));
+        }
+        let t0 = std::time::Instant::now();
+        let gw = GpuWeights::upload(&gpu, w)?;
+        let b = Bufs::new(&gpu, &cfg)?;
+        tracing::info!(
+            "GPU: all {} layers{}, output norm and LM head uploaded: {:.1} MiB in {:.1} s; token embedding on the host",
+            cfg.n_layer(),
+            if gw.mtp.is_some() { " + MTP block" } else { "" },
+            gw.bytes as f64 / (1u64 << 20) as f64,
+            t0.elapsed().as_secs_f64()
+        );
+        let host = vec![0.0; MAX_BATCH * cfg.n_embd];
+        Ok(GpuModel {
+            token_embd: w.token_embd,
+            mtp_embd: w.mtp.as_ref().map(|m| m.embed_tokens),
+            cfg,
+            gpu,
+            w: gw,
+            b,
+            host,
+        })
+    }
+
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    /// Bytes of weights on the device.
+    pub fn weight_bytes(&self) -> usize {
+        self.w.bytes
+    }
+
+    /// Weight bytes one decoded token reads (trunk matrices + LM head): the numerator of the
+    /// bandwidth roofline.
+    pub fn bytes_per_token(&self) -> usize {
+        self.w.trunk_bytes_per_token
+    }
+
+    pub fn has_mtp(&self) -> bool {
+        self.w.mtp.is_some()
+    }
+
+    /// A fresh sequence state on the device for `n_ctx` tokens.
+    pub fn new_state(&self, n_ctx: usize) -> Result<GpuSeqState, ModelError> {
+        Ok(GpuSeqState::new(&self.gpu, &self.cfg, n_ctx)?)
+    }
+
+    fn check_tokens(&self, n_ctx: usize, n_past: usize, tokens: &[u32]) -> Result<(), ModelError> {
+        if tokens.is_empty() {
+            return Err(ModelError::EmptyInput);
+        }
+        if n_past + tokens.len() > n_ctx {
+            return Err(ModelError::ContextFull {
+                n_ctx,
+                needed: n_past + tokens.len(),
+            });
+        }
+        if let Some(&t) = tokens.iter().find(|&&t| t as usize >= self.cfg.n_vocab) {
+            return Err(ModelError::BadToken {
+                token: t,
+                n_vocab: self.cfg.n_vocab,
+            });
+        }
+        Ok(())
+    }
+
+    /// Dequantizes the embedding rows of `tokens` (at most MAX_BATCH) and uploads them to `x`.
+    fn embed(&mut self, table: &TensorView<'_>, tokens: &[u32]) -> Result<(), ModelError> {
+        let d = self.cfg.n_embd;
+        for (t, &tok) in tokens.iter().enumerate() {
+            let row = table.row(tok as u64).ok_or(ModelError::BadToken {
+                token: tok,
+                n_vocab: table.info.rows() as usize,
+            })?;
+            simd::dequantize_row(table.info.ty, row, &mut self.host[t * d..(t + 1) * d]);
+        }
+        self.gpu
+            .write(&self.host[..tokens.len() * d], &mut self.b.x)?;
+        Ok(())
+    }
+
+    /// Runs one chunk through the trunk, leaving hN in `b.hidden` and the logits of batch
+    /// rows `rows` in `b.logits` (row `rows.start` first).
+    fn chunk(
+        &mut self,
+        st: &mut GpuSeqState,
+        tokens: &[u32],
+        rows: std::ops::Range<usize>,
+    ) -> Result<(), ModelError> {
+        let table = self.token_embd;
+        self.embed(&table, tokens)?;
+        let t = tokens.len();
+        let pos0 = st.n_past;
+        let GpuModel { cfg, gpu, w, b, .. } = self;
+        for (il, (lw, ls)) in w.layers.iter().zip(st.layers.iter_mut()).enumerate() {
+            let _span = tracing::trace_span!("gpu layer", il).entered();
+            layer(gpu, cfg, b, lw, ls, &mut st.attn_scratch, pos0, t)?;
+        }
+        let d = cfg.n_embd;
+        gpu.rms_norm(
+            b.x.view(),
+            d,
+            w.output_norm.view(),
+            b.hidden.view_mut(),
+            d,
+            t,
+            d,
+            cfg.rms_eps,
+        )?;
+        lm_head(gpu, cfg, b, &w.output, rows)?;
+        st.n_past += t;
+        Ok(())
+    }
+
+    /// Runs `tokens` at positions `st.n_past..` and advances the state; `out` as
+    /// [`crate::model::qwen35::CpuModel::forward`] (logit rows per `want`, hN of every token).
+    pub fn forward(
+        &mut self,
+        st: &mut GpuSeqState,
+        tokens: &[u32],
+        want: Logits,
+        out: &mut ForwardOutput,
+    ) -> Result<(), ModelError> {
+        self.check_tokens(st.n_ctx, st.n_past, tokens)?;
+        out.logits.clear();
+        out.hidden.clear();
+        let (d, nv) = (self.cfg.n_embd, self.cfg.n_vocab);
+        let n_chunks = tokens.len().div_ceil(MAX_BATCH);
+        for (ci, chunk) in tokens.chunks(MAX_BATCH).enumerate() {
+            let t = chunk.len();
+            let rows = match want {
+                Logits::All => 0..t,
+                Logits::Last if ci + 1 == n_chunks => t - 1..t,
+                _ => 0..0,
+            };
+            self.chunk(st, chunk, rows.clone())?;
+            out.hidden
+                .extend_from_slice(&self.gpu.download(first(&self.b.hidden, t * d)?)?);
+            if !rows.is_empty() {
+                out.logits.extend_from_slice(
+                    &self.gpu.download(first(&self.b.logits, rows.len() * nv)?)?,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `tokens` like [`GpuModel::forward`] and returns the greedy pick (index, logit) for
+    /// the last one, computed on the device: only 8 bytes come back, no logits or hidden rows.
+    pub fn forward_greedy(
+        &mut self,
+        st: &mut GpuSeqState,
+        tokens: &[u32],
+    ) -> Result<(u32, f32), ModelError> {
+        self.check_tokens(st.n_ctx, st.n_past, tokens)?;
+        let n_chunks = tokens.len().div_ceil(MAX_BATCH);
+        for (ci, chunk) in tokens.chunks(MAX_BATCH).enumerate() {
+            let t = chunk.len();
+            let rows = if ci + 1 == n_chunks { t - 1..t } else { 0..0 };
+            self.chunk(st, chunk, rows)?;
+        }
+        let nv = self.cfg.n_vocab;
+        let b = &mut self.b;
+        self.gpu.argmax(
+            first(&b.logits, nv)?,
+            1,
+            nv,
+            b.am_idx.view_mut(),
+            b.am_val.view_mut(),
+        )?;
+        let idx = self.gpu.download(b.am_idx.view().sub(0, 1)?)?[0];
+        let val = self.gpu.download(b.am_val.view().sub(0, 1)?)?[0];
+        if idx < 0 || idx as usize >= nv {
+            return Err(ModelError::Gpu(GpuError::shape(
+                "forward_greedy",
+                "every logit is NaN",
+            )));
+        }
+        Ok((idx as u32, val))
+    }
+
+    /// The MTP block on `tokens` at positions `st.mtp_n_past..`, each paired with a row of
+    /// `hidden_in` ([T][n_embd], spec §7.2); as
+    /// [`crate::model::qwen35::CpuModel::mtp_forward`]: logits of every token and each
+    /// token's hM in `out`.
+    pub fn mtp_forward(
+        &mut self,
+        st: &mut GpuSeqState,
+        tokens: &[u32],
+        hidden_in: &[f32],
+        out: &mut ForwardOutput,
+    ) -> Result<(), ModelError> {
+        self.check_tokens(st.n_ctx, st.mtp_n_past, tokens)?;
+        let (d, nv) = (self.cfg.n_embd, self.cfg.n_vocab);
+        if hidden_in.len() != tokens.len() * d {
+            return Err(ModelError::Inconsistent(format!(
+                "mtp_forward: {} hidden values for {} tokens of {d}",
+                hidden_in.len(),
+                tokens.len()
+            )));
+        }
+        let (Some(table), true) = (self.mtp_embd, self.w.mtp.is_some()) else {
+            return Err(ModelError::Inconsistent(
+                "this model has no MTP block".into(),
+            ));
+        };
+        out.logits.clear();
+        out.hidden.clear();
+        for (ci, chunk) in tokens.chunks(MAX_BATCH).enumerate() {
+            let t = chunk.len();
+            self.embed(&table, chunk)?;
+            let h = &hidden_in[ci * MAX_BATCH * d..][..t * d];
+            self.gpu.write(h, &mut self.b.hidden)?;
+            let pos0 = st.mtp_n_past;
+            let GpuModel { cfg, gpu, w, b, .. } = self;
+            let (Some(m), Some(kv)) = (w.mtp.as_ref(), st.mtp_kv.as_mut()) else {
+                return Err(ModelError::Inconsistent(
+                    "MTP weights without an MTP cache".into(),
+                ));
+            };
+            let eps = cfg.rms_eps;
+            // u = eh_proj · [enorm(embed(x)) | hnorm(h)]
+            gpu.rms_norm(
+                b.x.view(),
+                d,
+                m.enorm.view(),
+                b.xn.view_mut(),
+                2 * d,
+                t,
+                d,
+                eps,
+            )?;
+            let xn_h = b.xn.view_mut().sub(d, (2 * t - 1) * d)?;
+            gpu.rms_norm(b.hidden.view(), d, m.hnorm.view(), xn_h, 2 * d, t, d, eps)?;
+            quant(gpu, first(&b.xn, t * 2 * d)?, t, 2 * d, &mut b.qa)?;
+            gpu.matvec(&m.eh_proj, b.xn.view(), &b.qa, t, b.x.view_mut())?;
+            // One gated-attention decoder block, then the head norm and the LM head.
+            gpu.rms_norm(
+                b.x.view(),
+                d,
+                m.attn_norm.view(),
+                b.xn.view_mut(),
+                d,
+                t,
+                d,
+                eps,
+            )?;
+            quant(gpu, first(&b.xn, t * d)?, t, d, &mut b.qa)?;
+            attention(gpu, cfg, b, &m.attn, kv, &mut st.attn_scratch, pos0, t)?;
+            gpu.add_inplace(b.x.view_mut(), b.o.view(), t * d)?;
+            ffn(gpu, cfg, b, &m.post_norm, &m.ffn, t)?;
+            gpu.rms_norm(
+                b.x.view(),
+                d,
+                m.head_norm.view(),
+                b.hidden.view_mut(),
+                d,
+                t,
+                d,
+                eps,
+            )?;
+            lm_head(gpu, cfg, b, m.head.as_ref().unwrap_or(&w.output), 0..t)?;
+            st.mtp_n_past += t;
+            out.hidden
+                .extend_from_slice(&gpu.download(first(&b.hidden, t * d)?)?);
+            out.logits
+                .extend_from_slice(&gpu.download(first(&b.logits, t * nv)?)?);
+        }
+        Ok(())
+    }
+}
+
+/// `logits[i] = head · hidden[rows.start + i]` for the rows asked.
+fn lm_head(
+    gpu: &Gpu,
+    cfg: &Config,
+    b: &mut Bufs,
+    head: &GpuMatrix,
+    rows: std::ops::Range<usize>,
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let d = cfg.n_embd;
+    let h = b.hidden.view().sub(rows.start * d, rows.len() * d)?;
+    quant(gpu, h, rows.len(), d, &mut b.qa)?;
+    gpu.matvec(head, h, &b.qa, rows.len(), b.logits.view_mut())
+}
+
+/// One trunk layer: `x += mixer(attn_norm(x)); x += ffn(post_norm(x))`.
+#[allow(clippy::too_many_arguments)]
+fn layer(
+    gpu: &Gpu,
+    cfg: &Config,
+    b: &mut Bufs,
+    lw: &GpuLayer,
+    ls: &mut GpuLayerState,
+    scratch: &mut AttnScratch,
+    pos0: usize,
+    t: usize,
+) -> Result<()> {
+    let d = cfg.n_embd;
+    gpu.rms_norm(
+        b.x.view(),
+        d,
+        lw.attn_norm.view(),
+        b.xn.view_mut(),
+        d,
+        t,
+        d,
+        cfg.rms_eps,
+    )?;
+    quant(gpu, first(&b.xn, t * d)?, t, d, &mut b.qa)?;
+    match (&lw.mixer, ls) {
+        (GpuMixer::Gdn(g), GpuLayerState::Gdn { conv, ssm }) => gdn(gpu, cfg, b, g, conv, ssm, t)?,
+        (GpuMixer::Attention(a), GpuLayerState::Attention(kv)) => {
+            attention(gpu, cfg, b, a, kv, scratch, pos0, t)?
+        }
+        _ => {
+            return Err(GpuError::shape(
+                "layer",
+                "weights and state disagree on the layer kind",
+            ))
+        }
+    }
+    gpu.add_inplace(b.x.view_mut(), b.o.view(), t * d)?;
+    ffn(gpu, cfg, b, &lw.post_norm, &lw.ffn, t)
+}
+
+/// Gated DeltaNet (spec §4) on the normed input in `b.xn` (already quantized), into `b.o`.
+fn gdn(
+    gpu: &Gpu,
+    cfg: &Config,
+    b: &mut Bufs,
+    g: &GpuGdn,
+    conv: &mut GpuBuf<f32>,
+    ssm: &mut GpuBuf<f32>,
+    t: usize,
+) -> Result<()> {
+    let (hk, hv, dk) = (cfg.ssm_n_group, cfg.ssm_dt_rank, cfg.ssm_d_state);
+    let (cd, vd) = (cfg.gdn_conv_dim(), cfg.gdn_value_dim());
+    let xn = b.xn.view();
+    gpu.matvec(&g.qkv, xn, &b.qa, t, b.p0.view_mut())?;
+    gpu.matvec(&g.gate, xn, &b.qa, t, b.p1.view_mut())?;
+    gpu.matvec(&g.beta, xn, &b.qa, t, b.p2.view_mut())?;
+    gpu.matvec(&g.alpha, xn, &b.qa, t, b.p3.view_mut())?;
+    gpu.gdn_conv(GdnConvArgs {
+        x: b.p0.view(),
+        w: g.conv_w.view(),
+        state: conv.view_mut(),
+        u: b.u.view_mut(),
+        snapshot: None,
+        channels: cd,
+        ntok: t,
+    })?;
+    gpu.gdn_recurrence(GdnRecurrenceArgs {
+        u: b.u.view(),
+        u_stride: cd,
+        beta: b.p2.view(),
+        alpha: b.p3.view(),
+        dt_bias: g.dt_bias.view(),
+        ssm_a: g.ssm_a.view(),
+        state: ssm.view_mut(),
+        out: b.g.view_mut(),
+        snapshot: None,
+        h_k: hk,
+        h_v: hv,
+        d: dk,
+        ntok: t,
+        eps: cfg.rms_eps,
+    })?;
+    gpu.rms_norm_gated(
+        b.g.view(),
+        g.ssm_norm.view(),
+        b.p1.view(),
+        b.y.view_mut(),
+        t * hv,
+        dk,
+        cfg.rms_eps,
+    )?;
+    quant(gpu, first(&b.y, t * vd)?, t, vd, &mut b.qa)?;
+    gpu.matvec(&g.out, b.y.view(), &b.qa, t, b.o.view_mut())
+}
+
+/// Gated attention (spec §3) for t tokens at positions pos0.. on `b.xn` (already quantized):
+/// stores their K/V, attends causally, gates, and projects into `b.o`.
+#[allow(clippy::too_many_arguments)]
+fn attention(
+    gpu: &Gpu,
+    cfg: &Config,
+    b: &mut Bufs,
+    a: &GpuAttn,
+    kv: &mut KvCache,
+    scratch: &mut AttnScratch,
+    pos0: usize,
+    t: usize,
+) -> Result<()> {
+    let (nh, nkv, hd) = (cfg.n_head, cfg.n_head_kv, cfg.head_dim);
+    let qd = nh * hd;
+    let eps = cfg.rms_eps;
+    let xn = b.xn.view();
+    gpu.matvec(&a.q, xn, &b.qa, t, b.p0.view_mut())?;
+    gpu.matvec(&a.k, xn, &b.qa, t, b.p1.view_mut())?;
+    gpu.matvec(&a.v, xn, &b.qa, t, b.p2.view_mut())?;
+    // Per head the projection is [q_h | gate_h]: the q norm reads every other hd-row.
+    gpu.rms_norm(
+        b.p0.view(),
+        2 * hd,
+        a.q_norm.view(),
+        b.g.view_mut(),
+        hd,
+        t * nh,
+        hd,
+        eps,
+    )?;
+    gpu.rms_norm(
+        b.p1.view(),
+        hd,
+        a.k_norm.view(),
+        b.p3.view_mut(),
+        hd,
+        t * nkv,
+        hd,
+        eps,
+    )?;
+    gpu.rope_neox(
+        b.g.view_mut(),
+        t,
+        nh,
+        hd,
+        cfg.n_rot,
+        pos0,
+        cfg.rope_freq_base,
+    )?;
+    gpu.rope_neox(
+        b.p3.view_mut(),
+        t,
+        nkv,
+        hd,
+        cfg.n_rot,
+        pos0,
+        cfg.rope_freq_base,
+    )?;
+    gpu.kv_store(kv, b.p3.view(), b.p2.view(), t, pos0)?;
+    let scale = 1.0 / (hd as f32).sqrt();
+    gpu.attn_decode(b.g.view(), kv, scratch, b.y.view_mut(), nh, t, pos0, scale)?;
+    let gates = b.p0.view().sub(hd, b.p0.len() - hd)?;
+    gpu.sigmoid_gate(b.y.view_mut(), gates, t * nh, hd, 2 * hd)?;
+    quant(gpu, first(&b.y, t * qd)?, t, qd, &mut b.qa)?;
+    gpu.matvec(&a.o, b.y.view(), &b.qa, t, b.o.view_mut())
+}
+
+/// `x += down(swiglu(gate·n, up·n))` with `n = RMSNorm(x)·post_norm`.
+fn ffn(
+    gpu: &Gpu,
+    cfg: &Config,
+    b: &mut Bufs,
+    post_norm: &GpuBuf<f32>,
+    f: &GpuFfn,
+    t: usize,
+) -> Result<()> {
+    let (d, ff) = (cfg.n_embd, f.gate.rows);
+    gpu.rms_norm(
+        b.x.view(),
+        d,
+        post_norm.view(),
+        b.xn.view_mut(),
+        d,
+        t,
+        d,
+        cfg.rms_eps,
+    )?;
+    quant(gpu, first(&b.xn, t * d)?, t, d, &mut b.qa)?;
+    gpu.matvec(&f.gate, b.xn.view(), &b.qa, t, b.p0.view_mut())?;
+    gpu.matvec(&f.up, b.xn.view(), &b.qa, t, b.p1.view_mut())?;
+    gpu.swiglu(b.p0.view(), b.p1.view(), b.y.view_mut(), t * ff)?;
+    quant(gpu, first(&b.y, t * ff)?, t, ff, &mut b.qa)?;
+    gpu.matvec(&f.down, b.y.view(), &b.qa, t, b.o.view_mut())?;
+    gpu.add_inplace(b.x.view_mut(), b.o.view(), t * d)
+}
