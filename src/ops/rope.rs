@@ -1,15 +1,44 @@
-//! Partial NeoX rotary embedding. qwen35 declares IMROPE, which for text (all four position
-//! components equal) reduces exactly to NeoX over the first `n_rot` dims (spec §3.1).
+//! Partial NeoX-ordered rotary embedding with qwen35's IMROPE position sections.
+//! For text llama.cpp expands each position p into four components (t, h, w, e) = (p, p, p, 0)
+//! (`llm_graph_input_pos::set_input`); `ggml_mrope_cache_init` gives rotation pair i the
+//! component picked by its sector `s = i mod Σsections`: t, h, w for `s mod 3` = 0, 1, 2 while
+//! `s < 3·sections[s mod 3]`, else e. So a pair rotates by θ_i = p·s^i when its sector is
+//! covered and not at all (θ = 0, the e component) otherwise. The 27B's sections [11, 11, 10]
+//! cover all 32 pairs (plain NeoX); smaller shapes may leave pairs unrotated.
 //! θ_i is computed as llama.cpp's CPU does: iteratively in f32, θ_0 = p, θ_{i+1} = θ_i·s
 //! with s = base^(−2/n_rot), then `cosf`/`sinf`.
 
-/// cos/sin of every rotated pair at one position: `cs[i] = (cos θ_i, sin θ_i)`, i < n_rot/2.
+/// cos/sin of every rotated pair at one position, NeoX (every pair uses p):
+/// `cs[i] = (cos θ_i, sin θ_i)`, i < n_rot/2.
 pub fn rope_table(pos: usize, n_rot: usize, freq_base: f32, cs: &mut [(f32, f32)]) {
+    rope_table_sections(pos, n_rot, freq_base, [0; 4], cs);
+}
+
+/// cos/sin of every rotated pair at one position with IMROPE `sections` (see the module
+/// doc); all-zero sections mean plain NeoX.
+pub fn rope_table_sections(
+    pos: usize,
+    n_rot: usize,
+    freq_base: f32,
+    sections: [u32; 4],
+    cs: &mut [(f32, f32)],
+) {
     assert_eq!(cs.len(), n_rot / 2, "rope_table: table length");
     let theta_scale = freq_base.powf(-2.0 / n_rot as f32);
+    let sect_dims: u32 = sections.iter().sum();
     let mut theta = pos as f32;
-    for c in cs.iter_mut() {
-        *c = (theta.cos(), theta.sin());
+    for (i, c) in cs.iter_mut().enumerate() {
+        let uses_pos = sect_dims == 0 || {
+            let sector = i as u32 % sect_dims;
+            let k = (sector % 3) as usize;
+            sector < 3 * sections[k]
+        };
+        // The e component is 0 for text: cosf(0) = 1, sinf(0) = 0.
+        *c = if uses_pos {
+            (theta.cos(), theta.sin())
+        } else {
+            (1.0, 0.0)
+        };
         theta *= theta_scale;
     }
 }
@@ -59,6 +88,23 @@ mod tests {
             }
             assert_eq!(&y[o + n_rot..o + head_dim], &x[o + n_rot..o + head_dim]);
         }
+    }
+
+    #[test]
+    fn imrope_sections_leave_uncovered_pairs_unrotated() {
+        // sections [2, 2, 4]: sectors 0, 3 take t, 1, 4 take h, 2, 5 take w; 6, 7 fall to e.
+        let mut cs = vec![(0.0, 0.0); 8];
+        rope_table_sections(5, 16, 1e4, [2, 2, 4, 0], &mut cs);
+        let mut plain = vec![(0.0, 0.0); 8];
+        rope_table(5, 16, 1e4, &mut plain);
+        assert_eq!(&cs[..6], &plain[..6]);
+        assert_eq!(&cs[6..], &[(1.0, 0.0), (1.0, 0.0)]);
+        // The 27B's [11, 11, 10] covers all 32 pairs.
+        let mut big = vec![(0.0, 0.0); 32];
+        rope_table_sections(7, 64, 1e7, [11, 11, 10, 0], &mut big);
+        let mut big_plain = vec![(0.0, 0.0); 32];
+        rope_table(7, 64, 1e7, &mut big_plain);
+        assert_eq!(big, big_plain);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::gguf::{GgmlType, TensorView};
 use crate::ops::attention::{attend_one, AttnDims};
 use crate::ops::gdn::{gdn_token, GdnDims, GdnParams};
 use crate::ops::norm::{rms_norm, rms_norm_chunks_inplace};
-use crate::ops::rope::{rope_neox_inplace, rope_table};
+use crate::ops::rope::{rope_neox_inplace, rope_table_sections};
 
 use super::config::Config;
 use super::error::ModelError;
@@ -529,7 +529,7 @@ fn attention(
         let kt = &mut k[t * kvd..(t + 1) * kvd];
         rms_norm_chunks_inplace(qt, &asm.q_norm, cfg.rms_eps);
         rms_norm_chunks_inplace(kt, &asm.k_norm, cfg.rms_eps);
-        rope_table(pos0 + t, cfg.n_rot, cfg.rope_freq_base, s.rope);
+        rope_table_sections(pos0 + t, cfg.n_rot, cfg.rope_freq_base, cfg.rope_sections, s.rope);
         rope_neox_inplace(qt, hd, s.rope);
         rope_neox_inplace(kt, hd, s.rope);
         let row = (pos0 + t) * kvd;
