@@ -11,7 +11,7 @@ use anyhow::Context;
 
 use crate::gguf::GgufFile;
 use crate::sample::{Sampler, SamplerConfig};
-use crate::serve::load::{cpu_factory, with_generator, CpuOptions};
+use crate::serve::load::{cpu_factory, with_generator, CpuOptions, SpecChoice};
 use crate::serve::Generator;
 use crate::tokenizer::chat::{render, ChatMessage, ChatOptions};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
@@ -72,6 +72,11 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         n_batch: a.batch.max(1),
         prefault: true,
         reuse_prefix: true,
+        spec: SpecChoice {
+            draft_n: a.draft_n,
+            kind: a.draft,
+            adaptive: a.draft_adaptive,
+        },
     });
     with_generator(&path, factory, false, |file, gen| {
         conversation(a, file, gen)

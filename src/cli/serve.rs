@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 
 use crate::serve::api::Defaults;
-use crate::serve::load::{cpu_factory, CpuOptions};
+use crate::serve::load::{cpu_factory, CpuOptions, SpecChoice};
 use crate::serve::{router, AppState, Engine, EngineOptions, GeneratorFactory, ServerConfig};
+use crate::spec::DraftKind;
 
 use super::run::resolve_model;
 
@@ -33,6 +34,17 @@ pub struct EngineArgs {
     /// Start every request from an empty state (never skip a cached prompt prefix).
     #[arg(long = "no-prefix-cache")]
     pub no_prefix_cache: bool,
+    /// Speculative decoding: drafts verified per step (0 = off). Default: 3 for greedy
+    /// requests when the model has an MTP head (or --draft names a drafter), sampled requests
+    /// decoded plainly; an explicit N applies to sampled requests too (rejection sampling).
+    #[arg(long = "draft-n")]
+    pub draft_n: Option<usize>,
+    /// Drafter: the model's MTP head, n-gram lookup, or auto (MTP when present, else lookup).
+    #[arg(long = "draft", value_enum, default_value_t = DraftKind::Auto)]
+    pub draft: DraftKind,
+    /// Pick each step's draft length from the running acceptance rate.
+    #[arg(long = "draft-adaptive")]
+    pub draft_adaptive: bool,
 }
 
 impl EngineArgs {
@@ -56,6 +68,11 @@ impl EngineArgs {
             n_batch: self.batch.max(1),
             prefault: !self.no_prefault,
             reuse_prefix: !self.no_prefix_cache,
+            spec: SpecChoice {
+                draft_n: self.draft_n,
+                kind: self.draft,
+                adaptive: self.draft_adaptive,
+            },
         }))
     }
 }

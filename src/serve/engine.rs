@@ -66,7 +66,7 @@ pub struct Finish {
 #[derive(Clone, Debug)]
 pub enum Event {
     Text(String),
-    Done(Finish),
+    Done(Box<Finish>),
     Error(String),
 }
 
@@ -406,10 +406,10 @@ fn run_job(gen: &mut dyn Generator, tok: &Tokenizer, job: Job, metrics: &Metrics
         "request done"
     );
     metrics.completed.fetch_add(1, Ordering::SeqCst);
-    let _ = events.send(Event::Done(Finish {
+    let _ = events.send(Event::Done(Box::new(Finish {
         reason,
         prompt_tokens: req.prompt.len(),
         completion_tokens: n_generated,
         stats,
-    }));
+    })));
 }

@@ -5,8 +5,11 @@
 
 use crate::generate::{generate, GenParams, GenStats};
 use crate::gguf::GgufFile;
-use crate::model::qwen35::{Config, CpuModel, ModelError, Qwen35Weights, SeqState};
+use crate::model::qwen35::{Config, CpuModel, ForwardOutput, ModelError, Qwen35Weights, SeqState};
 use crate::sample::Sampler;
+use crate::spec::{
+    generate_speculative, make_drafter, CpuTarget, DraftKind, SpecError, SpecParams,
+};
 
 use super::load::LoadProgress;
 
@@ -14,6 +17,8 @@ use super::load::LoadProgress;
 pub enum GeneratorError {
     #[error(transparent)]
     Model(#[from] ModelError),
+    #[error(transparent)]
+    Spec(#[from] SpecError),
     /// A backend's own failure (GPU, speculation), already rendered with its context.
     #[error("{0}")]
     Backend(String),
@@ -52,6 +57,19 @@ pub trait Generator {
     ) -> Result<GenStats, GeneratorError>;
 }
 
+/// Speculative decoding settings of a generator.
+#[derive(Clone, Debug)]
+pub struct SpecConfig {
+    /// Most drafts per step (1..=`crate::spec::MAX_DRAFT_N`).
+    pub draft_n: usize,
+    pub kind: DraftKind,
+    /// Choose each step's draft length from the running acceptance rate.
+    pub adaptive: bool,
+    /// Also speculate for sampled (temperature > 0) requests, checked by rejection sampling
+    /// (same distribution, a different random stream than plain decoding).
+    pub with_temperature: bool,
+}
+
 /// The CPU engine: the whole model on the CPU, weights read from the memory map.
 pub struct CpuGenerator<'a> {
     model: CpuModel<'a>,
@@ -62,6 +80,7 @@ pub struct CpuGenerator<'a> {
     reuse_prefix: bool,
     /// Bytes of all tensors in the file (all of them are read by the CPU).
     weight_bytes: usize,
+    spec: Option<SpecConfig>,
 }
 
 impl<'a> CpuGenerator<'a> {
@@ -87,7 +106,28 @@ impl<'a> CpuGenerator<'a> {
             cached: Vec::new(),
             reuse_prefix: true,
             weight_bytes: file.tensors().iter().map(|t| t.n_bytes as usize).sum(),
+            spec: None,
         })
+    }
+
+    pub fn has_mtp(&self) -> bool {
+        self.model.has_mtp()
+    }
+
+    /// Turns speculative decoding on (`Some`) or off. Checks that the drafter exists.
+    pub fn set_speculation(&mut self, spec: Option<SpecConfig>) -> Result<(), GeneratorError> {
+        if let Some(s) = &spec {
+            s.kind.resolve(self.model.has_mtp())?;
+            if s.draft_n == 0 || s.draft_n > crate::spec::MAX_DRAFT_N {
+                return Err(SpecError::BadDraftN {
+                    n: s.draft_n,
+                    slots: crate::spec::MAX_DRAFT_N,
+                }
+                .into());
+            }
+        }
+        self.spec = spec;
+        Ok(())
     }
 
     /// Off: every request starts from an empty state (prompt processing is never skipped).
@@ -102,6 +142,36 @@ impl<'a> CpuGenerator<'a> {
         let mtp = if cfg.mtp_block().is_some() { kv } else { 0 };
         cfg.n_attention_layers() * kv + cfg.n_gdn_layers() * per_gdn + mtp
     }
+}
+
+/// The MTP drafter needs MTP cache entries for every position before the first new token,
+/// but entries exist only where earlier speculative steps wrote them (plain decoding writes
+/// none, and the last position of a run is never committed). The missing ones are written
+/// with zero trunk-hidden input: that only makes the first drafts of the continuation worse,
+/// never the output (every draft is verified by the trunk). `cached` holds the tokens of
+/// positions `0..st.n_past`.
+fn fill_mtp_gap(
+    model: &mut CpuModel<'_>,
+    st: &mut SeqState,
+    cached: &[u32],
+) -> Result<(), GeneratorError> {
+    const CHUNK: usize = 32;
+    let d = model.cfg.n_embd;
+    let mut out = ForwardOutput::default();
+    let zeros = vec![0.0f32; CHUNK * d];
+    while st.mtp_n_past < st.n_past {
+        let from = st.mtp_n_past;
+        let to = (from + CHUNK).min(st.n_past);
+        let Some(toks) = cached.get(from..to) else {
+            return Err(GeneratorError::Backend(format!(
+                "prefix cache holds {} tokens, state {}",
+                cached.len(),
+                st.n_past
+            )));
+        };
+        model.mtp_forward(st, toks, &zeros[..toks.len() * d], &mut out)?;
+    }
+    Ok(())
 }
 
 fn mib(b: usize) -> f64 {
@@ -131,6 +201,20 @@ impl Generator for CpuGenerator<'_> {
                 mib(self.state_bytes())
             ),
             "GPU: none (CPU engine)".to_string(),
+            match &self.spec {
+                Some(s) => format!(
+                    "speculative decoding: {:?} drafter, up to {} drafts per step{}{}",
+                    s.kind.resolve(self.model.has_mtp()).unwrap_or(s.kind),
+                    s.draft_n,
+                    if s.adaptive { ", adaptive" } else { "" },
+                    if s.with_temperature {
+                        ", also for sampled requests"
+                    } else {
+                        ", greedy requests only"
+                    }
+                ),
+                None => "speculative decoding: off".to_string(),
+            },
         ]
     }
 
@@ -161,18 +245,49 @@ impl Generator for CpuGenerator<'_> {
             n_batch: self.n_batch,
         };
         let mut generated: Vec<u32> = Vec::new();
-        let res = generate(
-            &mut self.model,
-            &mut self.st,
-            &prompt[skip..],
-            &params,
-            sampler,
-            is_eog,
-            &mut |t| {
-                generated.push(t);
-                on_token(t)
-            },
-        );
+        let mut cb = |t| {
+            generated.push(t);
+            on_token(t)
+        };
+        let spec = self
+            .spec
+            .clone()
+            .filter(|s| sampler.is_deterministic() || s.with_temperature);
+        let res: Result<GenStats, GeneratorError> = match spec {
+            None => generate(
+                &mut self.model,
+                &mut self.st,
+                &prompt[skip..],
+                &params,
+                sampler,
+                is_eog,
+                &mut cb,
+            )
+            .map_err(Into::into),
+            Some(sc) => {
+                if skip > 0 && sc.kind.resolve(self.model.has_mtp())? == DraftKind::Mtp {
+                    fill_mtp_gap(&mut self.model, &mut self.st, &self.cached)?;
+                }
+                let mut target = CpuTarget::new(&mut self.model, &mut self.st, sc.draft_n);
+                make_drafter(sc.kind, &target)
+                    .and_then(|mut drafter| {
+                        generate_speculative(
+                            &mut target,
+                            drafter.as_mut(),
+                            &prompt[skip..],
+                            &params,
+                            &SpecParams {
+                                draft_n: sc.draft_n,
+                                adaptive: sc.adaptive,
+                            },
+                            sampler,
+                            is_eog,
+                            &mut cb,
+                        )
+                    })
+                    .map_err(Into::into)
+            }
+        };
         match res {
             Ok(stats) => {
                 self.cached.extend_from_slice(&prompt[skip..]);
@@ -196,7 +311,7 @@ impl Generator for CpuGenerator<'_> {
             Err(e) => {
                 self.st.reset();
                 self.cached.clear();
-                Err(e.into())
+                Err(e)
             }
         }
     }

@@ -7,7 +7,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::gguf::GgufFile;
 
-use super::generator::{CpuGenerator, Generator, GeneratorError, GeneratorFactory};
+use crate::spec::DraftKind;
+
+use super::generator::{CpuGenerator, Generator, GeneratorError, GeneratorFactory, SpecConfig};
 
 /// Progress display for the loading steps. Drawn on stderr when it is a terminal, hidden
 /// otherwise (logs and tests stay clean).
@@ -76,6 +78,49 @@ pub struct CpuOptions {
     pub prefault: bool,
     /// Keep the sequence state between requests and skip a cached prompt prefix.
     pub reuse_prefix: bool,
+    pub spec: SpecChoice,
+}
+
+/// Speculative decoding as asked on the command line, resolved once the model is loaded.
+#[derive(Clone, Debug)]
+pub struct SpecChoice {
+    /// `Some(0)`: off. `Some(n)`: n drafts per step for every request (sampled ones through
+    /// rejection sampling). `None`: the default, see [`SpecChoice::resolve`].
+    pub draft_n: Option<usize>,
+    pub kind: DraftKind,
+    pub adaptive: bool,
+}
+
+impl Default for SpecChoice {
+    fn default() -> Self {
+        SpecChoice {
+            draft_n: None,
+            kind: DraftKind::Auto,
+            adaptive: false,
+        }
+    }
+}
+
+impl SpecChoice {
+    /// The default (as `hybrid-run -p`): on for greedy requests with 3 drafts per step (6 when
+    /// adaptive) when the model has an MTP head or a drafter was named; plain decoding for
+    /// sampled requests.
+    pub fn resolve(&self, has_mtp: bool) -> Option<SpecConfig> {
+        let (draft_n, with_temperature) = match self.draft_n {
+            Some(0) => return None,
+            Some(n) => (n, true),
+            None if has_mtp || self.kind != DraftKind::Auto => {
+                (if self.adaptive { 6 } else { 3 }, false)
+            }
+            None => return None,
+        };
+        Some(SpecConfig {
+            draft_n,
+            kind: self.kind,
+            adaptive: self.adaptive,
+            with_temperature,
+        })
+    }
 }
 
 /// The factory of the CPU engine.
@@ -86,6 +131,7 @@ pub fn cpu_factory(o: CpuOptions) -> GeneratorFactory {
         }
         let mut g = CpuGenerator::new(file, o.threads, o.n_ctx, o.n_batch)?;
         g.set_reuse_prefix(o.reuse_prefix);
+        g.set_speculation(o.spec.resolve(g.has_mtp()))?;
         Ok(Box::new(g) as Box<dyn Generator + '_>)
     })
 }

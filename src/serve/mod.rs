@@ -23,5 +23,5 @@ pub mod stop;
 
 pub use engine::{Engine, EngineHandle, EngineOptions, Event, Finish, FinishReason, GenRequest};
 pub use error::{ApiError, ServeError};
-pub use generator::{CpuGenerator, Generator, GeneratorError, GeneratorFactory};
+pub use generator::{CpuGenerator, Generator, GeneratorError, GeneratorFactory, SpecConfig};
 pub use routes::{router, AppState, ServerConfig};
