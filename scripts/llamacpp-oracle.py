@@ -19,8 +19,9 @@ llama_decode call (--prompt-batch 1): every matmul then runs ggml_vec_dot_*, and
 per-token results are those of its own decode loop. --prompt-batch 0 (whole prompt in one
 batch) and --repack give llama.cpp's defaults, for measuring how far those paths are.
 
---dump DIR writes every graph tensor llama.cpp computes (cb_eval) as DIR/<step>-<name>.f32
-(f32 tensors only, contiguous rows), to localise divergences.
+--dump DIR writes the named f32 graph tensors llama.cpp computes (cb_eval) as
+DIR/<step>-<seq>-<name>.f32 with DIR/index.json (step, file, name, ne, op), to localise
+divergences op by op (tests/parity_ops_llamacpp.rs); --dump-all keeps views and unnamed nodes.
 """
 import argparse, ctypes, json, os, sys
 
@@ -39,6 +40,8 @@ def parse_args():
     ap.add_argument("--repack", action="store_true",
                     help="keep llama.cpp's repacked weight buffers and tiled K-quant matmul")
     ap.add_argument("--dump", help="directory for cb_eval tensor dumps")
+    ap.add_argument("--dump-all", action="store_true",
+                    help="also dump views, reshapes, cache copies and unnamed nodes")
     ap.add_argument("--out", required=True, help="output path prefix")
     return ap.parse_args()
 
@@ -70,8 +73,12 @@ class GgmlTensor(ctypes.Structure):
     ]
 
 
+SKIP_PREFIXES = ("node_", "cache_", "conv_state", "leaf_")
+SKIP_PARTS = ("(view)", "(reshaped)", "(permuted)", "(copy", "(transposed)", "(cont)")
+
+
 class Dumper:
-    def __init__(self, directory):
+    def __init__(self, directory, dump_all):
         self.dir = directory
         self.step = 0
         self.seq = 0
@@ -86,6 +93,8 @@ class Dumper:
             if tt.type != GGML_TYPE_F32 or not tt.data:
                 return True
             ne = [tt.ne[i] for i in range(4)]
+            if min(ne) <= 0:
+                return True
             nb = [tt.nb[i] for i in range(4)]
             n = ne[0] * ne[1] * ne[2] * ne[3]
             span = sum((ne[i] - 1) * nb[i] for i in range(4)) + 4
@@ -93,6 +102,8 @@ class Dumper:
             arr = np.lib.stride_tricks.as_strided(
                 np.frombuffer(buf, dtype=np.float32), shape=ne[::-1], strides=nb[::-1])
             name = tt.name.decode(errors="replace").replace("/", "_").replace(" ", "_")
+            if not dump_all and (name.startswith(SKIP_PREFIXES) or any(p in name for p in SKIP_PARTS)):
+                return True
             fname = f"{self.step:04d}-{self.seq:05d}-{name}.f32"
             self.seq += 1
             np.ascontiguousarray(arr).reshape(n).astype("<f4").tofile(
@@ -134,7 +145,7 @@ def main():
     cp.no_perf = True
     dumper = None
     if a.dump:
-        dumper = Dumper(a.dump)
+        dumper = Dumper(a.dump, a.dump_all)
         cp.cb_eval = dumper.cb
         cp.cb_eval_user_data = None
     ctx = llama_cpp.llama_init_from_model(model, cp)

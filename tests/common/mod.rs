@@ -53,7 +53,8 @@ impl Oracle {
 /// How to run the oracle (`scripts/llamacpp-oracle.py` documents the numerics modes).
 #[derive(Clone, Debug, Default)]
 pub struct OracleOpts {
-    /// llama.cpp threads (default 2).
+    /// llama.cpp threads (default 1: its results do not depend on the thread count in the
+    /// default mode, and one thread is several times faster on a busy 2-core machine).
     pub threads: Option<usize>,
     /// Prompt tokens per `llama_decode` call; `Some(0)` = whole prompt, default 1.
     pub prompt_batch: Option<usize>,
@@ -87,9 +88,8 @@ pub fn run_oracle_with(
         .arg(n_gen.to_string())
         .arg("--out")
         .arg(out_prefix);
-    if let Some(t) = opts.threads {
-        cmd.arg("--threads").arg(t.to_string());
-    }
+    cmd.arg("--threads")
+        .arg(opts.threads.unwrap_or(1).to_string());
     if let Some(b) = opts.prompt_batch {
         cmd.arg("--prompt-batch").arg(b.to_string());
     }
