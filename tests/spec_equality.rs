@@ -21,12 +21,12 @@ enum Which {
     Oracle,
 }
 
-fn check_all(mix: QuantMix, drafters: &[Which], lengths: &[usize]) {
+fn check_all(mix: QuantMix, threads: usize, drafters: &[Which], lengths: &[usize]) {
     let path = tiny(mix);
     let file = GgufFile::open(&path).unwrap();
     let cfg = Config::from_gguf(&file).unwrap();
     let w = Qwen35Weights::load(&file, &cfg).unwrap();
-    let mut model = CpuModel::new(cfg.clone(), w, 2);
+    let mut model = CpuModel::new(cfg.clone(), w, threads);
     assert!(model.has_mtp(), "the tiny preset has an MTP block");
     let prompt = prompt_ids(17, 24, 4, cfg.n_vocab as u32);
     let want = plain(&mut model, N_CTX, &prompt, N_GEN);
@@ -90,6 +90,7 @@ fn check_all(mix: QuantMix, drafters: &[Which], lengths: &[usize]) {
 fn greedy_speculation_matches_plain_decoding_for_every_drafter_and_length_at_q8_0() {
     check_all(
         QuantMix::Q8_0,
+        1,
         &[Which::Oracle, Which::Mtp, Which::Lookup],
         &[1, 2, 3, 4, 5, 6],
     );
@@ -99,6 +100,7 @@ fn greedy_speculation_matches_plain_decoding_for_every_drafter_and_length_at_q8_
 fn greedy_speculation_matches_plain_decoding_at_q4_k_m() {
     check_all(
         QuantMix::Q4KM,
+        1,
         &[Which::Oracle, Which::Mtp, Which::Lookup],
         &[1, 4, 6],
     );

@@ -96,3 +96,19 @@ pub enum SpecError {
     #[error("n-gram sizes {min}..={max} are out of range (1 <= min <= max <= 4)")]
     BadNgram { min: usize, max: usize },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_picks_mtp_when_present_and_mtp_without_a_head_is_an_error() {
+        assert_eq!(DraftKind::Auto.resolve(true).unwrap(), DraftKind::Mtp);
+        assert_eq!(DraftKind::Auto.resolve(false).unwrap(), DraftKind::Lookup);
+        assert_eq!(DraftKind::Lookup.resolve(true).unwrap(), DraftKind::Lookup);
+        assert!(matches!(
+            DraftKind::Mtp.resolve(false),
+            Err(SpecError::NoMtp)
+        ));
+    }
+}

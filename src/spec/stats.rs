@@ -14,8 +14,10 @@ pub struct SpecStats {
     pub accepted: usize,
     /// accepted / drafted.
     pub acceptance: f64,
-    /// Per depth j (index j−1): drafts proposed at depth j, kept at depth j, and the ratio.
+    /// Per depth j (index j−1): drafts proposed at depth j, checked at depth j (every draft
+    /// before it was kept), kept at depth j, and kept / checked (the conditional rate).
     pub drafted_per_depth: Vec<usize>,
+    pub checked_per_depth: Vec<usize>,
     pub accepted_per_depth: Vec<usize>,
     pub acceptance_per_depth: Vec<f64>,
     /// Steps whose first rejected draft was at depth j (index j−1): rollbacks by depth.
@@ -43,6 +45,7 @@ impl SpecStats {
             draft_n,
             adaptive,
             drafted_per_depth: vec![0; draft_n],
+            checked_per_depth: vec![0; draft_n],
             accepted_per_depth: vec![0; draft_n],
             rejected_at_depth: vec![0; draft_n],
             steps_per_k: vec![0; draft_n + 1],
@@ -57,6 +60,9 @@ impl SpecStats {
         self.accepted += accepted;
         for j in 0..drafted {
             self.drafted_per_depth[j] += 1;
+            if j <= accepted {
+                self.checked_per_depth[j] += 1;
+            }
             if j < accepted {
                 self.accepted_per_depth[j] += 1;
             }
@@ -75,7 +81,7 @@ impl SpecStats {
         self.acceptance_per_depth = self
             .accepted_per_depth
             .iter()
-            .zip(&self.drafted_per_depth)
+            .zip(&self.checked_per_depth)
             .map(|(&a, &d)| ratio(a, d))
             .collect();
         for (ms, &n) in self.verify_ms_per_k.iter_mut().zip(&self.steps_per_k) {
@@ -92,7 +98,7 @@ impl SpecStats {
             .acceptance_per_depth
             .iter()
             .enumerate()
-            .filter(|(j, _)| self.drafted_per_depth[*j] > 0)
+            .filter(|(j, _)| self.checked_per_depth[*j] > 0)
             .map(|(j, a)| format!("{}:{:.0}%", j + 1, a * 100.0))
             .collect();
         format!(
