@@ -9,9 +9,7 @@ use common::prompt_ids;
 use hybrid_run::gguf::GgufFile;
 use hybrid_run::model::qwen35::state::LayerState;
 use hybrid_run::model::qwen35::{Config, CpuModel, ForwardOutput, Logits, Qwen35Weights, SeqState};
-use hybrid_run::spec::{
-    CpuTarget, Drafter, ErrorPlan, MtpDrafter, OracleDrafter, SpecError, Target,
-};
+use hybrid_run::spec::{CpuTarget, Drafter, ErrorPlan, OracleDrafter, SpecError, Target};
 use hybrid_run::synth::QuantMix;
 use spec_common::*;
 

@@ -92,7 +92,7 @@ mod tests {
     fn check_marginal(dist: &[(u32, f32)], d: u32) {
         let mut rng = ChaCha8Rng::seed_from_u64(d as u64 + 11);
         let n = 200_000;
-        let mut counts = vec![0usize; 8];
+        let mut counts = [0usize; 8];
         for _ in 0..n {
             let t = match accept_or_resample(dist, d, rng.gen(), rng.gen()) {
                 Ok(()) => d,
