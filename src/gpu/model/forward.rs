@@ -122,6 +122,26 @@ impl<'a> GpuModel<'a> {
     /// Uploads every tensor of `w` (progress bar on stderr) and allocates the activation
     /// buffers. Shapes the kernels are not built for are a typed error.
     pub fn new(gpu: Gpu, cfg: Config, w: &Qwen35Weights<'a>) -> Result<GpuModel<'a>, ModelError> {
+        GpuModel::build(gpu, cfg, w, false)
+    }
+
+    /// The same model with every matrix dequantized to F32 on the device, so no activation is
+    /// quantized: f32 arithmetic throughout, the reference both the quantized GPU path and
+    /// the CPU are measured against (tests; needs 4 bytes per weight).
+    pub fn new_f32_reference(
+        gpu: Gpu,
+        cfg: Config,
+        w: &Qwen35Weights<'a>,
+    ) -> Result<GpuModel<'a>, ModelError> {
+        GpuModel::build(gpu, cfg, w, true)
+    }
+
+    fn build(
+        gpu: Gpu,
+        cfg: Config,
+        w: &Qwen35Weights<'a>,
+        dequantize: bool,
+    ) -> Result<GpuModel<'a>, ModelError> {
         if !ATTN_HEAD_DIMS.contains(&cfg.head_dim) {
             return Err(unsupported(format!(
                 "attention head_dim {} (kernels: {ATTN_HEAD_DIMS:?})",
@@ -142,7 +162,7 @@ impl<'a> GpuModel<'a> {
             )));
         }
         let t0 = std::time::Instant::now();
-        let gw = GpuWeights::upload(&gpu, w)?;
+        let gw = GpuWeights::upload(&gpu, w, dequantize)?;
         let b = Bufs::new(&gpu, &cfg)?;
         tracing::info!(
             "GPU: all {} layers{}, output norm and LM head uploaded: {:.1} MiB in {:.1} s; token embedding on the host",

@@ -100,17 +100,27 @@ struct Uploader<'g> {
     gpu: &'g Gpu,
     bar: ProgressBar,
     bytes: usize,
+    /// Upload every matrix dequantized to F32 (the accuracy reference).
+    dequantize: bool,
 }
 
 impl Uploader<'_> {
     fn matrix(&mut self, v: &TensorView<'_>) -> Result<GpuMatrix> {
-        let m = self.gpu.upload_matrix(
-            &v.info.name,
-            v.info.ty,
-            v.info.rows() as usize,
-            v.info.row_len() as usize,
-            v.data,
-        )?;
+        let (rows, cols) = (v.info.rows() as usize, v.info.row_len() as usize);
+        let m = if self.dequantize && v.info.ty != GgmlType::F32 {
+            let rb = v.data.len() / rows.max(1);
+            let mut f = vec![0.0f32; cols];
+            let mut bytes = Vec::with_capacity(rows * cols * 4);
+            for r in v.data.chunks_exact(rb) {
+                simd::dequantize_row(v.info.ty, r, &mut f);
+                bytes.extend(f.iter().flat_map(|x| x.to_le_bytes()));
+            }
+            self.gpu
+                .upload_matrix(&v.info.name, GgmlType::F32, rows, cols, &bytes)?
+        } else {
+            self.gpu
+                .upload_matrix(&v.info.name, v.info.ty, rows, cols, v.data)?
+        };
         self.done(v.data.len());
         Ok(m)
     }
@@ -223,7 +233,9 @@ fn total_bytes(w: &Qwen35Weights<'_>) -> usize {
 impl GpuWeights {
     /// Uploads every tensor the GPU forward reads. An allocation failure is
     /// `GpuError::OutOfMemory` naming the tensor and its bytes.
-    pub fn upload(gpu: &Gpu, w: &Qwen35Weights<'_>) -> Result<GpuWeights> {
+    /// With `dequantize`, every matrix goes up as F32 (dequantized on the host): the mat-vecs
+    /// then use unquantized f32 activations, which makes the model an accuracy reference.
+    pub fn upload(gpu: &Gpu, w: &Qwen35Weights<'_>, dequantize: bool) -> Result<GpuWeights> {
         let total = total_bytes(w);
         let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
         bar.set_style(
@@ -232,7 +244,12 @@ impl GpuWeights {
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
-        let mut up = Uploader { gpu, bar, bytes: 0 };
+        let mut up = Uploader {
+            gpu,
+            bar,
+            bytes: 0,
+            dequantize,
+        };
         let mut layers = Vec::with_capacity(w.layers.len());
         for l in &w.layers {
             let mixer = match &l.kind {
