@@ -152,6 +152,7 @@ mod tests {
             _: usize,
             _: &[u32],
             _: &[f32],
+            _: crate::model::qwen35::Logits,
             _: &mut crate::model::qwen35::ForwardOutput,
         ) -> Result<(), SpecError> {
             unreachable!("lookup never runs the model")

@@ -11,7 +11,7 @@
 //!   right: draft step 0 wrote it from exactly `(x, pending_h)`. When nothing was drafted
 //!   (or a prompt chunk arrives) every position is run.
 
-use crate::model::qwen35::ForwardOutput;
+use crate::model::qwen35::{ForwardOutput, Logits};
 use crate::sample::argmax;
 
 use super::drafter::Drafter;
@@ -86,6 +86,7 @@ impl Drafter for MtpDrafter {
                 start + skip,
                 &tokens[skip..],
                 &self.h_in[..rows * d],
+                Logits::None,
                 &mut self.out,
             )?;
         }
@@ -112,7 +113,13 @@ impl Drafter for MtpDrafter {
         self.h_in[..d].copy_from_slice(&self.pending_h);
         let mut tok = last;
         for i in 0..n {
-            target.mtp_forward(pos + i, &[tok], &self.h_in[..d], &mut self.out)?;
+            target.mtp_forward(
+                pos + i,
+                &[tok],
+                &self.h_in[..d],
+                Logits::Last,
+                &mut self.out,
+            )?;
             if i == 0 {
                 self.drafted_at = Some(pos);
             }

@@ -32,12 +32,14 @@ pub trait Target {
     /// Keeps the first `keep` tokens (1..=k) of the last verify batch and forgets the rest.
     fn keep(&mut self, keep: usize) -> Result<(), SpecError>;
     /// Runs the MTP block on `tokens` at positions `pos..`, paired with `hidden_in` rows
-    /// ([T][n_embd]); MTP KV entries at positions >= `pos` are replaced.
+    /// ([T][n_embd]); MTP KV entries at positions >= `pos` are replaced. `out.hidden` gets
+    /// every token's hM row, `out.logits` the rows `want` asks for.
     fn mtp_forward(
         &mut self,
         pos: usize,
         tokens: &[u32],
         hidden_in: &[f32],
+        want: Logits,
         out: &mut ForwardOutput,
     ) -> Result<(), SpecError>;
 }
@@ -142,6 +144,7 @@ impl Target for CpuTarget<'_, '_> {
         pos: usize,
         tokens: &[u32],
         hidden_in: &[f32],
+        want: Logits,
         out: &mut ForwardOutput,
     ) -> Result<(), SpecError> {
         if pos > self.st.mtp_n_past {
@@ -157,6 +160,8 @@ impl Target for CpuTarget<'_, '_> {
             });
         }
         self.st.mtp_n_past = pos;
-        Ok(self.model.mtp_forward(self.st, tokens, hidden_in, out)?)
+        Ok(self
+            .model
+            .mtp_forward_rows(self.st, tokens, hidden_in, want, out)?)
     }
 }

@@ -353,6 +353,19 @@ impl<'a> CpuModel<'a> {
         hidden_in: &[f32],
         out: &mut ForwardOutput,
     ) -> Result<(), ModelError> {
+        self.mtp_forward_rows(st, tokens, hidden_in, Logits::All, out)
+    }
+
+    /// [`CpuModel::mtp_forward`] with a choice of logit rows (speculative catch-up only
+    /// fills the MTP KV cache and needs none).
+    pub fn mtp_forward_rows(
+        &mut self,
+        st: &mut SeqState,
+        tokens: &[u32],
+        hidden_in: &[f32],
+        want: Logits,
+        out: &mut ForwardOutput,
+    ) -> Result<(), ModelError> {
         self.check_tokens(st, st.mtp_n_past, tokens)?;
         let t_n = tokens.len();
         let d = self.cfg.n_embd;
@@ -408,10 +421,22 @@ impl<'a> CpuModel<'a> {
         let hidden = grow(&mut out.hidden, t_n * d);
         norm_rows(&scratch.x[..t_n * d], &ms.head_norm, eps, hidden);
         out.hidden.truncate(t_n * d);
+        let rows = match want {
+            Logits::Last => t_n - 1..t_n,
+            Logits::All => 0..t_n,
+            Logits::None => 0..0,
+        };
         let nv = cfg.n_vocab;
-        let logits = grow(&mut out.logits, t_n * nv);
-        pool.matmul(mat(&mw.shared_head_head), &out.hidden, t_n, logits);
-        out.logits.truncate(t_n * nv);
+        let logits = grow(&mut out.logits, rows.len() * nv);
+        if !rows.is_empty() {
+            pool.matmul(
+                mat(&mw.shared_head_head),
+                &out.hidden[rows.start * d..rows.end * d],
+                rows.len(),
+                logits,
+            );
+        }
+        out.logits.truncate(rows.len() * nv);
         st.mtp_n_past += t_n;
         Ok(())
     }
