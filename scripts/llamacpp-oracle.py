@@ -17,7 +17,8 @@ hybrid-run computes every token the same way whatever the batch, following the d
 So by default this script turns repack and tiled off and feeds the prompt one token per
 llama_decode call (--prompt-batch 1): every matmul then runs ggml_vec_dot_*, and llama.cpp's
 per-token results are those of its own decode loop. --prompt-batch 0 (whole prompt in one
-batch) and --repack give llama.cpp's defaults, for measuring how far those paths are.
+batch), --repack and --tiled together give llama.cpp's defaults, for measuring how far those
+paths are (tests/parity_llamacpp.rs report_*, docs/parity.md).
 
 --dump DIR writes the named f32 graph tensors llama.cpp computes (cb_eval) as
 DIR/<step>-<seq>-<name>.f32 with DIR/index.json (step, file, name, ne, op), to localise
@@ -38,7 +39,9 @@ def parse_args():
     ap.add_argument("--prompt-batch", type=int, default=1,
                     help="prompt tokens per llama_decode call; 0 = the whole prompt at once")
     ap.add_argument("--repack", action="store_true",
-                    help="keep llama.cpp's repacked weight buffers and tiled K-quant matmul")
+                    help="keep llama.cpp's repacked weight buffers (CPU extra buffer types)")
+    ap.add_argument("--tiled", action="store_true",
+                    help="keep llama.cpp's tiled K-quant matmul for batches of >= 8 tokens")
     ap.add_argument("--dump", help="directory for cb_eval tensor dumps")
     ap.add_argument("--dump-all", action="store_true",
                     help="also dump views, reshapes, cache copies and unnamed nodes")
@@ -47,7 +50,7 @@ def parse_args():
 
 
 a = parse_args()
-if not a.repack:
+if not a.tiled:
     # Read once by ggml-cpu (std::call_once) at the first matmul: set before loading.
     os.environ["GGML_CPU_TILED_MM"] = "0"
 import llama_cpp  # noqa: E402

@@ -292,46 +292,62 @@ fn the_oracle_does_not_depend_on_its_thread_count() {
 }
 
 /// Measurement for docs/parity.md (run with `--ignored --nocapture`): how far llama.cpp's
-/// default paths (whole prompt in one batch, repacked weights, tiled K-quant matmul,
-/// llamafile sgemm) are from its decode path, which hybrid-run matches bit for bit.
+/// other paths are from its decode path, which hybrid-run matches bit for bit: the whole
+/// prompt in one batch (llamafile sgemm for F32/Q8_0), plus the tiled K-quant matmul,
+/// repacked weights (8x8 interleaved gemv/gemm), and all three (llama.cpp's defaults). Decode rows are compared up to
+/// the first greedy token that differs (after it the two runs decode different tokens).
 #[test]
 #[ignore]
 fn report_llamacpp_batched_paths_against_its_decode_path() {
+    let modes = [
+        ("batched prompt", Some(0), false, false),
+        ("batched + tiled", Some(0), false, true),
+        ("repacked weights", None, true, false),
+        ("defaults (all 3)", Some(0), true, true),
+    ];
     for mix in QuantMix::ALL {
-        let mut worst_prompt = 0.0f32;
-        let mut worst_decode = 0.0f32;
-        let mut first_greedy_diff = Vec::new();
-        for seed in seeds() {
-            let dir = tempfile::tempdir().unwrap();
-            let path = synth(dir.path(), Preset::Tiny, mix, seed);
-            let prompt = prompt_ids(seed, 27, 256, 512);
-            let exact = common::run_oracle(&path, &prompt, N_GEN, &dir.path().join("exact"));
-            let opts = OracleOpts {
-                prompt_batch: Some(0),
-                repack: true,
-                ..OracleOpts::default()
-            };
-            let batched = run_oracle_with(&path, &prompt, N_GEN, &dir.path().join("b"), &opts);
-            for i in 0..prompt.len() + N_GEN - 1 {
-                let e = rel_err(batched.row(i), exact.row(i));
-                if i < prompt.len() {
-                    worst_prompt = worst_prompt.max(e);
-                } else {
-                    worst_decode = worst_decode.max(e);
-                }
-            }
-            first_greedy_diff.push(
-                batched
+        for (label, prompt_batch, repack, tiled) in modes {
+            let mut worst_prompt = 0.0f32;
+            let mut worst_decode = 0.0f32;
+            let mut identical_rows = 0;
+            let mut rows = 0;
+            let mut first_greedy_diff = Vec::new();
+            for seed in seeds() {
+                let dir = tempfile::tempdir().unwrap();
+                let path = synth(dir.path(), Preset::Tiny, mix, seed);
+                let prompt = prompt_ids(seed, 27, 256, 512);
+                let exact = common::run_oracle(&path, &prompt, N_GEN, &dir.path().join("exact"));
+                let opts = OracleOpts {
+                    prompt_batch,
+                    repack,
+                    tiled,
+                    ..OracleOpts::default()
+                };
+                let other = run_oracle_with(&path, &prompt, N_GEN, &dir.path().join("o"), &opts);
+                let diff = other
                     .tokens
                     .iter()
                     .zip(&exact.tokens)
-                    .position(|(a, b)| a != b),
+                    .position(|(a, b)| a != b);
+                first_greedy_diff.push(diff);
+                let n_rows = prompt.len() + diff.unwrap_or(N_GEN - 1);
+                for i in 0..n_rows {
+                    let e = rel_err(other.row(i), exact.row(i));
+                    identical_rows += same_bits(other.row(i), exact.row(i)) as usize;
+                    rows += 1;
+                    if i < prompt.len() {
+                        worst_prompt = worst_prompt.max(e);
+                    } else {
+                        worst_decode = worst_decode.max(e);
+                    }
+                }
+            }
+            eprintln!(
+                "{:7} {label:17}: {identical_rows}/{rows} rows bit-identical, max rel err \
+                 prompt {worst_prompt:.1e} decode {worst_decode:.1e}; first greedy \
+                 difference per seed {first_greedy_diff:?}",
+                mix.name()
             );
         }
-        eprintln!(
-            "{:7}: llama.cpp batched+repack vs decode path: prompt max rel err {worst_prompt:.1e}, \
-             decode {worst_decode:.1e}; first greedy difference per seed {first_greedy_diff:?}",
-            mix.name()
-        );
     }
 }

@@ -58,8 +58,10 @@ pub struct OracleOpts {
     pub threads: Option<usize>,
     /// Prompt tokens per `llama_decode` call; `Some(0)` = whole prompt, default 1.
     pub prompt_batch: Option<usize>,
-    /// Keep llama.cpp's repacked weights and tiled K-quant matmul (its defaults).
+    /// Keep llama.cpp's repacked weights (its default).
     pub repack: bool,
+    /// Keep llama.cpp's tiled K-quant matmul for batches of >= 8 tokens (its default).
+    pub tiled: bool,
     /// Dump every f32 graph tensor (`cb_eval`) into this directory.
     pub dump: Option<PathBuf>,
 }
@@ -95,6 +97,9 @@ pub fn run_oracle_with(
     }
     if opts.repack {
         cmd.arg("--repack");
+    }
+    if opts.tiled {
+        cmd.arg("--tiled");
     }
     if let Some(d) = &opts.dump {
         cmd.arg("--dump").arg(d);
