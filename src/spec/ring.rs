@@ -36,11 +36,15 @@ impl SnapshotRing {
                 LayerState::Attention { .. } => offsets.push(None),
             }
         }
+        // Written out now (not lazily zero-mapped) so the first verify steps do not pay
+        // page faults and the memory is committed before decoding starts.
+        let mut data = Vec::with_capacity(n_slots * slot_len);
+        data.resize(n_slots * slot_len, 0.0);
         SnapshotRing {
             n_slots,
             slot_len,
             offsets,
-            data: vec![0.0; n_slots * slot_len],
+            data,
             recording: 0,
         }
     }
