@@ -351,3 +351,38 @@ fn report_llamacpp_batched_paths_against_its_decode_path() {
         }
     }
 }
+
+/// Spot check on the larger `small` preset (head dims 128, 24 layers, 32K vocab; ~1 GB
+/// written to a temp dir), run with `--ignored`: other shapes than the tiny preset's.
+#[test]
+#[ignore]
+fn small_preset_logits_are_bit_identical_to_llamacpp() {
+    let mix = std::env::var("PARITY_MIX")
+        .ok()
+        .and_then(|m| QuantMix::from_name(&m))
+        .unwrap_or(QuantMix::Q4KM);
+    let seed = fresh_seed();
+    let dir = tempfile::tempdir().unwrap();
+    let path = synth(dir.path(), Preset::Small, mix, seed);
+    let file = GgufFile::open(&path).unwrap();
+    let cfg = Config::from_gguf(&file).unwrap();
+    let w = Qwen35Weights::load(&file, &cfg).unwrap();
+    let mut model = CpuModel::new(cfg.clone(), w, 2);
+    let prompt = prompt_ids(seed, 7, 256, cfg.n_vocab as u32 / 2);
+    let n_gen = 8;
+    let oracle = common::run_oracle(&path, &prompt, n_gen, &dir.path().join("o"));
+    let rows = our_rows(&mut model, &prompt, &oracle.tokens[..n_gen - 1]);
+    for (i, r) in rows.iter().enumerate() {
+        assert!(
+            same_bits(r, oracle.row(i)),
+            "{} seed {seed}: row {i} differs, rel err {:e}",
+            mix.name(),
+            rel_err(r, oracle.row(i))
+        );
+    }
+    eprintln!(
+        "small {} seed {seed}: {} rows bit-identical",
+        mix.name(),
+        rows.len()
+    );
+}
