@@ -6,7 +6,8 @@
 #   1. gpu-check --quick (kernels, including the head-dim instances the small models use);
 #   2. gpu-model-check: GPU forward vs the CPU forward on tiny synthetic F32/Q8_0/Q4_K_M
 #      models and models/qwen35-pystd-q8_0.gguf;
-#   3. the CLI: `hybrid-run --gpu-layers all` prints the same greedy text as the CPU;
+#   3. the CLI: `hybrid-run --gpu-layers all` prints the same greedy text as the CPU (and
+#      `--gpu-layers 4`, the hybrid split, is compared too);
 #   4. unless SKIP_27B=1: writes the synthetic 27B Q4_K_M and runs gpu-model-check --bench on
 #      it (decode/prefill vs the bandwidth roofline, 6-position logits vs the CPU), then the
 #      CLI end to end.
@@ -35,6 +36,10 @@ for g in all 0; do
     tail -1 "$OUT/cli-$g.err"
 done
 if cmp -s "$OUT/cli-all.txt" "$OUT/cli-0.txt"; then echo "CLI text identical"; else echo "CLI text DIFFERS"; diff "$OUT/cli-all.txt" "$OUT/cli-0.txt" | head; status=1; fi
+"$BIN/hybrid-run" -m models/qwen35-pystd-q8_0.gguf --gpu-layers 4 --draft-n 0 -n 96 -p "$P" \
+    > "$OUT/cli-4.txt" 2> "$OUT/cli-4.err" || status=1
+tail -1 "$OUT/cli-4.err"
+if cmp -s "$OUT/cli-all.txt" "$OUT/cli-4.txt"; then echo "CLI hybrid (--gpu-layers 4) text identical to all-GPU"; else echo "CLI hybrid text differs (info)"; fi
 
 if [ "${SKIP_27B:-0}" != 1 ]; then
     echo "== 4. synthetic 27B Q4_K_M"

@@ -1,13 +1,15 @@
 //! `--gpu-layers`: where the model runs, and the generation loop on the GPU engine.
 //!
 //! `0` keeps everything on the CPU. `all` (or any count >= the number of layers) runs the
-//! whole model on the first CUDA device; without a usable device (no driver, no libnvrtc,
-//! an old GPU) one warning says so and the CPU engine runs instead. A partial split is not
-//! implemented yet and is refused with a clear message.
+//! whole model on the first CUDA device. `N` in between is the hybrid split: every mixer
+//! (attention, GDN), the KV caches and GDN states, the LM head and the dense FFN of the first
+//! N layers on the GPU; the dense FFN of the other layers on the CPU (simd kernels, weights
+//! read from the mmap). Without a usable device (no driver, no libnvrtc, an old GPU) one
+//! warning says so and the CPU engine runs instead.
 
 use std::io::Write;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
 use crate::generate::{generate, GenParams};
 use crate::gpu::{Gpu, GpuModel};
@@ -17,9 +19,15 @@ use crate::tokenizer::{StreamDecoder, Tokenizer};
 
 use super::run::Args;
 
-/// Parses `--gpu-layers` and opens the GPU when the whole model should run there.
+/// The opened GPU and how many layers' dense FFN it holds.
+pub struct GpuPlacement {
+    pub gpu: Gpu,
+    pub n_gpu_ffn: usize,
+}
+
+/// Parses `--gpu-layers` and opens the GPU when any layer should run there.
 /// `Ok(None)`: run on the CPU (asked for, or no usable GPU, which is logged).
-pub fn open_gpu(spec: &str, n_layer: usize) -> anyhow::Result<Option<Gpu>> {
+pub fn open_gpu(spec: &str, n_layer: usize) -> anyhow::Result<Option<GpuPlacement>> {
     let s = spec.trim();
     let n = if s.eq_ignore_ascii_case("all") {
         n_layer
@@ -31,14 +39,11 @@ pub fn open_gpu(spec: &str, n_layer: usize) -> anyhow::Result<Option<Gpu>> {
     if n == 0 {
         return Ok(None);
     }
-    if n < n_layer {
-        bail!(
-            "--gpu-layers {n}: splitting the layers between the GPU and the CPU is not \
-             implemented yet; use --gpu-layers all (the model has {n_layer}) or 0"
-        );
-    }
     match Gpu::new(0) {
-        Ok(g) => Ok(Some(g)),
+        Ok(gpu) => Ok(Some(GpuPlacement {
+            gpu,
+            n_gpu_ffn: n.min(n_layer),
+        })),
         Err(e) => {
             tracing::warn!("--gpu-layers {spec}: no usable GPU ({e}); running on the CPU");
             Ok(None)
@@ -46,10 +51,10 @@ pub fn open_gpu(spec: &str, n_layer: usize) -> anyhow::Result<Option<Gpu>> {
     }
 }
 
-/// The generation loop of `hybrid-run` with the whole model on `gpu`.
+/// The generation loop of `hybrid-run` on the GPU engine (whole model or hybrid split).
 pub fn run(
     a: &Args,
-    gpu: Gpu,
+    place: GpuPlacement,
     cfg: &Config,
     weights: &Qwen35Weights<'_>,
     tok: &Tokenizer,
@@ -59,7 +64,12 @@ pub fn run(
     if a.draft_n.unwrap_or(0) > 0 {
         tracing::warn!("speculative decoding runs on the CPU engine only for now; decoding on the GPU without it");
     }
-    let mut model = GpuModel::new(gpu, cfg.clone(), weights)?;
+    let threads = a.threads.unwrap_or_else(simd::pool::physical_cores).max(1);
+    let mut model = if place.n_gpu_ffn >= cfg.n_layer() {
+        GpuModel::new(place.gpu, cfg.clone(), weights)?
+    } else {
+        GpuModel::new_hybrid(place.gpu, cfg.clone(), weights, place.n_gpu_ffn, threads)?
+    };
     let mut st = model.new_state(a.ctx)?;
     tracing::info!(
         "GPU sequence state for {} tokens: {:.1} MiB (f16 KV cache + GDN state)",

@@ -286,6 +286,58 @@ fn check_model(path: &Path, threads: usize, rep: &mut Report) -> R<()> {
         margins.iter().cloned().fold(f32::INFINITY, f32::min)
     );
 
+    // 4b. Hybrid split (FFN of the second half of the layers on the CPU) against full GPU.
+    {
+        let n_gpu = cfg.n_layer() / 2;
+        let wh = Qwen35Weights::load(&file, &cfg)?;
+        let mut hm = GpuModel::new_hybrid(Gpu::new(0)?, cfg.clone(), &wh, n_gpu, threads)?;
+        let mut hs = hm.new_state(n_ctx)?;
+        let mut ho = ForwardOutput::default();
+        hm.forward(&mut hs, &toks, Logits::All, &mut ho)?;
+        let mut fs = gm.new_state(n_ctx)?;
+        let mut fo = ForwardOutput::default();
+        gm.forward(&mut fs, &toks, Logits::All, &mut fo)?;
+        let (e_hf, max_hf) = row_errors(&ho.logits, &fo.logits, nv);
+        println!(
+            "{name}: hybrid ({n_gpu} GPU FFN) vs full GPU logits {e_hf:.3e}, largest abs {max_hf:.3e}"
+        );
+        rep.check(
+            &format!("{name}: hybrid-full GPU <= 2.5 x CPU-ref + 1e-3"),
+            e_hf,
+            2.5 * e_ce + 1e-3,
+        );
+        let mut hs = hm.new_state(n_ctx)?;
+        let mut h_toks = Vec::new();
+        let (mut t, _) = hm.forward_greedy(&mut hs, &prompt)?;
+        for i in 0..n_gen {
+            h_toks.push(t);
+            if i + 1 < n_gen {
+                t = hm.forward_greedy(&mut hs, &[t])?.0;
+            }
+        }
+        // Near tie: the full-GPU margin at the divergence below 4x the hybrid-full difference.
+        let mut fs = gm.new_state(n_ctx)?;
+        let mut f_margins = Vec::new();
+        gm.forward(&mut fs, &prompt, Logits::Last, &mut fo)?;
+        for &t in &gpu_toks {
+            f_margins.push(top2_margin(&fo.logits));
+            gm.forward(&mut fs, &[t], Logits::Last, &mut fo)?;
+        }
+        let tie_h = 4.0 * max_hf;
+        match gpu_toks.iter().zip(&h_toks).position(|(a, b)| a != b) {
+            None => rep.truth(
+                &format!("{name}: hybrid greedy tokens == full GPU"),
+                true,
+                &format!("all {n_gen} equal"),
+            ),
+            Some(i) => rep.truth(
+                &format!("{name}: hybrid greedy == full GPU up to a near tie"),
+                (f_margins[i] as f64) < tie_h,
+                &format!("{i} equal; margin {:.2e} vs {tie_h:.2e}", f_margins[i]),
+            ),
+        }
+    }
+
     // 5. MTP against the CPU: tokens paired with the CPU trunk's hN shifted by one.
     if cpu.has_mtp() && gm.has_mtp() {
         let mut cs = SeqState::new(&cfg, n_ctx);
@@ -480,9 +532,45 @@ fn bench(path: &Path, threads: usize, rep: &mut Report) -> R<()> {
     }
     println!("bench: prefill pp512: {pp:.1} t/s (chunks of 8 tokens)");
 
+    // Hybrid split as in ANCHORS (FFN of 18 layers on the GPU, 46 on the CPU).
+    drop(st);
+    drop(gm);
+    {
+        let n_gpu = 18.min(cfg.n_layer());
+        let wh = Qwen35Weights::load(&file, &cfg)?;
+        let cpu_ffn: usize = wh
+            .layers
+            .iter()
+            .skip(n_gpu)
+            .map(|l| l.ffn.gate.data.len() + l.ffn.up.data.len() + l.ffn.down.data.len())
+            .sum();
+        let mut hm = GpuModel::new_hybrid(Gpu::new(0)?, cfg.clone(), &wh, n_gpu, threads)?;
+        let mut hs = hm.new_state(256)?;
+        let (mut t, _) = hm.forward_greedy(&mut hs, &tokens(16, nv, 5))?;
+        for _ in 0..4 {
+            t = hm.forward_greedy(&mut hs, &[t])?.0;
+        }
+        let n = 32;
+        let t1 = Instant::now();
+        for _ in 0..n {
+            t = hm.forward_greedy(&mut hs, &[t])?.0;
+        }
+        let s = t1.elapsed().as_secs_f64();
+        // Roofline: CPU FFN bytes at ANCHORS' 16-thread host read bandwidth (103 GB/s, not
+        // measured in this run) plus the GPU bytes at the copy bandwidth measured above.
+        let t_roof = cpu_ffn as f64 / 103e9 + hm.bytes_per_token() as f64 / copy_bw;
+        println!(
+            "bench: hybrid {n_gpu} GPU FFN / {} CPU FFN ({:.2} GiB per token from host memory, {threads} threads): decode tg{n} {:.2} t/s, roofline {:.1} t/s ({:.0}%)",
+            cfg.n_layer() - n_gpu,
+            cpu_ffn as f64 / (1u64 << 30) as f64,
+            n as f64 / s,
+            1.0 / t_roof,
+            100.0 * (n as f64 / s) * t_roof
+        );
+    }
+
     // Full-size correctness: 6 positions of logits against the CPU at full depth, and how the
     // difference grows with depth (f32 reference where it fits in host memory quickly).
-    drop(gm);
     let wc = Qwen35Weights::load(&file, &cfg)?;
     let ty = main_type(&wc);
     drop(wc);

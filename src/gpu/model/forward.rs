@@ -14,8 +14,10 @@
 //! f32 (the CPU rounds them to f16 like llama.cpp's CPU flash attention). Logits therefore
 //! differ from the CPU at the 1e-3 (Q8_0, F32) to 1e-2 (K-quants) relative level.
 
+use simd::{MatRef, Pool};
+
 use crate::gguf::TensorView;
-use crate::model::qwen35::{Config, ForwardOutput, Logits, ModelError, Qwen35Weights};
+use crate::model::qwen35::{Config, FfnWeights, ForwardOutput, Logits, ModelError, Qwen35Weights};
 
 use super::super::buffer::{GpuBuf, GpuMatrix, View};
 use super::super::device::Gpu;
@@ -112,6 +114,73 @@ pub struct GpuModel<'a> {
     mtp_embd: Option<TensorView<'a>>,
     b: Bufs,
     host: Vec<f32>,
+    /// Hybrid split: the FFN weights (mmap views) of the layers whose FFN runs on the CPU,
+    /// by layer index (`None`: on the device), and the CPU thread pool that runs them.
+    host_ffn: Vec<Option<FfnWeights<'a>>>,
+    pool: Option<Pool>,
+    cpu_scratch: CpuFfnScratch,
+}
+
+/// Host activation buffers of the CPU FFN (grown to the largest chunk, never shrunk).
+#[derive(Default)]
+struct CpuFfnScratch {
+    hid: Vec<f32>,
+    o: Vec<f32>,
+}
+
+/// Where one layer's dense FFN runs, decided by the placement in [`GpuModel::chunk`]; the
+/// layer code only calls [`FfnAt::run`].
+enum FfnAt<'w, 'a> {
+    Device(&'w GpuFfn),
+    /// On the CPU with the `simd` kernels; activations go down and up through host memory.
+    Host(&'w FfnWeights<'a>, &'w Pool, &'w mut CpuFfnScratch),
+}
+
+fn mat<'v>(v: &TensorView<'v>) -> MatRef<'v> {
+    MatRef {
+        ty: v.info.ty,
+        data: v.data,
+        rows: v.info.rows() as usize,
+        cols: v.info.row_len() as usize,
+    }
+}
+
+impl FfnAt<'_, '_> {
+    /// `x += down(swiglu(gate·n, up·n))` with `n = RMSNorm(x)·post_norm` (the norm on the
+    /// device in both cases).
+    fn run(
+        self,
+        gpu: &Gpu,
+        cfg: &Config,
+        b: &mut Bufs,
+        post_norm: &GpuBuf<f32>,
+        t: usize,
+    ) -> Result<()> {
+        match self {
+            FfnAt::Device(f) => ffn(gpu, cfg, b, post_norm, f, t),
+            FfnAt::Host(f, pool, s) => {
+                let d = cfg.n_embd;
+                let ff = f.gate.info.rows() as usize;
+                gpu.rms_norm(
+                    b.x.view(),
+                    d,
+                    post_norm.view(),
+                    b.xn.view_mut(),
+                    d,
+                    t,
+                    d,
+                    cfg.rms_eps,
+                )?;
+                let xn = gpu.download(first(&b.xn, t * d)?)?;
+                s.hid.resize(t * ff, 0.0);
+                s.o.resize(t * d, 0.0);
+                pool.ffn_gate_up_swiglu(mat(&f.gate), mat(&f.up), &xn, t, &mut s.hid[..t * ff]);
+                pool.matmul(mat(&f.down), &s.hid[..t * ff], t, &mut s.o[..t * d]);
+                gpu.write(&s.o[..t * d], &mut b.o)?;
+                gpu.add_inplace(b.x.view_mut(), b.o.view(), t * d)
+            }
+        }
+    }
 }
 
 fn unsupported(msg: String) -> ModelError {
@@ -122,7 +191,20 @@ impl<'a> GpuModel<'a> {
     /// Uploads every tensor of `w` (progress bar on stderr) and allocates the activation
     /// buffers. Shapes the kernels are not built for are a typed error.
     pub fn new(gpu: Gpu, cfg: Config, w: &Qwen35Weights<'a>) -> Result<GpuModel<'a>, ModelError> {
-        GpuModel::build(gpu, cfg, w, false)
+        let n = cfg.n_layer();
+        GpuModel::build(gpu, cfg, w, false, n, 1)
+    }
+
+    /// Hybrid split: everything on the GPU except the dense FFN of layers `n_gpu_ffn..`,
+    /// which runs on the CPU (`threads` threads, weights read from the mmap).
+    pub fn new_hybrid(
+        gpu: Gpu,
+        cfg: Config,
+        w: &Qwen35Weights<'a>,
+        n_gpu_ffn: usize,
+        threads: usize,
+    ) -> Result<GpuModel<'a>, ModelError> {
+        GpuModel::build(gpu, cfg, w, false, n_gpu_ffn, threads)
     }
 
     /// The same model with every matrix dequantized to F32 on the device, so no activation is
@@ -133,7 +215,8 @@ impl<'a> GpuModel<'a> {
         cfg: Config,
         w: &Qwen35Weights<'a>,
     ) -> Result<GpuModel<'a>, ModelError> {
-        GpuModel::build(gpu, cfg, w, true)
+        let n = cfg.n_layer();
+        GpuModel::build(gpu, cfg, w, true, n, 1)
     }
 
     fn build(
@@ -141,6 +224,8 @@ impl<'a> GpuModel<'a> {
         cfg: Config,
         w: &Qwen35Weights<'a>,
         dequantize: bool,
+        n_gpu_ffn: usize,
+        threads: usize,
     ) -> Result<GpuModel<'a>, ModelError> {
         if !ATTN_HEAD_DIMS.contains(&cfg.head_dim) {
             return Err(unsupported(format!(
@@ -162,11 +247,27 @@ impl<'a> GpuModel<'a> {
             )));
         }
         let t0 = std::time::Instant::now();
-        let gw = GpuWeights::upload(&gpu, w, dequantize)?;
+        let n_gpu_ffn = n_gpu_ffn.min(cfg.n_layer());
+        let gw = GpuWeights::upload(&gpu, w, dequantize, n_gpu_ffn)?;
+        let host_ffn: Vec<Option<FfnWeights<'a>>> = w
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                (i >= n_gpu_ffn).then_some(FfnWeights {
+                    gate: l.ffn.gate,
+                    up: l.ffn.up,
+                    down: l.ffn.down,
+                })
+            })
+            .collect();
+        let pool = (n_gpu_ffn < cfg.n_layer()).then(|| Pool::new(threads.max(1)));
         let b = Bufs::new(&gpu, &cfg)?;
         tracing::info!(
-            "GPU: all {} layers{}, output norm and LM head uploaded: {:.1} MiB in {:.1} s; token embedding on the host",
+            "GPU: all {} layers (dense FFN of {} on the GPU, {} on the CPU){}, output norm and LM head uploaded: {:.1} MiB in {:.1} s; token embedding on the host",
             cfg.n_layer(),
+            n_gpu_ffn,
+            cfg.n_layer() - n_gpu_ffn,
             if gw.mtp.is_some() { " + MTP block" } else { "" },
             gw.bytes as f64 / (1u64 << 20) as f64,
             t0.elapsed().as_secs_f64()
@@ -180,6 +281,9 @@ impl<'a> GpuModel<'a> {
             w: gw,
             b,
             host,
+            host_ffn,
+            pool,
+            cpu_scratch: CpuFfnScratch::default(),
         })
     }
 
@@ -253,10 +357,29 @@ impl<'a> GpuModel<'a> {
         self.embed(&table, tokens)?;
         let t = tokens.len();
         let pos0 = st.n_past;
-        let GpuModel { cfg, gpu, w, b, .. } = self;
+        let GpuModel {
+            cfg,
+            gpu,
+            w,
+            b,
+            host_ffn,
+            pool,
+            cpu_scratch,
+            ..
+        } = self;
         for (il, (lw, ls)) in w.layers.iter().zip(st.layers.iter_mut()).enumerate() {
             let _span = tracing::trace_span!("gpu layer", il).entered();
-            layer(gpu, cfg, b, lw, ls, &mut st.attn_scratch, pos0, t)?;
+            // Placement: where this layer's FFN lives (decided at load time).
+            let ffn_at = match (&lw.ffn, &host_ffn[il], pool.as_ref()) {
+                (Some(f), _, _) => FfnAt::Device(f),
+                (None, Some(f), Some(p)) => FfnAt::Host(f, p, &mut *cpu_scratch),
+                _ => {
+                    return Err(ModelError::Inconsistent(format!(
+                        "layer {il}: its FFN is neither on the GPU nor on the CPU"
+                    )))
+                }
+            };
+            layer(gpu, cfg, b, lw, ls, ffn_at, &mut st.attn_scratch, pos0, t)?;
         }
         let d = cfg.n_embd;
         gpu.rms_norm(
@@ -457,6 +580,7 @@ fn layer(
     b: &mut Bufs,
     lw: &GpuLayer,
     ls: &mut GpuLayerState,
+    ffn_at: FfnAt<'_, '_>,
     scratch: &mut AttnScratch,
     pos0: usize,
     t: usize,
@@ -486,7 +610,7 @@ fn layer(
         }
     }
     gpu.add_inplace(b.x.view_mut(), b.o.view(), t * d)?;
-    ffn(gpu, cfg, b, &lw.post_norm, &lw.ffn, t)
+    ffn_at.run(gpu, cfg, b, &lw.post_norm, t)
 }
 
 /// Gated DeltaNet (spec §4) on the normed input in `b.xn` (already quantized), into `b.o`.

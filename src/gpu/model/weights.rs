@@ -55,6 +55,8 @@ pub struct GpuFfn {
     pub down: GpuMatrix,
 }
 
+// One per layer (a few dozen), so the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum GpuMixer {
     Gdn(GpuGdn),
     Attention(GpuAttn),
@@ -65,7 +67,8 @@ pub struct GpuLayer {
     pub attn_norm: GpuBuf<f32>,
     pub mixer: GpuMixer,
     pub post_norm: GpuBuf<f32>,
-    pub ffn: GpuFfn,
+    /// `None` when this layer's dense FFN stays in host memory (hybrid split).
+    pub ffn: Option<GpuFfn>,
 }
 
 pub struct GpuMtp {
@@ -90,8 +93,8 @@ pub struct GpuWeights {
     pub mtp: Option<GpuMtp>,
     /// Bytes of everything uploaded.
     pub bytes: usize,
-    /// Bytes a one-token trunk forward reads (every trunk matrix and the LM head), for the
-    /// bandwidth roofline.
+    /// Bytes a one-token trunk forward reads from device memory (every trunk matrix on the
+    /// device and the LM head), for the bandwidth roofline.
     pub trunk_bytes_per_token: usize,
 }
 
@@ -235,8 +238,21 @@ impl GpuWeights {
     /// `GpuError::OutOfMemory` naming the tensor and its bytes.
     /// With `dequantize`, every matrix goes up as F32 (dequantized on the host): the mat-vecs
     /// then use unquantized f32 activations, which makes the model an accuracy reference.
-    pub fn upload(gpu: &Gpu, w: &Qwen35Weights<'_>, dequantize: bool) -> Result<GpuWeights> {
-        let total = total_bytes(w);
+    /// The dense FFN of layers `n_gpu_ffn..` is not uploaded (it runs on the CPU).
+    pub fn upload(
+        gpu: &Gpu,
+        w: &Qwen35Weights<'_>,
+        dequantize: bool,
+        n_gpu_ffn: usize,
+    ) -> Result<GpuWeights> {
+        let ffn_bytes =
+            |f: &FfnWeights<'_>| f.gate.data.len() + f.up.data.len() + f.down.data.len();
+        let total = total_bytes(w)
+            - w.layers
+                .iter()
+                .skip(n_gpu_ffn)
+                .map(|l| ffn_bytes(&l.ffn))
+                .sum::<usize>();
         let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
         bar.set_style(
             ProgressStyle::with_template(
@@ -251,7 +267,7 @@ impl GpuWeights {
             dequantize,
         };
         let mut layers = Vec::with_capacity(w.layers.len());
-        for l in &w.layers {
+        for (il, l) in w.layers.iter().enumerate() {
             let mixer = match &l.kind {
                 LayerKind::Gdn(g) => GpuMixer::Gdn(GpuGdn {
                     qkv: up.matrix(&g.attn_qkv)?,
@@ -270,7 +286,11 @@ impl GpuWeights {
                 attn_norm: up.vector(&l.attn_norm)?,
                 mixer,
                 post_norm: up.vector(&l.post_attention_norm)?,
-                ffn: up.ffn(&l.ffn)?,
+                ffn: if il < n_gpu_ffn {
+                    Some(up.ffn(&l.ffn)?)
+                } else {
+                    None
+                },
             });
         }
         let output_norm = up.vector(&w.output_norm)?;
@@ -302,8 +322,11 @@ impl GpuWeights {
 }
 
 fn layer_matrix_bytes(l: &GpuLayer) -> usize {
-    let f = &l.ffn;
-    let mut n = f.gate.bytes() + f.up.bytes() + f.down.bytes();
+    let mut n = l
+        .ffn
+        .as_ref()
+        .map(|f| f.gate.bytes() + f.up.bytes() + f.down.bytes())
+        .unwrap_or(0);
     n += match &l.mixer {
         GpuMixer::Gdn(g) => {
             g.qkv.bytes() + g.gate.bytes() + g.beta.bytes() + g.alpha.bytes() + g.out.bytes()
