@@ -134,3 +134,28 @@ pub fn run(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpu_layers_zero_means_the_cpu_and_nonsense_is_an_error() {
+        assert!(open_gpu("0", 8).expect("0 parses").is_none());
+        let e = open_gpu("most", 8).err().expect("`most` is rejected");
+        assert!(e.to_string().contains("expected `all` or a number"), "{e}");
+    }
+
+    #[test]
+    fn without_a_usable_gpu_all_falls_back_to_the_cpu_without_panicking() {
+        // On a machine with a GPU this opens it instead; either way no panic and no error.
+        let r = open_gpu("all", 8).expect("no error either way");
+        if let Some(p) = r {
+            assert_eq!(p.n_gpu_ffn, 8);
+        }
+        let r = open_gpu("3", 8).expect("no error either way");
+        if let Some(p) = r {
+            assert_eq!(p.n_gpu_ffn, 3);
+        }
+    }
+}
