@@ -9,6 +9,7 @@
 
 use crate::model::qwen35::state::LayerState;
 use crate::model::qwen35::{GdnStateSink, SeqState};
+use simd::Pool;
 
 pub struct SnapshotRing {
     n_slots: usize,
@@ -68,7 +69,7 @@ impl SnapshotRing {
 
     /// Copies slot `t` (the state after batch token `t`) into `st`'s GDN layers.
     /// Panics if `t` was not recorded by the last batch (a driver bug, not bad input).
-    pub fn restore(&self, t: usize, st: &mut SeqState) {
+    pub fn restore(&self, pool: &Pool, t: usize, st: &mut SeqState) {
         assert!(
             t < self.recording,
             "snapshot slot {t} not recorded ({} slots written)",
@@ -79,14 +80,14 @@ impl SnapshotRing {
             if let (LayerState::Gdn { conv, ssm }, Some(off)) = (l, off) {
                 let (nc, ns) = (conv.len(), ssm.len());
                 conv.copy_from_slice(&slot[*off..off + nc]);
-                ssm.copy_from_slice(&slot[off + nc..off + nc + ns]);
+                par_copy(pool, ssm, &slot[off + nc..off + nc + ns]);
             }
         }
     }
 }
 
 impl GdnStateSink for SnapshotRing {
-    fn after_token(&mut self, layer: usize, t: usize, conv: &[f32], ssm: &[f32]) {
+    fn after_token(&mut self, pool: &Pool, layer: usize, t: usize, conv: &[f32], ssm: &[f32]) {
         if t >= self.recording {
             return;
         }
@@ -96,6 +97,26 @@ impl GdnStateSink for SnapshotRing {
         let base = t * self.slot_len + off;
         self.data[base..base + conv.len()].copy_from_slice(conv);
         let base = base + conv.len();
-        self.data[base..base + ssm.len()].copy_from_slice(ssm);
+        par_copy(pool, &mut self.data[base..base + ssm.len()], ssm);
     }
+}
+
+/// `dst.copy_from_slice(src)` spread over the pool: one thread's memcpy reaches a fraction
+/// of the memory bandwidth, and a 27B model's recurrent state is ~150 MB per slot.
+fn par_copy(pool: &Pool, dst: &mut [f32], src: &[f32]) {
+    assert_eq!(dst.len(), src.len(), "par_copy: lengths");
+    const MIN_PIECE: usize = 16 * 1024;
+    let len = dst.len();
+    let pieces = (1..=4 * pool.n_threads())
+        .rev()
+        .find(|&p| len % p == 0 && len / p >= MIN_PIECE)
+        .unwrap_or(1);
+    if pieces == 1 {
+        dst.copy_from_slice(src);
+        return;
+    }
+    let chunk = len / pieces;
+    simd::par::for_each_chunk_mut(pool, dst, chunk, &|i, c| {
+        c.copy_from_slice(&src[i * chunk..(i + 1) * chunk])
+    });
 }

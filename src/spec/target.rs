@@ -133,7 +133,7 @@ impl Target for CpuTarget<'_, '_> {
             return Err(SpecError::BadKeep { keep, k });
         }
         if keep < k {
-            self.ring.restore(keep - 1, self.st);
+            self.ring.restore(self.model.pool(), keep - 1, self.st);
             self.st.n_past = pos0 + keep;
         }
         Ok(())

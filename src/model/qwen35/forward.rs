@@ -43,9 +43,9 @@ pub struct ForwardOutput {
 }
 
 /// Receives the GDN state of layer `layer` after batch token `t` (`conv`, `ssm` as in
-/// [`LayerState::Gdn`]), from inside the layer's token scan.
+/// [`LayerState::Gdn`]), from inside the layer's token scan; `pool` is free to copy with.
 pub trait GdnStateSink {
-    fn after_token(&mut self, layer: usize, t: usize, conv: &[f32], ssm: &[f32]);
+    fn after_token(&mut self, pool: &Pool, layer: usize, t: usize, conv: &[f32], ssm: &[f32]);
 }
 
 /// Small float tensors copied out of the file once (norms, conv taps, gates).
@@ -188,6 +188,11 @@ impl<'a> CpuModel<'a> {
         self.pool.n_threads()
     }
 
+    /// The model's thread pool, for state copies between forward calls.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     pub fn has_mtp(&self) -> bool {
         self.mtp.is_some()
     }
@@ -298,7 +303,7 @@ impl<'a> CpuModel<'a> {
                             &mut y[t * vd..(t + 1) * vd],
                         );
                         if let Some(sink) = sink.as_deref_mut() {
-                            sink.after_token(il, t, conv, ssm);
+                            sink.after_token(pool, il, t, conv, ssm);
                         }
                     }
                     let o = grow(&mut scratch.o, t_n * d);
