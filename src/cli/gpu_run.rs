@@ -51,6 +51,14 @@ pub fn open_gpu(spec: &str, n_layer: usize) -> anyhow::Result<Option<GpuPlacemen
     }
 }
 
+/// What a GPU run hands back for `--stats-json`.
+pub struct GpuRunDone {
+    pub stats: crate::generate::GenStats,
+    pub gpu_name: String,
+    /// Device memory in use (all processes) after decoding; `None` if it could not be read.
+    pub gpu_mem_used_bytes: Option<u64>,
+}
+
 /// The generation loop of `hybrid-run` on the GPU engine (whole model or hybrid split).
 pub fn run(
     a: &Args,
@@ -60,7 +68,7 @@ pub fn run(
     tok: &Tokenizer,
     rendered: &str,
     prompt: &[u32],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<GpuRunDone> {
     if a.draft_n.unwrap_or(0) > 0 {
         tracing::warn!("speculative decoding runs on the CPU engine only for now; decoding on the GPU without it");
     }
@@ -128,11 +136,16 @@ pub fn run(
         model.gpu().info().name,
         stats.stop
     );
-    if let Some(p) = &a.stats_json {
-        std::fs::write(p, serde_json::to_string_pretty(&stats)?)
-            .with_context(|| format!("writing {}", p.display()))?;
-    }
-    Ok(())
+    let gpu_mem_used_bytes = model
+        .gpu()
+        .mem_info()
+        .ok()
+        .map(|(free, total)| total.saturating_sub(free) as u64);
+    Ok(GpuRunDone {
+        stats,
+        gpu_name: model.gpu().info().name.clone(),
+        gpu_mem_used_bytes,
+    })
 }
 
 #[cfg(test)]

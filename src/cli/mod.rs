@@ -6,6 +6,7 @@ pub mod chat;
 pub mod gpu_run;
 pub mod info;
 pub mod run;
+pub mod run_stats;
 pub mod serve;
 pub mod synth;
 pub mod tokenize;

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
+use super::run_stats::{decode_read_bytes, peak_rss_bytes, RunStats};
 use crate::generate::{generate, GenParams};
 use crate::gguf::GgufFile;
-use crate::model::qwen35::{Config, CpuModel, Qwen35Weights, SeqState};
+use crate::model::qwen35::{Config, CpuModel, Qwen35Weights, SeqState, SizeBreakdown};
 use crate::sample::{Sampler, SamplerConfig};
 use crate::spec::{generate_speculative, make_drafter, CpuTarget, DraftKind, SpecParams};
 use crate::tokenizer::chat::{render, ChatMessage, ChatOptions};
@@ -221,8 +222,32 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         bail!("the prompt has {} tokens but the context holds {} (-c): shorten the prompt or raise -c", prompt.len(), a.ctx);
     }
 
+    let sizes = SizeBreakdown::from_gguf(&file, &cfg);
     if let Some(gpu) = super::gpu_run::open_gpu(&a.gpu_layers, cfg.n_layer())? {
-        return super::gpu_run::run(&a, gpu, &cfg, &weights, &tok, &rendered, &prompt);
+        let n_gpu_ffn = gpu.n_gpu_ffn;
+        let done = super::gpu_run::run(&a, gpu, &cfg, &weights, &tok, &rendered, &prompt)?;
+        if let Some(p) = &a.stats_json {
+            let (host, dev) = decode_read_bytes(&sizes, n_gpu_ffn);
+            RunStats {
+                gen: done.stats,
+                placement: if n_gpu_ffn >= cfg.n_layer() {
+                    "gpu"
+                } else {
+                    "hybrid"
+                }
+                .into(),
+                n_layer: cfg.n_layer(),
+                n_gpu_ffn_layers: n_gpu_ffn,
+                host_bytes_per_token: host,
+                gpu_bytes_per_token: dev,
+                spec_skipped: a.draft_n.unwrap_or(0) > 0,
+                peak_rss_bytes: peak_rss_bytes(),
+                gpu_mem_used_bytes: done.gpu_mem_used_bytes,
+                gpu_name: Some(done.gpu_name),
+            }
+            .write(p)?;
+        }
+        return Ok(());
     }
     let mut model = CpuModel::new(cfg.clone(), weights, threads);
     let mut st = SeqState::new(&cfg, a.ctx);
@@ -308,8 +333,20 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         eprintln!("{}", spec.summary());
     }
     if let Some(p) = &a.stats_json {
-        std::fs::write(p, serde_json::to_string_pretty(&stats)?)
-            .with_context(|| format!("writing {}", p.display()))?;
+        let (host, dev) = decode_read_bytes(&sizes, 0);
+        RunStats {
+            gen: stats,
+            placement: "cpu".into(),
+            n_layer: cfg.n_layer(),
+            n_gpu_ffn_layers: 0,
+            host_bytes_per_token: host,
+            gpu_bytes_per_token: dev,
+            spec_skipped: false,
+            peak_rss_bytes: peak_rss_bytes(),
+            gpu_mem_used_bytes: None,
+            gpu_name: None,
+        }
+        .write(p)?;
     }
     Ok(())
 }
