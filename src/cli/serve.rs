@@ -6,8 +6,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
+use crate::gguf::GgufFile;
 use crate::serve::api::Defaults;
-use crate::serve::load::{cpu_factory, CpuOptions, SpecChoice};
+use crate::serve::generator::{Generator, GeneratorError};
+use crate::serve::gpu_generator::GpuGenerator;
+use crate::serve::load::{cpu_factory, CpuOptions, LoadProgress, SpecChoice};
 use crate::serve::{router, AppState, Engine, EngineOptions, GeneratorFactory, ServerConfig};
 use crate::spec::DraftKind;
 
@@ -45,21 +48,16 @@ pub struct EngineArgs {
     /// Pick each step's draft length from the running acceptance rate.
     #[arg(long = "draft-adaptive")]
     pub draft_adaptive: bool,
+    /// Layers whose dense FFN runs on the GPU: `all` (whole model on the GPU), N (hybrid:
+    /// trunk on the GPU, FFN of layers N.. on the CPU) or 0 (CPU only). Without a usable GPU
+    /// the CPU engine runs, with a warning.
+    #[arg(long = "gpu-layers", default_value = "0")]
+    pub gpu_layers: String,
 }
 
 impl EngineArgs {
-    pub fn model_path(&self) -> anyhow::Result<PathBuf> {
-        resolve_model(&self.model)
-    }
-
-    pub fn factory(&self) -> anyhow::Result<GeneratorFactory> {
-        if self.ctx < 2 {
-            bail!(
-                "-c {} is too small: the context must hold at least 2 tokens",
-                self.ctx
-            );
-        }
-        Ok(cpu_factory(CpuOptions {
+    fn cpu_options(&self) -> CpuOptions {
+        CpuOptions {
             threads: self
                 .threads
                 .unwrap_or_else(simd::pool::physical_cores)
@@ -73,7 +71,69 @@ impl EngineArgs {
                 kind: self.draft,
                 adaptive: self.draft_adaptive,
             },
-        }))
+        }
+    }
+
+    /// The GPU engine's factory when `--gpu-layers` asks for one and a GPU is usable.
+    fn gpu_factory(&self) -> anyhow::Result<Option<GeneratorFactory>> {
+        let spec = self.gpu_layers.clone();
+        let trimmed = spec.trim();
+        let wants = trimmed.eq_ignore_ascii_case("all")
+            || trimmed.parse::<usize>().map_err(|_| {
+                anyhow::anyhow!("--gpu-layers {spec:?}: expected `all` or a number of layers")
+            })? > 0;
+        if !wants {
+            return Ok(None);
+        }
+        if self.draft_n.unwrap_or(0) > 0 {
+            tracing::warn!("speculative decoding runs on the CPU engine only for now; serving on the GPU without it");
+        }
+        let (threads, n_ctx, n_batch) = (
+            self.threads
+                .unwrap_or_else(simd::pool::physical_cores)
+                .max(1),
+            self.ctx,
+            self.batch.max(1),
+        );
+        let cpu = self.cpu_options();
+        Ok(Some(Box::new(
+            move |file: &GgufFile, progress: &LoadProgress| {
+                let cfg = crate::model::qwen35::Config::from_gguf(file)?;
+                match crate::cli::gpu_run::open_gpu(&spec, cfg.n_layer())
+                    .map_err(|e| GeneratorError::Backend(e.to_string()))?
+                {
+                    Some(place) => {
+                        let g = GpuGenerator::new(
+                            file,
+                            place.gpu,
+                            place.n_gpu_ffn,
+                            threads,
+                            n_ctx,
+                            n_batch,
+                        )?;
+                        Ok(Box::new(g) as Box<dyn Generator + '_>)
+                    }
+                    None => cpu_factory(cpu)(file, progress),
+                }
+            },
+        )))
+    }
+
+    pub fn model_path(&self) -> anyhow::Result<PathBuf> {
+        resolve_model(&self.model)
+    }
+
+    pub fn factory(&self) -> anyhow::Result<GeneratorFactory> {
+        if self.ctx < 2 {
+            bail!(
+                "-c {} is too small: the context must hold at least 2 tokens",
+                self.ctx
+            );
+        }
+        if let Some(f) = self.gpu_factory()? {
+            return Ok(f);
+        }
+        Ok(cpu_factory(self.cpu_options()))
     }
 }
 

@@ -15,6 +15,7 @@ pub mod api;
 pub mod engine;
 pub mod error;
 pub mod generator;
+pub mod gpu_generator;
 pub mod load;
 pub mod respond;
 pub mod routes;
