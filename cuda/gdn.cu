@@ -13,10 +13,11 @@
 #define GDN_WARPS 4
 
 // x: [ntok][channels] projection; w: [channels][4] taps (tap 3 multiplies the current token);
-// state: [3][channels]; u: [ntok][channels] = silu(conv); snap: null or [ntok][3][channels].
+// state: [3][channels]; u: [ntok][channels] = silu(conv); snap: null or [n_snap][3][channels],
+// the state after tokens 0..n_snap-1 (a verify batch skips the last: it is the live state).
 extern "C" __global__ void gdn_conv(const float* __restrict__ x, const float* __restrict__ w,
                                     float* __restrict__ state, float* __restrict__ u,
-                                    float* __restrict__ snap, int channels, int ntok) {
+                                    float* __restrict__ snap, int n_snap, int channels, int ntok) {
     const int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= channels) return;
     float s0 = state[c], s1 = state[channels + c], s2 = state[2 * channels + c];
@@ -32,7 +33,7 @@ extern "C" __global__ void gdn_conv(const float* __restrict__ x, const float* __
         s0 = s1;
         s1 = s2;
         s2 = xt;
-        if (snap) {
+        if (snap && t < n_snap) {
             float* sn = snap + (size_t)t * 3 * channels;
             sn[c] = s0;
             sn[channels + c] = s1;
@@ -48,13 +49,13 @@ extern "C" __global__ void gdn_conv(const float* __restrict__ x, const float* __
 // tiny test model). grid (H_v, D / (GDN_WARPS * GDN_COLS_PER_WARP)), block 32 * GDN_WARPS.
 // u: [ntok][u_stride] conv output with q at [0, H_k*D), k at [H_k*D, 2*H_k*D), v after;
 // b, a: [ntok][H_v] raw beta/alpha projections; dt_bias, ssm_a: [H_v];
-// state: [H_v][D][D]; out: [ntok][H_v][D]; snap: null or [ntok][H_v][D][D].
+// state: [H_v][D][D]; out: [ntok][H_v][D]; snap: null or [n_snap][H_v][D][D] (tokens < n_snap).
 template <int GDN_D>
 __device__ __forceinline__ void gdn_recurrence_body(const float* __restrict__ u, int u_stride,
                                                     const float* __restrict__ b, const float* __restrict__ a,
                                                     const float* __restrict__ dt_bias,
                                                     const float* __restrict__ ssm_a, float* __restrict__ state,
-                                                    float* __restrict__ out, float* __restrict__ snap, int h_k,
+                                                    float* __restrict__ out, float* __restrict__ snap, int n_snap, int h_k,
                                                     int h_v, int ntok, float eps, float out_scale) {
     const int j = blockIdx.x;
     const int hk = j % h_k;
@@ -110,7 +111,7 @@ __device__ __forceinline__ void gdn_recurrence_body(const float* __restrict__ u,
             o = warp_sum(o);
             if (lane == 0) out[((size_t)t * h_v + j) * GDN_D + col0 + c] = o * out_scale;
         }
-        if (snap) {
+        if (snap && t < n_snap) {
             float* sn = snap + ((size_t)t * h_v + j) * GDN_D * GDN_D;
 #pragma unroll
             for (int c = 0; c < GDN_COLS_PER_WARP; c++)
@@ -128,8 +129,9 @@ __device__ __forceinline__ void gdn_recurrence_body(const float* __restrict__ u,
     extern "C" __global__ void __launch_bounds__(32 * GDN_WARPS)                                 \
         gdn_recurrence_d##D(const float* u, int u_stride, const float* b, const float* a,          \
                             const float* dt_bias, const float* ssm_a, float* state, float* out,   \
-                            float* snap, int h_k, int h_v, int ntok, float eps, float out_scale) {\
-        gdn_recurrence_body<D>(u, u_stride, b, a, dt_bias, ssm_a, state, out, snap, h_k, h_v,     \
+                            float* snap, int n_snap, int h_k, int h_v, int ntok, float eps,  \
+                            float out_scale) {                                                 \
+        gdn_recurrence_body<D>(u, u_stride, b, a, dt_bias, ssm_a, state, out, snap, n_snap, h_k, h_v, \
                                ntok, eps, out_scale);                                            \
     }
 GDN_RECURRENCE(64)

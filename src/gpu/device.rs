@@ -350,6 +350,26 @@ impl Gpu {
             .map_err(GpuError::driver("device-to-device copy"))
     }
 
+    /// Device-to-device copy of `src` into the start of `dst` (snapshot record/restore).
+    pub fn copy<T: DeviceRepr>(
+        &self,
+        src: View<'_, T>,
+        dst: &mut super::buffer::ViewMut<'_, T>,
+    ) -> Result<()> {
+        if src.len() > dst.len() {
+            return Err(GpuError::shape(
+                "copy",
+                format!("{} elements into {}", src.len(), dst.len()),
+            ));
+        }
+        let bytes = src.len() * std::mem::size_of::<T>();
+        // SAFETY: both ranges are live device memory of at least `bytes` bytes, borrowed
+        // from their buffers for the duration of the call; the copy is queued on the one
+        // stream every kernel uses, so it is ordered with them.
+        unsafe { drv::memcpy_dtod_async(dst.ptr, src.ptr, bytes, self.stream.cu_stream()) }
+            .map_err(GpuError::driver("device-to-device copy"))
+    }
+
     /// An event recorded now on the stream (for timing).
     pub fn record_event(&self) -> Result<cudarc::driver::CudaEvent> {
         self.stream

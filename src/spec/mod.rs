@@ -5,6 +5,7 @@
 //!   [`lookup`] (n-gram prompt lookup), [`oracle`] (known continuation with planned errors,
 //!   for tests and simulated-acceptance benchmarks);
 //! - [`target`]: what a placement provides ([`Target`]), and the CPU one ([`CpuTarget`]);
+//!   [`gpu_target`]: the whole-GPU and hybrid placements ([`GpuTarget`]);
 //! - [`ring`]: the GDN snapshot ring used for rollback;
 //! - [`verify`]: which drafts to keep (exact for deterministic sampling, rejection sampling
 //!   with temperature);
@@ -13,6 +14,7 @@
 pub mod adaptive;
 pub mod drafter;
 pub mod driver;
+pub mod gpu_target;
 pub mod lookup;
 pub mod mtp;
 pub mod oracle;
@@ -24,6 +26,7 @@ pub mod verify;
 pub use adaptive::DraftLength;
 pub use drafter::Drafter;
 pub use driver::{generate_speculative, SpecParams};
+pub use gpu_target::GpuTarget;
 pub use lookup::LookupDrafter;
 pub use mtp::MtpDrafter;
 pub use oracle::{ErrorPlan, OracleDrafter};

@@ -19,13 +19,14 @@ use simd::{MatRef, Pool};
 use crate::gguf::TensorView;
 use crate::model::qwen35::{Config, FfnWeights, ForwardOutput, Logits, ModelError, Qwen35Weights};
 
-use super::super::buffer::{GpuBuf, GpuMatrix, View};
+use super::super::buffer::{GpuBuf, GpuMatrix, View, ViewMut};
 use super::super::device::Gpu;
 use super::super::error::{GpuError, Result};
 use super::super::kernels::MAX_K;
 use super::super::ops::{
     AttnScratch, GdnConvArgs, GdnRecurrenceArgs, KvCache, QuantActs, ATTN_HEAD_DIMS, GDN_HEAD_DIMS,
 };
+use super::snapshot::GpuSnapshotRing;
 use super::state::{GpuLayerState, GpuSeqState};
 use super::weights::{GpuAttn, GpuFfn, GpuGdn, GpuLayer, GpuMixer, GpuWeights};
 
@@ -346,12 +347,14 @@ impl<'a> GpuModel<'a> {
     }
 
     /// Runs one chunk through the trunk, leaving hN in `b.hidden` and the logits of batch
-    /// rows `rows` in `b.logits` (row `rows.start` first).
+    /// rows `rows` in `b.logits` (row `rows.start` first). With `ring`, the GDN kernels also
+    /// write the state after each token into the slots `ring.begin` prepared.
     fn chunk(
         &mut self,
         st: &mut GpuSeqState,
         tokens: &[u32],
         rows: std::ops::Range<usize>,
+        mut ring: Option<&mut GpuSnapshotRing>,
     ) -> Result<(), ModelError> {
         let table = self.token_embd;
         self.embed(&table, tokens)?;
@@ -379,7 +382,22 @@ impl<'a> GpuModel<'a> {
                     )))
                 }
             };
-            layer(gpu, cfg, b, lw, ls, ffn_at, &mut st.attn_scratch, pos0, t)?;
+            let snap = match ring.as_deref_mut() {
+                Some(r) => r.layer_views(il)?,
+                None => None,
+            };
+            layer(
+                gpu,
+                cfg,
+                b,
+                lw,
+                ls,
+                ffn_at,
+                &mut st.attn_scratch,
+                snap,
+                pos0,
+                t,
+            )?;
         }
         let d = cfg.n_embd;
         gpu.rms_norm(
@@ -418,7 +436,7 @@ impl<'a> GpuModel<'a> {
                 Logits::Last if ci + 1 == n_chunks => t - 1..t,
                 _ => 0..0,
             };
-            self.chunk(st, chunk, rows.clone())?;
+            self.chunk(st, chunk, rows.clone(), None)?;
             out.hidden
                 .extend_from_slice(&self.gpu.download(first(&self.b.hidden, t * d)?)?);
             if !rows.is_empty() {
@@ -427,6 +445,49 @@ impl<'a> GpuModel<'a> {
                 );
             }
         }
+        Ok(())
+    }
+
+    /// The verify forward of speculative decoding: `tokens` (at most [`MAX_BATCH`], one
+    /// weight-stationary pass) with the logits and hN rows of every token in `out`, and the
+    /// GDN state after each token but the last recorded into `ring` (by the GDN kernels).
+    pub fn forward_with_snapshots(
+        &mut self,
+        st: &mut GpuSeqState,
+        tokens: &[u32],
+        out: &mut ForwardOutput,
+        ring: &mut GpuSnapshotRing,
+    ) -> Result<(), ModelError> {
+        self.check_tokens(st.n_ctx, st.n_past, tokens)?;
+        let t = tokens.len();
+        if t > MAX_BATCH || !ring.begin(t) {
+            return Err(unsupported(format!(
+                "a verify batch of {t} tokens (at most {MAX_BATCH}, and {} snapshot slots)",
+                ring.n_slots()
+            )));
+        }
+        let (d, nv) = (self.cfg.n_embd, self.cfg.n_vocab);
+        self.chunk(st, tokens, 0..t, Some(ring))?;
+        out.hidden.clear();
+        out.logits.clear();
+        out.hidden
+            .extend_from_slice(&self.gpu.download(first(&self.b.hidden, t * d)?)?);
+        out.logits
+            .extend_from_slice(&self.gpu.download(first(&self.b.logits, t * nv)?)?);
+        Ok(())
+    }
+
+    /// Rolls `st`'s GDN layers back to slot `t` of `ring` (the state after token `t` of the
+    /// last verify batch) and sets the position to `n_past`.
+    pub fn restore_snapshot(
+        &self,
+        ring: &GpuSnapshotRing,
+        t: usize,
+        st: &mut GpuSeqState,
+        n_past: usize,
+    ) -> Result<(), ModelError> {
+        ring.restore(&self.gpu, t, st)?;
+        st.n_past = n_past;
         Ok(())
     }
 
@@ -442,7 +503,7 @@ impl<'a> GpuModel<'a> {
         for (ci, chunk) in tokens.chunks(MAX_BATCH).enumerate() {
             let t = chunk.len();
             let rows = if ci + 1 == n_chunks { t - 1..t } else { 0..0 };
-            self.chunk(st, chunk, rows)?;
+            self.chunk(st, chunk, rows, None)?;
         }
         let nv = self.cfg.n_vocab;
         let b = &mut self.b;
@@ -582,6 +643,7 @@ fn layer(
     ls: &mut GpuLayerState,
     ffn_at: FfnAt<'_, '_>,
     scratch: &mut AttnScratch,
+    snap: Option<(ViewMut<'_, f32>, ViewMut<'_, f32>)>,
     pos0: usize,
     t: usize,
 ) -> Result<()> {
@@ -598,7 +660,9 @@ fn layer(
     )?;
     quant(gpu, first(&b.xn, t * d)?, t, d, &mut b.qa)?;
     match (&lw.mixer, ls) {
-        (GpuMixer::Gdn(g), GpuLayerState::Gdn { conv, ssm }) => gdn(gpu, cfg, b, g, conv, ssm, t)?,
+        (GpuMixer::Gdn(g), GpuLayerState::Gdn { conv, ssm }) => {
+            gdn(gpu, cfg, b, g, conv, ssm, snap, t)?
+        }
         (GpuMixer::Attention(a), GpuLayerState::Attention(kv)) => {
             attention(gpu, cfg, b, a, kv, scratch, pos0, t)?
         }
@@ -613,7 +677,9 @@ fn layer(
     ffn_at.run(gpu, cfg, b, &lw.post_norm, t)
 }
 
-/// Gated DeltaNet (spec §4) on the normed input in `b.xn` (already quantized), into `b.o`.
+/// Gated DeltaNet (spec §4) on the normed input in `b.xn` (already quantized), into `b.o`;
+/// `snap`: conv and ssm snapshot slots for the state after each token (verify batches).
+#[allow(clippy::too_many_arguments)]
 fn gdn(
     gpu: &Gpu,
     cfg: &Config,
@@ -621,8 +687,13 @@ fn gdn(
     g: &GpuGdn,
     conv: &mut GpuBuf<f32>,
     ssm: &mut GpuBuf<f32>,
+    snap: Option<(ViewMut<'_, f32>, ViewMut<'_, f32>)>,
     t: usize,
 ) -> Result<()> {
+    let (snap_conv, snap_ssm) = match snap {
+        Some((c, s)) => (Some(c), Some(s)),
+        None => (None, None),
+    };
     let (hk, hv, dk) = (cfg.ssm_n_group, cfg.ssm_dt_rank, cfg.ssm_d_state);
     let (cd, vd) = (cfg.gdn_conv_dim(), cfg.gdn_value_dim());
     let xn = b.xn.view();
@@ -635,7 +706,7 @@ fn gdn(
         w: g.conv_w.view(),
         state: conv.view_mut(),
         u: b.u.view_mut(),
-        snapshot: None,
+        snapshot: snap_conv,
         channels: cd,
         ntok: t,
     })?;
@@ -648,7 +719,7 @@ fn gdn(
         ssm_a: g.ssm_a.view(),
         state: ssm.view_mut(),
         out: b.g.view_mut(),
-        snapshot: None,
+        snapshot: snap_ssm,
         h_k: hk,
         h_v: hv,
         d: dk,

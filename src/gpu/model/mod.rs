@@ -5,10 +5,12 @@
 //! unchanged.
 
 mod forward;
+mod snapshot;
 mod state;
 mod weights;
 
 pub use forward::{GpuModel, MAX_BATCH};
+pub use snapshot::GpuSnapshotRing;
 pub use state::{GpuLayerState, GpuSeqState};
 pub use weights::GpuWeights;
 

@@ -25,7 +25,8 @@ pub struct GdnConvArgs<'a> {
     pub state: ViewMut<'a, f32>,
     /// [ntok][channels] output, silu(conv).
     pub u: ViewMut<'a, f32>,
-    /// Optional [ntok][3][channels]: the state after each token.
+    /// Optional [n][3][channels] with ntok − 1 <= n: the state after each of the first
+    /// min(n, ntok) tokens (a verify batch needs no copy of the last: it is the live state).
     pub snapshot: Option<ViewMut<'a, f32>>,
     pub channels: usize,
     pub ntok: usize,
@@ -49,7 +50,8 @@ pub struct GdnRecurrenceArgs<'a> {
     pub state: ViewMut<'a, f32>,
     /// [ntok][h_v][128] output o_j (before the gated norm).
     pub out: ViewMut<'a, f32>,
-    /// Optional [ntok][h_v][128][128]: the state after each token.
+    /// Optional [n][h_v][d][d] with ntok − 1 <= n: the state after each of the first
+    /// min(n, ntok) tokens.
     pub snapshot: Option<ViewMut<'a, f32>>,
     pub h_k: usize,
     pub h_v: usize,
@@ -58,6 +60,22 @@ pub struct GdnRecurrenceArgs<'a> {
     pub ntok: usize,
     /// L2-norm epsilon (the model's rms eps).
     pub eps: f32,
+}
+
+/// Device pointer and slot count of an optional snapshot view of `per_tok` floats per slot:
+/// it must hold at least `ntok − 1` slots; the kernel writes `min(slots, ntok)` of them.
+fn snapshot_slots(
+    op: &'static str,
+    s: Option<&ViewMut<'_, f32>>,
+    ntok: usize,
+    per_tok: usize,
+) -> Result<(u64, i32)> {
+    let Some(s) = s else {
+        return Ok((0, 0));
+    };
+    need(op, "snapshot", s.len(), ntok.saturating_sub(1) * per_tok)?;
+    let n = (s.len() / per_tok.max(1)).min(ntok);
+    Ok((s.ptr, as_i32(op, "snapshot slots", n)?))
 }
 
 impl Gpu {
@@ -69,13 +87,7 @@ impl Gpu {
         need(OP, "w", a.w.len(), 4 * c)?;
         need(OP, "state", a.state.len(), 3 * c)?;
         need(OP, "u", a.u.len(), t * c)?;
-        let snap = match &a.snapshot {
-            Some(s) => {
-                need(OP, "snapshot", s.len(), t * 3 * c)?;
-                s.ptr
-            }
-            None => 0,
-        };
+        let (snap, n_snap) = snapshot_slots(OP, a.snapshot.as_ref(), t, 3 * c)?;
         let (xp, wp, sp, up) = (a.x.ptr, a.w.ptr, a.state.ptr, a.u.ptr);
         let (ci, ti) = (as_i32(OP, "channels", c)?, as_i32(OP, "ntok", t)?);
         let mut b = self.stream.launch_builder(&self.k.gdn_conv);
@@ -84,6 +96,7 @@ impl Gpu {
             .arg(&sp) /* state */
             .arg(&up) /* u */
             .arg(&snap) /* snap */
+            .arg(&n_snap) /* n_snap */
             .arg(&ci) /* channels */
             .arg(&ti); /* ntok */
         launch(OP, &mut b, launch_cfg((blocks_for(OP, c, 128)?, 1, 1), 128))
@@ -126,13 +139,7 @@ impl Gpu {
         need(OP, "ssm_a", a.ssm_a.len(), hv)?;
         need(OP, "state", a.state.len(), hv * d * d)?;
         need(OP, "out", a.out.len(), t * hv * d)?;
-        let snap = match &a.snapshot {
-            Some(s) => {
-                need(OP, "snapshot", s.len(), t * hv * d * d)?;
-                s.ptr
-            }
-            None => 0,
-        };
+        let (snap, n_snap) = snapshot_slots(OP, a.snapshot.as_ref(), t, hv * d * d)?;
         let (up, bp, ap, dtp, sap, stp, op) = (
             a.u.ptr,
             a.beta.ptr,
@@ -160,6 +167,7 @@ impl Gpu {
             .arg(&stp) /* state */
             .arg(&op) /* out */
             .arg(&snap) /* snap */
+            .arg(&n_snap) /* n_snap */
             .arg(&hki) /* h_k */
             .arg(&hvi) /* h_v */
             .arg(&ti) /* ntok */
