@@ -5,16 +5,19 @@
 //! (attention, GDN), the KV caches and GDN states, the LM head and the dense FFN of the first
 //! N layers on the GPU; the dense FFN of the other layers on the CPU (simd kernels, weights
 //! read from the mmap). Without a usable device (no driver, no libnvrtc, an old GPU) one
-//! warning says so and the CPU engine runs instead.
+//! warning says so and the CPU engine runs instead. Speculative decoding (`--draft-n`,
+//! `--draft`) runs on every placement through [`GpuTarget`]; its GDN snapshot ring is
+//! allocated on the device before the weights.
 
 use std::io::Write;
 
 use anyhow::Context;
 
 use crate::generate::{generate, GenParams};
-use crate::gpu::{Gpu, GpuModel};
+use crate::gpu::{Gpu, GpuModel, GpuSnapshotRing, MAX_K};
 use crate::model::qwen35::{Config, Qwen35Weights};
 use crate::sample::{Sampler, SamplerConfig};
+use crate::spec::{generate_speculative, make_drafter, GpuTarget, SpecParams};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 
 use super::run::Args;
@@ -69,10 +72,40 @@ pub fn run(
     rendered: &str,
     prompt: &[u32],
 ) -> anyhow::Result<GpuRunDone> {
-    if a.draft_n.unwrap_or(0) > 0 {
-        tracing::warn!("speculative decoding runs on the CPU engine only for now; decoding on the GPU without it");
-    }
     let threads = a.threads.unwrap_or_else(simd::pool::physical_cores).max(1);
+    let sampler_cfg = SamplerConfig {
+        temperature: a.temp,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        min_p: a.min_p,
+        repeat_penalty: a.repeat_penalty,
+        repeat_last_n: a.repeat_last_n,
+        seed: a.seed,
+    };
+    let n_draft = super::run::draft_n(a, cfg.mtp_block().is_some(), &sampler_cfg)?;
+    if n_draft >= MAX_K {
+        anyhow::bail!(
+            "--draft-n {n_draft} is too large on the GPU: a verify batch is one pass of at most {MAX_K} tokens, so at most {} drafts",
+            MAX_K - 1
+        );
+    }
+    // The snapshot ring first, before the weights: its slots are the memory speculation
+    // cannot do without, and running out shows now rather than mid-decode.
+    let ring = if n_draft > 0 {
+        let r = GpuSnapshotRing::new(&place.gpu, cfg, n_draft)?;
+        tracing::info!(
+            "GDN snapshot ring on the GPU: {n_draft} slots, {:.1} MiB",
+            r.bytes() as f64 / (1u64 << 20) as f64
+        );
+        Some(r)
+    } else {
+        None
+    };
+    let placement_threads = if place.n_gpu_ffn >= cfg.n_layer() {
+        1
+    } else {
+        threads
+    };
     let mut model = if place.n_gpu_ffn >= cfg.n_layer() {
         GpuModel::new(place.gpu, cfg.clone(), weights)?
     } else {
@@ -84,15 +117,7 @@ pub fn run(
         a.ctx,
         st.bytes as f64 / (1u64 << 20) as f64
     );
-    let mut sampler = Sampler::new(SamplerConfig {
-        temperature: a.temp,
-        top_k: a.top_k,
-        top_p: a.top_p,
-        min_p: a.min_p,
-        repeat_penalty: a.repeat_penalty,
-        repeat_last_n: a.repeat_last_n,
-        seed: a.seed,
-    });
+    let mut sampler = Sampler::new(sampler_cfg);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if !a.no_display_prompt {
@@ -105,23 +130,49 @@ pub fn run(
         n_predict: a.n_predict.min(a.ctx - prompt.len()),
         n_batch: a.batch,
     };
-    let stats = generate(
-        &mut model,
-        &mut st,
-        prompt,
-        &params,
-        &mut sampler,
-        &|t| tok.is_eog(t),
-        &mut |t| {
-            let piece = tok.token_to_piece(t, false).unwrap_or(&[]);
-            let s = dec.push(piece);
-            if let Err(e) = out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
-                io_err = Some(e);
-                return false;
-            }
-            true
-        },
-    )?;
+    let mut on_token = |t: u32| {
+        let piece = tok.token_to_piece(t, false).unwrap_or(&[]);
+        let s = dec.push(piece);
+        if let Err(e) = out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
+            io_err = Some(e);
+            return false;
+        }
+        true
+    };
+    let stats = match ring {
+        None => generate(
+            &mut model,
+            &mut st,
+            prompt,
+            &params,
+            &mut sampler,
+            &|t| tok.is_eog(t),
+            &mut on_token,
+        )?,
+        Some(ring) => {
+            let mut target = GpuTarget::new(&mut model, &mut st, ring, placement_threads);
+            let mut drafter = make_drafter(a.draft, &target)?;
+            tracing::info!(
+                drafter = drafter.name(),
+                draft_n = n_draft,
+                adaptive = a.draft_adaptive,
+                "speculative decoding on the GPU"
+            );
+            generate_speculative(
+                &mut target,
+                drafter.as_mut(),
+                prompt,
+                &params,
+                &SpecParams {
+                    draft_n: n_draft,
+                    adaptive: a.draft_adaptive,
+                },
+                &mut sampler,
+                &|t| tok.is_eog(t),
+                &mut on_token,
+            )?
+        }
+    };
     write!(out, "{}", dec.finish())?;
     writeln!(out)?;
     if let Some(e) = io_err {
@@ -136,6 +187,9 @@ pub fn run(
         model.gpu().info().name,
         stats.stop
     );
+    if let Some(spec) = &stats.spec {
+        eprintln!("{}", spec.summary());
+    }
     let gpu_mem_used_bytes = model
         .gpu()
         .mem_info()

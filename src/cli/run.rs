@@ -93,7 +93,7 @@ pub struct Args {
 
 /// Drafts per step for these arguments (0 = speculation off), with a notice where the
 /// choice is not obvious.
-fn draft_n(a: &Args, has_mtp: bool, sampler: &SamplerConfig) -> anyhow::Result<usize> {
+pub(super) fn draft_n(a: &Args, has_mtp: bool, sampler: &SamplerConfig) -> anyhow::Result<usize> {
     const DEFAULT: usize = 3;
     const DEFAULT_ADAPTIVE: usize = 6;
     let n = match a.draft_n {
@@ -240,7 +240,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 n_gpu_ffn_layers: n_gpu_ffn,
                 host_bytes_per_token: host,
                 gpu_bytes_per_token: dev,
-                spec_skipped: a.draft_n.unwrap_or(0) > 0,
+                spec_skipped: false,
                 peak_rss_bytes: peak_rss_bytes(),
                 gpu_mem_used_bytes: done.gpu_mem_used_bytes,
                 gpu_name: Some(done.gpu_name),
