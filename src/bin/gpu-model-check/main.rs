@@ -22,9 +22,16 @@
 //!   measured in the teacher-forced check (the two paths differ by that much, so a smaller
 //!   margin may flip); the device argmax path equals argmax over downloaded logits;
 //! - MTP logits against the CPU's `mtp_forward`;
-//! - a token id outside the vocabulary and a full context are typed errors.
+//! - a token id outside the vocabulary and a full context are typed errors;
+//! - speculative decoding through `GpuTarget` (`spec.rs`, on tiny-q4_k_m and the trained
+//!   model unless --no-spec): greedy output equals plain greedy decoding on the GPU, token for
+//!   token over 256 tokens, whole GPU and hybrid, MTP / lookup / cycling oracle, N = 1..4.
+//!
+//! `--spec-bench PATH [--spec-gpu-ffn N] [--spec-n TOKENS]`: verify step time T(k), k = 1..6,
+//! and decode t/s with the oracle drafter at simulated acceptance 75/84/95% vs plain decoding.
 
 mod matvecs;
+mod spec;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -663,8 +670,17 @@ fn main() {
     };
     let mut models: Vec<PathBuf> = value("--model").into_iter().map(PathBuf::from).collect();
     let bench_models = value("--bench");
+    let spec_bench = value("--spec-bench");
+    let spec_gpu_ffn = value("--spec-gpu-ffn")
+        .first()
+        .and_then(|s| s.parse::<usize>().ok());
+    let spec_n = value("--spec-n")
+        .first()
+        .and_then(|s| s.parse::<usize>().ok())
+        .unwrap_or(128);
+    let no_spec = args.iter().any(|a| a == "--no-spec");
     let tmp = std::env::temp_dir().join(format!("gpu-model-check-{}", std::process::id()));
-    if !args.iter().any(|a| a == "--no-synth") && bench_models.is_empty() {
+    if !args.iter().any(|a| a == "--no-synth") && bench_models.is_empty() && spec_bench.is_empty() {
         let r = std::fs::create_dir_all(&tmp)
             .map_err(|e| e.into())
             .and_then(|_| synth_models(&tmp));
@@ -695,10 +711,28 @@ fn main() {
             println!("gpu-model-check: {}: error: {e}", m.display());
             rep.failed += 1;
         }
+        let fname = m.file_name().map(|s| s.to_string_lossy().into_owned());
+        let spec_here = !fname.as_deref().unwrap_or("").starts_with("tiny-")
+            || fname.as_deref() == Some("tiny-q4_k_m.gguf");
+        if !no_spec && spec_here {
+            if let Err(e) = spec::check(m, threads, &mut rep) {
+                println!(
+                    "gpu-model-check: {}: speculative check error: {e}",
+                    m.display()
+                );
+                rep.failed += 1;
+            }
+        }
     }
     for m in &bench_models {
         if let Err(e) = bench(Path::new(m), threads, &mut rep) {
             println!("gpu-model-check: bench {m}: error: {e}");
+            rep.failed += 1;
+        }
+    }
+    for m in &spec_bench {
+        if let Err(e) = spec::bench(Path::new(m), spec_gpu_ffn, threads, spec_n) {
+            println!("gpu-model-check: spec-bench {m}: error: {e}");
             rep.failed += 1;
         }
     }
