@@ -60,6 +60,8 @@ pub struct GpuRunDone {
     pub gpu_name: String,
     /// Device memory in use (all processes) after decoding; `None` if it could not be read.
     pub gpu_mem_used_bytes: Option<u64>,
+    /// The generated token ids.
+    pub tokens: Vec<u32>,
 }
 
 /// The generation loop of `hybrid-run` on the GPU engine (whole model or hybrid split).
@@ -126,11 +128,13 @@ pub fn run(
     }
     let mut dec = StreamDecoder::new();
     let mut io_err = None;
+    let mut tokens: Vec<u32> = Vec::new();
     let params = GenParams {
         n_predict: a.n_predict.min(a.ctx - prompt.len()),
         n_batch: a.batch,
     };
     let mut on_token = |t: u32| {
+        tokens.push(t);
         let piece = tok.token_to_piece(t, false).unwrap_or(&[]);
         let s = dec.push(piece);
         if let Err(e) = out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
@@ -199,6 +203,7 @@ pub fn run(
         stats,
         gpu_name: model.gpu().info().name.clone(),
         gpu_mem_used_bytes,
+        tokens,
     })
 }
 

@@ -226,6 +226,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if let Some(gpu) = super::gpu_run::open_gpu(&a.gpu_layers, cfg.n_layer())? {
         let n_gpu_ffn = gpu.n_gpu_ffn;
         let done = super::gpu_run::run(&a, gpu, &cfg, &weights, &tok, &rendered, &prompt)?;
+        let tokens = done.tokens;
+        let spec_skipped = a.draft_n.unwrap_or(0) > 0 && done.stats.spec.is_none();
         if let Some(p) = &a.stats_json {
             let (host, dev) = decode_read_bytes(&sizes, n_gpu_ffn);
             RunStats {
@@ -240,10 +242,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 n_gpu_ffn_layers: n_gpu_ffn,
                 host_bytes_per_token: host,
                 gpu_bytes_per_token: dev,
-                spec_skipped: false,
+                spec_skipped,
                 peak_rss_bytes: peak_rss_bytes(),
                 gpu_mem_used_bytes: done.gpu_mem_used_bytes,
                 gpu_name: Some(done.gpu_name),
+                tokens,
             }
             .write(p)?;
         }
@@ -273,7 +276,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         n_batch: a.batch,
     };
     let n_draft = draft_n(&a, model.has_mtp(), sampler.config())?;
+    let mut ids: Vec<u32> = Vec::new();
     let mut on_token = |t: u32| {
+        ids.push(t);
         let piece = tok.token_to_piece(t, false).unwrap_or(&[]);
         let s = dec.push(piece);
         if let Err(e) = out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
@@ -345,6 +350,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             peak_rss_bytes: peak_rss_bytes(),
             gpu_mem_used_bytes: None,
             gpu_name: None,
+            tokens: ids,
         }
         .write(p)?;
     }

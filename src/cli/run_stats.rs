@@ -32,6 +32,9 @@ pub struct RunStats {
     /// Device memory in use (all processes) at the end of the run, and the device's name.
     pub gpu_mem_used_bytes: Option<u64>,
     pub gpu_name: Option<String>,
+    /// The generated token ids (scripts compare runs by them: a synthetic model's text can
+    /// be empty).
+    pub tokens: Vec<u32>,
 }
 
 /// (host, device) weight bytes per plain decode step when the dense FFN of the first
