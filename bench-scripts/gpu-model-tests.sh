@@ -5,8 +5,8 @@
 # gpu-check, gpu-model-check):
 #   1. gpu-check --quick (kernels, including the head-dim instances the small models use);
 #   2. gpu-model-check: GPU forward vs the CPU forward on tiny synthetic F32/Q8_0/Q4_K_M
-#      (and speculative decoding on == off, whole GPU and hybrid; bench-scripts/gpu-spec.sh)
-#      models and models/qwen35-pystd-q8_0.gguf;
+#      models and models/qwen35-pystd-q8_0.gguf, and speculative decoding on == off (whole
+#      GPU and hybrid; the benchmark is bench-scripts/gpu-spec.sh);
 #   3. the CLI: `hybrid-run --gpu-layers all` prints the same greedy text as the CPU (and
 #      `--gpu-layers 4`, the hybrid split, is compared too);
 #   4. unless SKIP_27B=1: writes the synthetic 27B Q4_K_M and runs gpu-model-check --bench on
