@@ -8,6 +8,7 @@ pub mod gguf;
 pub mod logging;
 pub mod model;
 pub mod ops;
+pub mod placement;
 pub mod spec;
 pub mod synth;
 pub mod tokenizer;
