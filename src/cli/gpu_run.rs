@@ -15,7 +15,8 @@ use anyhow::Context;
 
 use crate::generate::{generate, GenParams};
 use crate::gpu::{Gpu, GpuModel, GpuSnapshotRing, MAX_K};
-use crate::model::qwen35::{Config, Qwen35Weights};
+use crate::model::qwen35::{Config, Qwen35Weights, SizeBreakdown};
+use crate::placement::{parse_size, Plan, PlanRequest, ScratchModel};
 use crate::sample::{Sampler, SamplerConfig};
 use crate::spec::{generate_speculative, make_drafter, GpuTarget, SpecParams};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
@@ -52,6 +53,85 @@ pub fn open_gpu(spec: &str, n_layer: usize) -> anyhow::Result<Option<GpuPlacemen
             Ok(None)
         }
     }
+}
+
+/// `--gpu-layers auto|all|N|0` with `--vram-budget`: without `auto` and without a budget
+/// this is [`open_gpu`]. Otherwise the placement planner fits the trunk, the state for
+/// `n_ctx` tokens and `draft_slots` snapshot slots under the budget (given, else the free
+/// device memory) and picks N (`auto`, or `0` with a budget) or checks the N asked for; the
+/// plan is logged before anything is loaded, and a plan that does not fit is an error that
+/// says what would.
+pub fn open_planned(
+    spec: &str,
+    vram_budget: Option<&str>,
+    sizes: &SizeBreakdown,
+    cfg: &Config,
+    n_ctx: usize,
+    draft_slots: usize,
+) -> anyhow::Result<Option<GpuPlacement>> {
+    let s = spec.trim();
+    let auto = s.eq_ignore_ascii_case("auto");
+    if !auto && vram_budget.is_none() {
+        return open_gpu(spec, cfg.n_layer());
+    }
+    let budget = vram_budget
+        .map(|b| parse_size(b).with_context(|| format!("--vram-budget {b:?}")))
+        .transpose()?;
+    let forced = if auto {
+        None
+    } else if s.eq_ignore_ascii_case("all") {
+        Some(cfg.n_layer())
+    } else {
+        match s.parse::<usize>().with_context(|| {
+            format!("--gpu-layers {spec:?}: expected `auto`, `all` or a number of layers")
+        })? {
+            0 => None, // the default, with a budget: let the planner choose
+            n => Some(n),
+        }
+    };
+    let gpu = match Gpu::new(0) {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::warn!("--gpu-layers {spec}: no usable GPU ({e}); running on the CPU");
+            return Ok(None);
+        }
+    };
+    let free = gpu.mem_info().ok().map(|(free, _)| free as u64);
+    let (budget_bytes, runtime_reserve_bytes) = match (budget, free) {
+        (Some(b), Some(free)) => {
+            if b > free + PlanRequest::CARD_RUNTIME_RESERVE {
+                tracing::warn!(
+                    "--vram-budget {:.2} GiB is more than the {:.2} GiB free on the device; loading may run out of memory",
+                    b as f64 / (1u64 << 30) as f64,
+                    free as f64 / (1u64 << 30) as f64
+                );
+            }
+            (b, PlanRequest::CARD_RUNTIME_RESERVE)
+        }
+        (Some(b), None) => (b, PlanRequest::CARD_RUNTIME_RESERVE),
+        (None, Some(free)) => (free, PlanRequest::FREE_MEMORY_MARGIN),
+        (None, None) => anyhow::bail!(
+            "--gpu-layers auto: could not read the device's free memory; give --vram-budget SIZE or a number of layers"
+        ),
+    };
+    let plan = Plan::compute(
+        sizes,
+        &PlanRequest {
+            n_ctx: n_ctx as u64,
+            draft_slots: draft_slots as u64,
+            budget_bytes,
+            runtime_reserve_bytes,
+            forced_gpu_layers: forced,
+            scratch: ScratchModel::from_config(cfg),
+            bandwidths: Default::default(),
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    tracing::info!("{plan}");
+    Ok(Some(GpuPlacement {
+        gpu,
+        n_gpu_ffn: plan.n_gpu_ffn,
+    }))
 }
 
 /// What a GPU run hands back for `--stats-json`.
@@ -216,6 +296,30 @@ mod tests {
         assert!(open_gpu("0", 8).expect("0 parses").is_none());
         let e = open_gpu("most", 8).err().expect("`most` is rejected");
         assert!(e.to_string().contains("expected `all` or a number"), "{e}");
+    }
+
+    #[test]
+    fn the_planner_path_rejects_bad_budgets_and_layer_counts_before_touching_a_gpu() {
+        let plan = crate::synth::SynthPlan::new(&crate::synth::SynthOptions {
+            preset: crate::synth::Preset::Tiny,
+            mix: crate::synth::QuantMix::Q8_0,
+            seed: 1,
+            vocab_from: None,
+        })
+        .expect("tiny plan");
+        let (cfg, sizes) = (plan.config().clone(), plan.size_breakdown());
+        let e = open_planned("auto", Some("12 bananas"), &sizes, &cfg, 256, 0)
+            .err()
+            .expect("bad unit");
+        assert!(format!("{e:#}").contains("unknown unit"), "{e:#}");
+        let e = open_planned("most", Some("1G"), &sizes, &cfg, 256, 0)
+            .err()
+            .expect("bad layer count");
+        assert!(e.to_string().contains("expected `auto`, `all`"), "{e}");
+        // Without a GPU this falls back to the CPU; with one, the tiny model fits in 1 GiB.
+        if let Some(p) = open_planned("auto", Some("1G"), &sizes, &cfg, 256, 2).expect("fits") {
+            assert_eq!(p.n_gpu_ffn, cfg.n_layer());
+        }
     }
 
     #[test]

@@ -86,9 +86,28 @@ pub struct Args {
     #[arg(long = "draft-adaptive")]
     pub draft_adaptive: bool,
     /// Layers on the GPU: `all` runs the whole model on the first CUDA device (falling back to
-    /// the CPU, with a log line, when there is none); 0 (default) runs on the CPU.
+    /// the CPU, with a log line, when there is none); N keeps the dense FFN of layers N.. on
+    /// the CPU; `auto` lets the placement planner pick N under --vram-budget; 0 (default)
+    /// runs on the CPU.
     #[arg(long = "gpu-layers", default_value = "0")]
     pub gpu_layers: String,
+    /// Device memory the GPU placement may use, e.g. 16G, 15.5GiB, 12000M (binary units).
+    /// Default: the free device memory. Given with --gpu-layers 0 or auto, the planner picks
+    /// the number of GPU FFN layers; with N or all, it checks that they fit.
+    #[arg(long = "vram-budget")]
+    pub vram_budget: Option<String>,
+    /// Print where each step's time went (GPU trunk, copies, CPU FFN per layer, waits) at
+    /// the end.
+    #[arg(long = "profile")]
+    pub profile: bool,
+}
+
+/// Logs the `--profile` report, if anything was recorded.
+fn log_profile() {
+    let r = crate::placement::profile::report();
+    if !r.is_empty() {
+        tracing::info!("{r}");
+    }
 }
 
 /// Drafts per step for these arguments (0 = speculation off), with a notice where the
@@ -223,9 +242,35 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
 
     let sizes = SizeBreakdown::from_gguf(&file, &cfg);
-    if let Some(gpu) = super::gpu_run::open_gpu(&a.gpu_layers, cfg.n_layer())? {
+    if a.profile {
+        crate::placement::profile::enable();
+    }
+    let sampler_cfg = SamplerConfig {
+        temperature: a.temp,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        min_p: a.min_p,
+        repeat_penalty: a.repeat_penalty,
+        repeat_last_n: a.repeat_last_n,
+        seed: a.seed,
+    };
+    let wants_plan = a.vram_budget.is_some() || a.gpu_layers.trim().eq_ignore_ascii_case("auto");
+    let draft_slots = if wants_plan {
+        draft_n(&a, cfg.mtp_block().is_some(), &sampler_cfg)?
+    } else {
+        0
+    };
+    if let Some(gpu) = super::gpu_run::open_planned(
+        &a.gpu_layers,
+        a.vram_budget.as_deref(),
+        &sizes,
+        &cfg,
+        a.ctx,
+        draft_slots,
+    )? {
         let n_gpu_ffn = gpu.n_gpu_ffn;
         let done = super::gpu_run::run(&a, gpu, &cfg, &weights, &tok, &rendered, &prompt)?;
+        log_profile();
         let tokens = done.tokens;
         let spec_skipped = a.draft_n.unwrap_or(0) > 0 && done.stats.spec.is_none();
         if let Some(p) = &a.stats_json {
@@ -254,15 +299,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     let mut model = CpuModel::new(cfg.clone(), weights, threads);
     let mut st = SeqState::new(&cfg, a.ctx);
-    let mut sampler = Sampler::new(SamplerConfig {
-        temperature: a.temp,
-        top_k: a.top_k,
-        top_p: a.top_p,
-        min_p: a.min_p,
-        repeat_penalty: a.repeat_penalty,
-        repeat_last_n: a.repeat_last_n,
-        seed: a.seed,
-    });
+    let mut sampler = Sampler::new(sampler_cfg);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if !a.no_display_prompt {
@@ -337,6 +374,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if let Some(spec) = &stats.spec {
         eprintln!("{}", spec.summary());
     }
+    log_profile();
     if let Some(p) = &a.stats_json {
         let (host, dev) = decode_read_bytes(&sizes, 0);
         RunStats {

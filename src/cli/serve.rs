@@ -51,8 +51,14 @@ pub struct EngineArgs {
     /// Layers whose dense FFN runs on the GPU: `all` (whole model on the GPU), N (hybrid:
     /// trunk on the GPU, FFN of layers N.. on the CPU) or 0 (CPU only). Without a usable GPU
     /// the CPU engine runs, with a warning.
+    /// `auto` lets the placement planner pick N under --vram-budget.
     #[arg(long = "gpu-layers", default_value = "0")]
     pub gpu_layers: String,
+    /// Device memory the GPU placement may use, e.g. 16G, 15.5GiB, 12000M (binary units).
+    /// Default: the free device memory. With --gpu-layers 0 or auto the planner picks the
+    /// number of GPU FFN layers; with N or all it checks that they fit.
+    #[arg(long = "vram-budget")]
+    pub vram_budget: Option<String>,
 }
 
 impl EngineArgs {
@@ -77,10 +83,18 @@ impl EngineArgs {
     /// The GPU engine's factory when `--gpu-layers` asks for one and a GPU is usable.
     fn gpu_factory(&self) -> anyhow::Result<Option<GeneratorFactory>> {
         let spec = self.gpu_layers.clone();
+        let budget = self.vram_budget.clone();
+        if let Some(b) = &budget {
+            crate::placement::parse_size(b).with_context(|| format!("--vram-budget {b:?}"))?;
+        }
         let trimmed = spec.trim();
         let wants = trimmed.eq_ignore_ascii_case("all")
+            || trimmed.eq_ignore_ascii_case("auto")
+            || budget.is_some()
             || trimmed.parse::<usize>().map_err(|_| {
-                anyhow::anyhow!("--gpu-layers {spec:?}: expected `all` or a number of layers")
+                anyhow::anyhow!(
+                    "--gpu-layers {spec:?}: expected `auto`, `all` or a number of layers"
+                )
             })? > 0;
         if !wants {
             return Ok(None);
@@ -99,8 +113,17 @@ impl EngineArgs {
         Ok(Some(Box::new(
             move |file: &GgufFile, progress: &LoadProgress| {
                 let cfg = crate::model::qwen35::Config::from_gguf(file)?;
-                match crate::cli::gpu_run::open_gpu(&spec, cfg.n_layer())
-                    .map_err(|e| GeneratorError::Backend(e.to_string()))?
+                let sizes = crate::model::qwen35::SizeBreakdown::from_gguf(file, &cfg);
+                // The GPU generator decodes without speculation: no snapshot ring.
+                match crate::cli::gpu_run::open_planned(
+                    &spec,
+                    budget.as_deref(),
+                    &sizes,
+                    &cfg,
+                    n_ctx,
+                    0,
+                )
+                .map_err(|e| GeneratorError::Backend(format!("{e:#}")))?
                 {
                     Some(place) => {
                         let g = GpuGenerator::new(
