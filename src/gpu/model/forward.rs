@@ -18,6 +18,7 @@ use simd::{MatRef, Pool};
 
 use crate::gguf::TensorView;
 use crate::model::qwen35::{Config, FfnWeights, ForwardOutput, Logits, ModelError, Qwen35Weights};
+use crate::placement::profile::{self, Phase};
 
 use super::super::buffer::{GpuBuf, GpuMatrix, View, ViewMut};
 use super::super::device::Gpu;
@@ -134,7 +135,8 @@ struct CpuFfnScratch {
 enum FfnAt<'w, 'a> {
     Device(&'w GpuFfn),
     /// On the CPU with the `simd` kernels; activations go down and up through host memory.
-    Host(&'w FfnWeights<'a>, &'w Pool, &'w mut CpuFfnScratch),
+    /// The last field is the layer index (for `--profile`).
+    Host(&'w FfnWeights<'a>, &'w Pool, &'w mut CpuFfnScratch, usize),
 }
 
 fn mat<'v>(v: &TensorView<'v>) -> MatRef<'v> {
@@ -159,7 +161,7 @@ impl FfnAt<'_, '_> {
     ) -> Result<()> {
         match self {
             FfnAt::Device(f) => ffn(gpu, cfg, b, post_norm, f, t),
-            FfnAt::Host(f, pool, s) => {
+            FfnAt::Host(f, pool, s, il) => {
                 let d = cfg.n_embd;
                 let ff = f.gate.info.rows() as usize;
                 gpu.rms_norm(
@@ -172,12 +174,18 @@ impl FfnAt<'_, '_> {
                     d,
                     cfg.rms_eps,
                 )?;
+                let p0 = profile::start();
                 let xn = gpu.download(first(&b.xn, t * d)?)?;
+                profile::record(Phase::Download, il, p0);
+                let p0 = profile::start();
                 s.hid.resize(t * ff, 0.0);
                 s.o.resize(t * d, 0.0);
                 pool.ffn_gate_up_swiglu(mat(&f.gate), mat(&f.up), &xn, t, &mut s.hid[..t * ff]);
                 pool.matmul(mat(&f.down), &s.hid[..t * ff], t, &mut s.o[..t * d]);
+                profile::record(Phase::CpuFfn, il, p0);
+                let p0 = profile::start();
                 gpu.write(&s.o[..t * d], &mut b.o)?;
+                profile::record(Phase::Upload, il, p0);
                 gpu.add_inplace(b.x.view_mut(), b.o.view(), t * d)
             }
         }
@@ -356,6 +364,7 @@ impl<'a> GpuModel<'a> {
         rows: std::ops::Range<usize>,
         mut ring: Option<&mut GpuSnapshotRing>,
     ) -> Result<(), ModelError> {
+        let step_t0 = profile::start();
         let table = self.token_embd;
         self.embed(&table, tokens)?;
         let t = tokens.len();
@@ -375,7 +384,7 @@ impl<'a> GpuModel<'a> {
             // Placement: where this layer's FFN lives (decided at load time).
             let ffn_at = match (&lw.ffn, &host_ffn[il], pool.as_ref()) {
                 (Some(f), _, _) => FfnAt::Device(f),
-                (None, Some(f), Some(p)) => FfnAt::Host(f, p, &mut *cpu_scratch),
+                (None, Some(f), Some(p)) => FfnAt::Host(f, p, &mut *cpu_scratch, il),
                 _ => {
                     return Err(ModelError::Inconsistent(format!(
                         "layer {il}: its FFN is neither on the GPU nor on the CPU"
@@ -412,6 +421,11 @@ impl<'a> GpuModel<'a> {
         )?;
         lm_head(gpu, cfg, b, &w.output, rows)?;
         st.n_past += t;
+        if step_t0.is_some() {
+            // --profile: wait for the queued kernels so the step time includes them.
+            gpu.synchronize()?;
+            profile::record(Phase::Step, 0, step_t0);
+        }
         Ok(())
     }
 

@@ -16,6 +16,7 @@ use crate::ops::attention::{attend_one, AttnDims};
 use crate::ops::gdn::{gdn_token, GdnDims, GdnParams};
 use crate::ops::norm::{rms_norm, rms_norm_chunks_inplace};
 use crate::ops::rope::{rope_neox_inplace, rope_table_sections};
+use crate::placement::profile::{self, Phase};
 
 use super::config::Config;
 use super::error::ModelError;
@@ -252,6 +253,7 @@ impl<'a> CpuModel<'a> {
             ..
         } = self;
 
+        let step_t0 = profile::start();
         let x = grow(&mut scratch.x, t_n * d);
         for (t, &tok) in tokens.iter().enumerate() {
             embed(&w.token_embd, tok, &mut x[t * d..(t + 1) * d]);
@@ -259,6 +261,7 @@ impl<'a> CpuModel<'a> {
 
         for (il, (lw, ls)) in w.layers.iter().zip(layers.iter()).enumerate() {
             let _span = tracing::trace_span!("layer", il).entered();
+            let mixer_t0 = profile::start();
             let x = &mut scratch.x[..t_n * d];
             let xn = grow(&mut scratch.xn, t_n * d);
             norm_rows(x, &ls.attn_norm, eps, xn);
@@ -321,7 +324,10 @@ impl<'a> CpuModel<'a> {
                 ),
             }
             add_into(&mut scratch.x[..t_n * d], &scratch.o[..t_n * d]);
+            profile::record(Phase::CpuMixer, il, mixer_t0);
+            let ffn_t0 = profile::start();
             ffn(pool, scratch, &lw.ffn, &ls.post_norm, eps, t_n, d);
+            profile::record(Phase::CpuFfn, il, ffn_t0);
         }
 
         let hidden = grow(&mut out.hidden, t_n * d);
@@ -344,6 +350,7 @@ impl<'a> CpuModel<'a> {
         }
         out.logits.truncate(rows.len() * nv);
         st.n_past += t_n;
+        profile::record(Phase::Step, 0, step_t0);
         Ok(())
     }
 
