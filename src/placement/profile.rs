@@ -134,7 +134,11 @@ pub fn report() -> String {
         t.n_download,
         ms(t.upload),
         t.n_upload,
-        if t.n_download > 0 { "GPU trunk (queued, not waited on)" } else { "other" },
+        if t.n_download > 0 {
+            "GPU trunk (not overlapped by a download)"
+        } else {
+            "embedding, LM head, rest"
+        },
         ms(rest),
     );
     let n_layers = t.cpu_ffn.len().max(t.cpu_mixer.len());
@@ -174,7 +178,7 @@ mod tests {
         assert!(r.contains("total 10.00 ms"), "{r}");
         assert!(r.contains("CPU FFN 3.00 ms"), "{r}");
         // 20 ms of steps minus 14 ms on the host leaves 6 ms, 3 per step.
-        assert!(r.contains("waited on) 3.00 ms"), "{r}");
+        assert!(r.contains("by a download) 3.00 ms"), "{r}");
         assert!(r.contains("layer   2: mixer 0.000 ms, FFN 3.000 ms"), "{r}");
         assert!(!r.contains("layer   1"), "{r}");
         reset();
