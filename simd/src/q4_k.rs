@@ -163,18 +163,28 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     use super::{blocks, ActRow};
-    use crate::kq::x86::{bsums_madd, fold, fold16, fold_min4, hsum4, mins_dup16, scale_pair512};
+    use crate::kq::x86::{bsums_madd, hsum4, mins_dup16, scale_pair512};
     use crate::x86::{f16_to_f32_f16c, hsum8};
 
     /// k-input Q4_K × Q8_K kernel with 512-bit integer work and `vpdpwssd`.
+    ///
+    /// The float state of a token is one 16-lane vector: lanes 0..7 are the canonical `acc`,
+    /// lanes 8..11 Q4_K's `acc_m`, lanes 12..15 stay 0. One lane-wise fma per block updates
+    /// both with `d = dy · [dx ×8, −dminx ×4, 0 ×4]`; lane for lane this is the same fma
+    /// (same operands, same rounding) as the separate 8- and 4-lane steps of `kq.rs`, since
+    /// `dy · (−dminx) = −(dy · dminx)` exactly. The int32 lanes are gathered by two
+    /// permutes: `fold16(sumi)` into 0..7 and the pairwise sums of `summ` into 8..11.
     ///
     /// # Safety
     /// AVX-512 F/BW/VL/VNNI, AVX2, FMA, F16C must be available; lengths as in `avx2`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     pub unsafe fn matvec<const N: usize>(row: &[u8], x: &[ActRow<'_>; N], out: &mut [f32; N]) {
-        let mut acc = [_mm256_setzero_ps(); N];
-        let mut acc_m = [_mm_setzero_ps(); N];
+        let mut acc = [_mm512_setzero_ps(); N];
         let m4 = _mm512_set1_epi8(0x0F);
+        // Operand a = sumi (16 lanes), operand b = summ (8 lanes, indices 16..23).
+        let idx_a = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 18, 20, 22, 0, 0, 0, 0);
+        let idx_b = _mm512_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15, 17, 19, 21, 23, 0, 0, 0, 0);
+        const LIVE: __mmask16 = 0x0FFF;
         for (i, b) in blocks(row).iter().enumerate() {
             let (sc, m) = crate::kq::scale_min_k4(&b.scales);
             let mins = mins_dup16(&m);
@@ -193,6 +203,10 @@ mod avx512 {
                 s[v] = scale_pair512(sc[2 * v] as i16, sc[2 * v + 1] as i16);
             }
             let (dx, dminx) = (f16_to_f32_f16c(b.d), f16_to_f32_f16c(b.dmin));
+            let dv = _mm512_maskz_mov_ps(
+                LIVE,
+                _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(dx), _mm512_set1_ps(-dminx)),
+            );
             for t in 0..N {
                 let q8 = x[t].qs.as_ptr().add(256 * i);
                 let mut sumi = _mm512_setzero_si512();
@@ -200,14 +214,19 @@ mod avx512 {
                     let y = _mm512_loadu_si512(q8.add(64 * v) as *const __m512i);
                     sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(w[v], y), s[v]);
                 }
-                let summ = bsums_madd(x[t].bsums.as_ptr().add(16 * i), mins);
-                let dy = *x[t].d.get_unchecked(i);
-                acc[t] = fold(acc[t], dy * dx, fold16(sumi));
-                acc_m[t] = fold_min4(acc_m[t], -dy * dminx, summ);
+                let summ =
+                    _mm512_castsi256_si512(bsums_madd(x[t].bsums.as_ptr().add(16 * i), mins));
+                let ints = _mm512_add_epi32(
+                    _mm512_maskz_permutex2var_epi32(LIVE, sumi, idx_a, summ),
+                    _mm512_maskz_permutex2var_epi32(LIVE, sumi, idx_b, summ),
+                );
+                let d = _mm512_mul_ps(_mm512_set1_ps(*x[t].d.get_unchecked(i)), dv);
+                acc[t] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(ints), acc[t]);
             }
         }
         for t in 0..N {
-            out[t] = hsum8(acc[t]) + hsum4(acc_m[t]);
+            let a = acc[t];
+            out[t] = hsum8(_mm512_castps512_ps256(a)) + hsum4(_mm512_extractf32x4_ps(a, 2));
         }
     }
 }
