@@ -31,10 +31,11 @@ pub enum Kernel {
     Gdn,
     Attn,
     Argmax,
+    Dequant,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 7] = [
+    pub const ALL: [Kernel; 8] = [
         Kernel::Mmvq,
         Kernel::Norm,
         Kernel::Rope,
@@ -42,6 +43,7 @@ impl Kernel {
         Kernel::Gdn,
         Kernel::Attn,
         Kernel::Argmax,
+        Kernel::Dequant,
     ];
 
     /// File stem under `cuda/`.
@@ -54,6 +56,7 @@ impl Kernel {
             Kernel::Gdn => "gdn",
             Kernel::Attn => "attn",
             Kernel::Argmax => "argmax",
+            Kernel::Dequant => "dequant",
         }
     }
 
@@ -67,6 +70,7 @@ impl Kernel {
             Kernel::Gdn => include_str!("../../cuda/gdn.cu"),
             Kernel::Attn => include_str!("../../cuda/attn.cu"),
             Kernel::Argmax => include_str!("../../cuda/argmax.cu"),
+            Kernel::Dequant => include_str!("../../cuda/dequant.cu"),
         }
     }
 

@@ -46,6 +46,15 @@ pub struct Kernels {
     pub(crate) attn_partial: [CudaFunction; 3],
     pub(crate) attn_combine: CudaFunction,
     pub(crate) argmax: CudaFunction,
+    /// The prefill GEMM's conversions (None when `cuda/dequant.cu` failed to build or load).
+    pub(crate) dequant: Option<Dequant>,
+}
+
+/// Kernels of `cuda/dequant.cu`.
+pub struct Dequant {
+    /// Weights to f16, by format as in [`MMV_FORMATS`].
+    pub(crate) by_fmt: Vec<CudaFunction>,
+    pub(crate) f32_to_f16: CudaFunction,
 }
 
 /// How the modules were obtained, for the start-up log.
@@ -85,15 +94,27 @@ impl Kernels {
         let t0 = std::time::Instant::now();
         let mut mods = Vec::new();
         for k in Kernel::ALL {
-            let (image, cached) = compile::cubin(k, cc, driver_version)?;
+            let loaded = compile::cubin(k, cc, driver_version).and_then(|(image, cached)| {
+                let m = ctx
+                    .load_module(Ptx::from_binary(image))
+                    .map_err(GpuError::driver(format!("loading module {}", k.name())))?;
+                Ok((m, cached))
+            });
+            let (m, cached) = match loaded {
+                Ok(x) => x,
+                // The prefill GEMM's conversions are optional: without them prefill keeps
+                // the mat-vec path.
+                Err(e) if k == Kernel::Dequant => {
+                    tracing::warn!("prefill GEMM kernels unavailable: {e}");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if cached {
                 stats.cached += 1;
             } else {
                 stats.compiled += 1;
             }
-            let m = ctx
-                .load_module(Ptx::from_binary(image))
-                .map_err(GpuError::driver(format!("loading module {}", k.name())))?;
             mods.push((k, m));
         }
         stats.compile_ms = t0.elapsed().as_secs_f64() * 1e3;
@@ -104,8 +125,21 @@ impl Kernels {
             let f = |k: usize| m.get(Kernel::Mmvq, &format!("mmv_{fmt}_k{k}"));
             mmv.push([f(1)?, f(2)?, f(3)?, f(4)?, f(5)?, f(6)?, f(7)?, f(8)?]);
         }
+        let dequant = (|| -> Result<Dequant> {
+            let mut by_fmt = Vec::new();
+            for ty in MMV_FORMATS {
+                let fmt = ty.to_string().to_lowercase();
+                by_fmt.push(m.get(Kernel::Dequant, &format!("dequant_{fmt}_f16"))?);
+            }
+            Ok(Dequant {
+                by_fmt,
+                f32_to_f16: m.get(Kernel::Dequant, "f32_to_f16_rn")?,
+            })
+        })()
+        .ok();
         let k = Kernels {
             mmv,
+            dequant,
             quantize_q8_1: m.get(Kernel::Mmvq, "quantize_q8_1")?,
             rms_norm: m.get(Kernel::Norm, "rms_norm")?,
             rms_norm_gated: m.get(Kernel::Norm, "rms_norm_gated")?,

@@ -22,8 +22,8 @@ pub use compile::{cache_dir, compile_only, Kernel};
 pub use device::{DeviceInfo, Gpu, MIN_CC};
 pub use error::GpuError;
 pub use kernels::{LoadStats, MAX_K, MMV_FORMATS};
-pub use model::{GpuModel, GpuSeqState, GpuSnapshotRing};
+pub use model::{GpuModel, GpuSeqState, GpuSnapshotRing, GEMM_CHUNK, GEMM_MIN_TOKENS};
 pub use ops::{
-    AttnScratch, GdnConvArgs, GdnRecurrenceArgs, KvCache, QuantActs, ATTN_HEAD_DIMS, GDN_HEAD_DIM,
-    GDN_HEAD_DIMS,
+    AttnScratch, GdnConvArgs, GdnRecurrenceArgs, Gemm, KvCache, QuantActs, ATTN_HEAD_DIMS,
+    GDN_HEAD_DIM, GDN_HEAD_DIMS,
 };

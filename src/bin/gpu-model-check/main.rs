@@ -27,10 +27,14 @@
 //!   model unless --no-spec): greedy output equals plain greedy decoding on the GPU, token for
 //!   token over 256 tokens, whole GPU and hybrid, MTP / lookup / cycling oracle, N = 1..4.
 //!
+//! Prefill GEMM path: `prefill.rs` (run for every model; `--prefill-only` skips the other
+//! checks); `--prefill-bench PATH [--prefill-gpu-ffn N]`: pp16..pp2048 through both paths.
+//!
 //! `--spec-bench PATH [--spec-gpu-ffn N] [--spec-n TOKENS]`: verify step time T(k), k = 1..6,
 //! and decode t/s with the oracle drafter at simulated acceptance 75/84/95% vs plain decoding.
 
 mod matvecs;
+mod prefill;
 mod spec;
 
 use std::path::{Path, PathBuf};
@@ -679,8 +683,17 @@ fn main() {
         .and_then(|s| s.parse::<usize>().ok())
         .unwrap_or(128);
     let no_spec = args.iter().any(|a| a == "--no-spec");
+    let prefill_only = args.iter().any(|a| a == "--prefill-only");
+    let prefill_bench = value("--prefill-bench");
+    let prefill_gpu_ffn = value("--prefill-gpu-ffn")
+        .first()
+        .and_then(|s| s.parse::<usize>().ok());
     let tmp = std::env::temp_dir().join(format!("gpu-model-check-{}", std::process::id()));
-    if !args.iter().any(|a| a == "--no-synth") && bench_models.is_empty() && spec_bench.is_empty() {
+    if !args.iter().any(|a| a == "--no-synth")
+        && bench_models.is_empty()
+        && spec_bench.is_empty()
+        && prefill_bench.is_empty()
+    {
         let r = std::fs::create_dir_all(&tmp)
             .map_err(|e| e.into())
             .and_then(|_| synth_models(&tmp));
@@ -700,6 +713,13 @@ fn main() {
         }
     }
     for m in &models {
+        if let Err(e) = prefill::check(m, &mut rep) {
+            println!("gpu-model-check: {}: prefill check error: {e}", m.display());
+            rep.failed += 1;
+        }
+        if prefill_only {
+            continue;
+        }
         let r = Gpu::new(0)
             .map_err(|e| e.into())
             .and_then(|g| matvecs::check(m, Some(&g), threads, &mut rep));
@@ -727,6 +747,12 @@ fn main() {
     for m in &bench_models {
         if let Err(e) = bench(Path::new(m), threads, &mut rep) {
             println!("gpu-model-check: bench {m}: error: {e}");
+            rep.failed += 1;
+        }
+    }
+    for m in &prefill_bench {
+        if let Err(e) = prefill::bench(Path::new(m), prefill_gpu_ffn, threads) {
+            println!("gpu-model-check: prefill-bench {m}: error: {e}");
             rep.failed += 1;
         }
     }

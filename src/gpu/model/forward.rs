@@ -4,9 +4,17 @@
 //!
 //! A call of T tokens runs in chunks of at most [`MAX_BATCH`] = 8 tokens (the widest
 //! weight-stationary mat-vec): each chunk goes through every layer, each weight matrix read
-//! once per chunk. Longer prompts are therefore prefilled 8 tokens at a time (no GEMM path
-//! yet). A token's result does not depend on the chunking: the k-token mat-vec is bit-equal
-//! to k one-token calls, and the conv, recurrence and attention kernels run token by token.
+//! once per chunk. A token's result does not depend on this chunking: the k-token mat-vec is
+//! bit-equal to k one-token calls, and the conv, recurrence and attention kernels run token
+//! by token.
+//!
+//! Prefill GEMM path: when cuBLAS loaded (not for the f32 reference model) and at least
+//! [`GEMM_MIN_TOKENS`] tokens remain of a call that wants no more than the last logit row,
+//! chunks of up to [`GEMM_CHUNK`] tokens run every trunk projection as one GEMM
+//! ([`crate::gpu::Gemm`]: weights dequantized to f16, f16 activations, f32 accumulation); the
+//! conv, recurrence and attention still run token by token (attention in groups of 8 query
+//! tokens). The results differ from the mat-vec path at the activation-rounding level (f16
+//! instead of 8 bits per 32 values), so they depend on the chunking.
 //!
 //! Numerics against the CPU reference: quantized weights see activations quantized to 8 bits
 //! per 32 values with f32 scales (the CPU uses Q8_K 256-blocks for K-quants, Q8_0 with f16
@@ -25,7 +33,8 @@ use super::super::device::Gpu;
 use super::super::error::{GpuError, Result};
 use super::super::kernels::MAX_K;
 use super::super::ops::{
-    AttnScratch, GdnConvArgs, GdnRecurrenceArgs, KvCache, QuantActs, ATTN_HEAD_DIMS, GDN_HEAD_DIMS,
+    AttnScratch, GdnConvArgs, GdnRecurrenceArgs, Gemm, KvCache, QuantActs, ATTN_HEAD_DIMS,
+    GDN_HEAD_DIMS,
 };
 use super::snapshot::GpuSnapshotRing;
 use super::state::{GpuLayerState, GpuSeqState};
@@ -33,6 +42,13 @@ use super::weights::{GpuAttn, GpuFfn, GpuGdn, GpuLayer, GpuMixer, GpuWeights};
 
 /// Most tokens per chunk (one launch of the k-token mat-vec).
 pub const MAX_BATCH: usize = MAX_K;
+
+/// Fewest tokens left in a call for a chunk to take the GEMM path (below it, chunks of 8).
+/// Measured on an H200 with the 27B Q4_K_M (docs/benchmarks/gpu-prefill-2026-11-22.md).
+pub const GEMM_MIN_TOKENS: usize = 32;
+
+/// Most tokens of one GEMM-path chunk (activation buffers are sized for it).
+pub const GEMM_CHUNK: usize = 512;
 
 /// Device activation buffers for one chunk, each `[MAX_BATCH][width]`.
 struct Bufs {
@@ -63,11 +79,17 @@ struct Bufs {
     am_idx: GpuBuf<i32>,
     am_val: GpuBuf<f32>,
     qa: QuantActs,
+    /// Tokens the activation buffers hold (MAX_BATCH, or GEMM_CHUNK with `gemm`).
+    t_max: usize,
+    /// The prefill GEMM path (None: chunks of MAX_BATCH only).
+    gemm: Option<Gemm>,
 }
 
 impl Bufs {
-    fn new(gpu: &Gpu, c: &Config) -> Result<Bufs> {
-        let t = MAX_BATCH;
+    /// Buffers for `t` tokens per chunk; the logits, argmax and quantized activations only
+    /// ever serve chunks of at most MAX_BATCH rows.
+    fn new(gpu: &Gpu, c: &Config, t: usize, gemm: Option<Gemm>) -> Result<Bufs> {
+        let tb = MAX_BATCH;
         let (d, ff, nv) = (c.n_embd, c.n_ff, c.n_vocab);
         let (cd, vd, hv) = (c.gdn_conv_dim(), c.gdn_value_dim(), c.ssm_dt_rank);
         let (qd, kvd) = (c.attn_out_dim(), c.attn_kv_dim());
@@ -84,22 +106,65 @@ impl Bufs {
             y: a(vd.max(qd).max(ff), "output-projection input")?,
             o: a(d, "block output")?,
             hidden: a(d, "final hidden")?,
-            logits: a(nv, "logits")?,
-            am_idx: gpu.alloc_zeros::<i32>(t, "argmax index")?,
-            am_val: gpu.alloc_zeros::<f32>(t, "argmax value")?,
-            qa: QuantActs::new(gpu, t, (2 * d).max(ff).max(vd).max(qd))?,
+            logits: gpu.alloc_zeros::<f32>(tb * nv, "logits")?,
+            am_idx: gpu.alloc_zeros::<i32>(tb, "argmax index")?,
+            am_val: gpu.alloc_zeros::<f32>(tb, "argmax value")?,
+            qa: QuantActs::new(gpu, tb, (2 * d).max(ff).max(vd).max(qd))?,
+            t_max: t,
+            gemm,
         })
     }
 }
 
 /// Quantizes `x` ([k][n]) for the quantized mat-vec. Float weights read `x` directly, and
-/// every quantized row length is a multiple of 32, so a width that is not is left alone.
+/// every quantized row length is a multiple of 32, so a width that is not is left alone;
+/// chunks wider than the mat-vec go through the GEMM, which reads `x` directly.
 fn quant(gpu: &Gpu, x: View<'_, f32>, k: usize, n: usize, qa: &mut QuantActs) -> Result<()> {
-    if n % 32 == 0 {
+    if n % 32 == 0 && k <= MAX_K {
         gpu.quantize_acts(x, k, n, qa)
     } else {
         Ok(())
     }
+}
+
+/// `out = x · wᵀ` for t tokens: the mat-vec up to MAX_K tokens (`qa` holds `x` quantized),
+/// the GEMM beyond.
+fn mm(
+    gpu: &Gpu,
+    gemm: &mut Option<Gemm>,
+    qa: &QuantActs,
+    w: &GpuMatrix,
+    x: View<'_, f32>,
+    t: usize,
+    out: ViewMut<'_, f32>,
+) -> Result<()> {
+    if t <= MAX_K {
+        return gpu.matvec(w, x, qa, t, out);
+    }
+    match gemm.as_mut() {
+        Some(g) => gpu.gemm(g, w, x, t, out),
+        None => Err(GpuError::shape(
+            "GpuModel",
+            format!("{}: a chunk of {t} tokens without the GEMM path", w.name),
+        )),
+    }
+}
+
+/// Largest trunk matrix (elements) and widest trunk input (columns): the GEMM scratch sizes.
+fn gemm_sizes(w: &GpuWeights) -> (usize, usize) {
+    let mut mats: Vec<&GpuMatrix> = Vec::new();
+    for l in &w.layers {
+        match &l.mixer {
+            GpuMixer::Gdn(g) => mats.extend([&g.qkv, &g.gate, &g.beta, &g.alpha, &g.out]),
+            GpuMixer::Attention(a) => mats.extend([&a.q, &a.k, &a.v, &a.o]),
+        }
+        if let Some(f) = &l.ffn {
+            mats.extend([&f.gate, &f.up, &f.down]);
+        }
+    }
+    let elems = mats.iter().map(|m| m.rows * m.cols).max().unwrap_or(0);
+    let cols = mats.iter().map(|m| m.cols).max().unwrap_or(0);
+    (elems, cols)
 }
 
 fn first<'a>(b: &'a GpuBuf<f32>, n: usize) -> Result<View<'a, f32>> {
@@ -121,6 +186,8 @@ pub struct GpuModel<'a> {
     host_ffn: Vec<Option<FfnWeights<'a>>>,
     pool: Option<Pool>,
     cpu_scratch: CpuFfnScratch,
+    /// Fewest remaining tokens for a GEMM-path chunk ([`GEMM_MIN_TOKENS`] by default).
+    gemm_min: usize,
 }
 
 /// Host activation buffers of the CPU FFN (grown to the largest chunk, never shrunk).
@@ -128,6 +195,9 @@ pub struct GpuModel<'a> {
 struct CpuFfnScratch {
     hid: Vec<f32>,
     o: Vec<f32>,
+    /// Wall time spent in the CPU FFN (download, CPU matmuls, upload) since the last
+    /// [`GpuModel::take_cpu_ffn_secs`].
+    secs: f64,
 }
 
 /// Where one layer's dense FFN runs, decided by the placement in [`GpuModel::chunk`]; the
@@ -174,6 +244,7 @@ impl FfnAt<'_, '_> {
                     d,
                     cfg.rms_eps,
                 )?;
+                let t0 = std::time::Instant::now();
                 let p0 = profile::start();
                 let xn = gpu.download(first(&b.xn, t * d)?)?;
                 profile::record(Phase::Download, il, p0);
@@ -186,6 +257,7 @@ impl FfnAt<'_, '_> {
                 let p0 = profile::start();
                 gpu.write(&s.o[..t * d], &mut b.o)?;
                 profile::record(Phase::Upload, il, p0);
+                s.secs += t0.elapsed().as_secs_f64();
                 gpu.add_inplace(b.x.view_mut(), b.o.view(), t * d)
             }
         }
@@ -271,7 +343,22 @@ impl<'a> GpuModel<'a> {
             })
             .collect();
         let pool = (n_gpu_ffn < cfg.n_layer()).then(|| Pool::new(threads.max(1)));
-        let b = Bufs::new(&gpu, &cfg)?;
+        // The prefill GEMM path: not for the f32 reference (its point is f32 arithmetic), and
+        // any failure (no libcublas, no memory) keeps the chunk-of-8 path.
+        let mut b = None;
+        if !dequantize {
+            let (elems, cols) = gemm_sizes(&gw);
+            match Gemm::new(&gpu, elems, GEMM_CHUNK * cols)
+                .and_then(|g| Bufs::new(&gpu, &cfg, GEMM_CHUNK, Some(g)))
+            {
+                Ok(bufs) => b = Some(bufs),
+                Err(e) => tracing::warn!("prefill GEMM path off: {e}"),
+            }
+        }
+        let b = match b {
+            Some(b) => b,
+            None => Bufs::new(&gpu, &cfg, MAX_BATCH, None)?,
+        };
         tracing::info!(
             "GPU: all {} layers (dense FFN of {} on the GPU, {} on the CPU){}, output norm and LM head uploaded: {:.1} MiB in {:.1} s; token embedding on the host",
             cfg.n_layer(),
@@ -281,7 +368,7 @@ impl<'a> GpuModel<'a> {
             gw.bytes as f64 / (1u64 << 20) as f64,
             t0.elapsed().as_secs_f64()
         );
-        let host = vec![0.0; MAX_BATCH * cfg.n_embd];
+        let host = vec![0.0; b.t_max * cfg.n_embd];
         Ok(GpuModel {
             token_embd: w.token_embd,
             mtp_embd: w.mtp.as_ref().map(|m| m.embed_tokens),
@@ -293,7 +380,34 @@ impl<'a> GpuModel<'a> {
             host_ffn,
             pool,
             cpu_scratch: CpuFfnScratch::default(),
+            gemm_min: GEMM_MIN_TOKENS,
         })
+    }
+
+    /// Whether prefill chunks can take the GEMM path (cuBLAS loaded, buffers allocated).
+    pub fn gemm_available(&self) -> bool {
+        self.b.gemm.is_some()
+    }
+
+    /// Fewest remaining tokens for a GEMM-path chunk; `usize::MAX` turns the path off (tests
+    /// and benchmarks compare both paths).
+    pub fn set_gemm_min_tokens(&mut self, n: usize) {
+        self.gemm_min = n.max(MAX_BATCH + 1);
+    }
+
+    /// Seconds spent in CPU FFN layers (hybrid split) since the last call.
+    pub fn take_cpu_ffn_secs(&mut self) -> f64 {
+        std::mem::take(&mut self.cpu_scratch.secs)
+    }
+
+    /// Tokens of the next chunk with `remaining` tokens left: a GEMM chunk when allowed and
+    /// at most the last logit row is wanted, else at most MAX_BATCH.
+    fn chunk_len(&self, remaining: usize, logits_all: bool) -> usize {
+        if self.b.gemm.is_some() && !logits_all && remaining >= self.gemm_min {
+            remaining.min(self.b.t_max)
+        } else {
+            remaining.min(MAX_BATCH)
+        }
     }
 
     pub fn gpu(&self) -> &Gpu {
@@ -339,7 +453,7 @@ impl<'a> GpuModel<'a> {
         Ok(())
     }
 
-    /// Dequantizes the embedding rows of `tokens` (at most MAX_BATCH) and uploads them to `x`.
+    /// Dequantizes the embedding rows of `tokens` (at most `b.t_max`) and uploads them to `x`.
     fn embed(&mut self, table: &TensorView<'_>, tokens: &[u32]) -> Result<(), ModelError> {
         let d = self.cfg.n_embd;
         for (t, &tok) in tokens.iter().enumerate() {
@@ -442,12 +556,14 @@ impl<'a> GpuModel<'a> {
         out.logits.clear();
         out.hidden.clear();
         let (d, nv) = (self.cfg.n_embd, self.cfg.n_vocab);
-        let n_chunks = tokens.len().div_ceil(MAX_BATCH);
-        for (ci, chunk) in tokens.chunks(MAX_BATCH).enumerate() {
-            let t = chunk.len();
+        let mut pos = 0;
+        while pos < tokens.len() {
+            let t = self.chunk_len(tokens.len() - pos, matches!(want, Logits::All));
+            let chunk = &tokens[pos..pos + t];
+            pos += t;
             let rows = match want {
                 Logits::All => 0..t,
-                Logits::Last if ci + 1 == n_chunks => t - 1..t,
+                Logits::Last if pos == tokens.len() => t - 1..t,
                 _ => 0..0,
             };
             self.chunk(st, chunk, rows.clone(), None)?;
@@ -513,10 +629,12 @@ impl<'a> GpuModel<'a> {
         tokens: &[u32],
     ) -> Result<(u32, f32), ModelError> {
         self.check_tokens(st.n_ctx, st.n_past, tokens)?;
-        let n_chunks = tokens.len().div_ceil(MAX_BATCH);
-        for (ci, chunk) in tokens.chunks(MAX_BATCH).enumerate() {
-            let t = chunk.len();
-            let rows = if ci + 1 == n_chunks { t - 1..t } else { 0..0 };
+        let mut pos = 0;
+        while pos < tokens.len() {
+            let t = self.chunk_len(tokens.len() - pos, false);
+            let chunk = &tokens[pos..pos + t];
+            pos += t;
+            let rows = if pos == tokens.len() { t - 1..t } else { 0..0 };
             self.chunk(st, chunk, rows, None)?;
         }
         let nv = self.cfg.n_vocab;
@@ -711,10 +829,10 @@ fn gdn(
     let (hk, hv, dk) = (cfg.ssm_n_group, cfg.ssm_dt_rank, cfg.ssm_d_state);
     let (cd, vd) = (cfg.gdn_conv_dim(), cfg.gdn_value_dim());
     let xn = b.xn.view();
-    gpu.matvec(&g.qkv, xn, &b.qa, t, b.p0.view_mut())?;
-    gpu.matvec(&g.gate, xn, &b.qa, t, b.p1.view_mut())?;
-    gpu.matvec(&g.beta, xn, &b.qa, t, b.p2.view_mut())?;
-    gpu.matvec(&g.alpha, xn, &b.qa, t, b.p3.view_mut())?;
+    mm(gpu, &mut b.gemm, &b.qa, &g.qkv, xn, t, b.p0.view_mut())?;
+    mm(gpu, &mut b.gemm, &b.qa, &g.gate, xn, t, b.p1.view_mut())?;
+    mm(gpu, &mut b.gemm, &b.qa, &g.beta, xn, t, b.p2.view_mut())?;
+    mm(gpu, &mut b.gemm, &b.qa, &g.alpha, xn, t, b.p3.view_mut())?;
     gpu.gdn_conv(GdnConvArgs {
         x: b.p0.view(),
         w: g.conv_w.view(),
@@ -750,7 +868,15 @@ fn gdn(
         cfg.rms_eps,
     )?;
     quant(gpu, first(&b.y, t * vd)?, t, vd, &mut b.qa)?;
-    gpu.matvec(&g.out, b.y.view(), &b.qa, t, b.o.view_mut())
+    mm(
+        gpu,
+        &mut b.gemm,
+        &b.qa,
+        &g.out,
+        b.y.view(),
+        t,
+        b.o.view_mut(),
+    )
 }
 
 /// Gated attention (spec §3) for t tokens at positions pos0.. on `b.xn` (already quantized):
@@ -770,9 +896,9 @@ fn attention(
     let qd = nh * hd;
     let eps = cfg.rms_eps;
     let xn = b.xn.view();
-    gpu.matvec(&a.q, xn, &b.qa, t, b.p0.view_mut())?;
-    gpu.matvec(&a.k, xn, &b.qa, t, b.p1.view_mut())?;
-    gpu.matvec(&a.v, xn, &b.qa, t, b.p2.view_mut())?;
+    mm(gpu, &mut b.gemm, &b.qa, &a.q, xn, t, b.p0.view_mut())?;
+    mm(gpu, &mut b.gemm, &b.qa, &a.k, xn, t, b.p1.view_mut())?;
+    mm(gpu, &mut b.gemm, &b.qa, &a.v, xn, t, b.p2.view_mut())?;
     // Per head the projection is [q_h | gate_h]: the q norm reads every other hd-row.
     gpu.rms_norm(
         b.p0.view(),
@@ -814,11 +940,21 @@ fn attention(
     )?;
     gpu.kv_store(kv, b.p3.view(), b.p2.view(), t, pos0)?;
     let scale = 1.0 / (hd as f32).sqrt();
-    gpu.attn_decode(b.g.view(), kv, scratch, b.y.view_mut(), nh, t, pos0, scale)?;
+    // The attention scratch serves MAX_BATCH query tokens: longer chunks go in groups (their
+    // K/V are all stored above; each group attends causally up to its own positions).
+    let qd_all = nh * hd;
+    let mut s0 = 0;
+    while s0 < t {
+        let n = (t - s0).min(MAX_BATCH);
+        let q = b.g.view().sub(s0 * qd_all, n * qd_all)?;
+        let out = b.y.view_mut().sub(s0 * qd_all, n * qd_all)?;
+        gpu.attn_decode(q, kv, scratch, out, nh, n, pos0 + s0, scale)?;
+        s0 += n;
+    }
     let gates = b.p0.view().sub(hd, b.p0.len() - hd)?;
     gpu.sigmoid_gate(b.y.view_mut(), gates, t * nh, hd, 2 * hd)?;
     quant(gpu, first(&b.y, t * qd)?, t, qd, &mut b.qa)?;
-    gpu.matvec(&a.o, b.y.view(), &b.qa, t, b.o.view_mut())
+    mm(gpu, &mut b.gemm, &b.qa, &a.o, b.y.view(), t, b.o.view_mut())
 }
 
 /// `x += down(swiglu(gate·n, up·n))` with `n = RMSNorm(x)·post_norm`.
@@ -842,10 +978,34 @@ fn ffn(
         cfg.rms_eps,
     )?;
     quant(gpu, first(&b.xn, t * d)?, t, d, &mut b.qa)?;
-    gpu.matvec(&f.gate, b.xn.view(), &b.qa, t, b.p0.view_mut())?;
-    gpu.matvec(&f.up, b.xn.view(), &b.qa, t, b.p1.view_mut())?;
+    mm(
+        gpu,
+        &mut b.gemm,
+        &b.qa,
+        &f.gate,
+        b.xn.view(),
+        t,
+        b.p0.view_mut(),
+    )?;
+    mm(
+        gpu,
+        &mut b.gemm,
+        &b.qa,
+        &f.up,
+        b.xn.view(),
+        t,
+        b.p1.view_mut(),
+    )?;
     gpu.swiglu(b.p0.view(), b.p1.view(), b.y.view_mut(), t * ff)?;
     quant(gpu, first(&b.y, t * ff)?, t, ff, &mut b.qa)?;
-    gpu.matvec(&f.down, b.y.view(), &b.qa, t, b.o.view_mut())?;
+    mm(
+        gpu,
+        &mut b.gemm,
+        &b.qa,
+        &f.down,
+        b.y.view(),
+        t,
+        b.o.view_mut(),
+    )?;
     gpu.add_inplace(b.x.view_mut(), b.o.view(), t * d)
 }

@@ -9,7 +9,7 @@ mod snapshot;
 mod state;
 mod weights;
 
-pub use forward::{GpuModel, MAX_BATCH};
+pub use forward::{GpuModel, GEMM_CHUNK, GEMM_MIN_TOKENS, MAX_BATCH};
 pub use snapshot::GpuSnapshotRing;
 pub use state::{GpuLayerState, GpuSeqState};
 pub use weights::GpuWeights;

@@ -5,10 +5,12 @@
 mod attn;
 mod basic;
 mod gdn;
+mod gemm;
 mod matvec;
 
 pub use attn::{AttnScratch, KvCache, ATTN_HEAD_DIMS};
 pub use gdn::{GdnConvArgs, GdnRecurrenceArgs, GDN_HEAD_DIM, GDN_HEAD_DIMS};
+pub use gemm::Gemm;
 pub use matvec::QuantActs;
 
 use cudarc::driver::{LaunchArgs, LaunchConfig};

@@ -1,0 +1,200 @@
+//! The prefill GEMM path (`GpuModel` chunks of >= GEMM_MIN_TOKENS tokens through cuBLAS)
+//! against the chunk-of-8 mat-vec path, both measured against the f32 reference model, and
+//! its benchmark (`--prefill-bench PATH [--prefill-gpu-ffn N]`).
+//!
+//! Checks per model (skipped with a note when cuBLAS is unavailable):
+//! - last-token logits after a 5-token call (mat-vec) and a 70-token call (one GEMM chunk,
+//!   attention in groups of 8 at pos0 = 5), and after a 600-token call (GEMM chunks of 512 and
+//!   88): rel L2 of the GEMM path vs the f32 reference <= max(1.5 x the mat-vec path's, 1e-2).
+//!   The GEMM path rounds activations to f16 (2^-11 relative) where the mat-vec quantizes
+//!   them to 8 bits per 32 values (~2^-8), so it should be the closer of the two; 1e-2 is the
+//!   floor for F32-weight models, whose mat-vec path has no activation rounding at all;
+//! - greedy decoding of 16 tokens after the 600-token prompt equals the reference's up to the
+//!   first near tie: a divergence passes only where the reference's margin between its token
+//!   and the GEMM path's token is below 5% of the rms logit.
+
+use std::path::Path;
+use std::time::Instant;
+
+use hybrid_run::gguf::GgufFile;
+use hybrid_run::gpu::{Gpu, GpuModel};
+use hybrid_run::model::qwen35::{Config, ForwardOutput, Logits, Qwen35Weights};
+use hybrid_run::sample::argmax;
+
+use super::{row_errors, tokens, Report, R};
+
+/// Last-token logits of `calls` (each one forward call) from a fresh state.
+fn last_logits(m: &mut GpuModel<'_>, calls: &[&[u32]], n_ctx: usize) -> R<Vec<f32>> {
+    let mut st = m.new_state(n_ctx)?;
+    let mut out = ForwardOutput::default();
+    for c in calls {
+        m.forward(&mut st, c, Logits::Last, &mut out)?;
+    }
+    Ok(out.logits)
+}
+
+/// Greedy continuation of `n` tokens after `prompt`, with the logits of each step.
+fn greedy(m: &mut GpuModel<'_>, prompt: &[u32], n: usize, n_ctx: usize) -> R<Vec<(u32, Vec<f32>)>> {
+    let mut st = m.new_state(n_ctx)?;
+    let mut out = ForwardOutput::default();
+    m.forward(&mut st, prompt, Logits::Last, &mut out)?;
+    let mut res = Vec::new();
+    for _ in 0..n {
+        let tok = argmax(&out.logits) as u32;
+        res.push((tok, out.logits.clone()));
+        m.forward(&mut st, &[tok], Logits::Last, &mut out)?;
+    }
+    Ok(res)
+}
+
+pub fn check(path: &Path, rep: &mut Report) -> R<()> {
+    let file = GgufFile::open(path)?;
+    let cfg = Config::from_gguf(&file)?;
+    let name = path
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let nv = cfg.n_vocab;
+    let n_ctx = 640;
+    let wq = Qwen35Weights::load(&file, &cfg)?;
+    let mut gm = GpuModel::new(Gpu::new(0)?, cfg.clone(), &wq)?;
+    if !gm.gemm_available() {
+        println!("{name}: prefill GEMM path unavailable (no cuBLAS?): GEMM checks skipped");
+        return Ok(());
+    }
+    let wr = Qwen35Weights::load(&file, &cfg)?;
+    let mut rm = GpuModel::new_f32_reference(Gpu::new(0)?, cfg.clone(), &wr)?;
+    let a = tokens(5, nv, 11);
+    let b = tokens(70, nv, 12);
+    let long = tokens(600, nv, 13);
+    let cases: [(&str, Vec<&[u32]>); 2] = [
+        ("5 + 70 tokens", vec![&a[..], &b[..]]),
+        ("600 tokens", vec![&long[..]]),
+    ];
+    for (what, calls) in &cases {
+        let r = last_logits(&mut rm, calls, n_ctx)?;
+        gm.set_gemm_min_tokens(usize::MAX);
+        let m8 = last_logits(&mut gm, calls, n_ctx)?;
+        gm.set_gemm_min_tokens(hybrid_run::gpu::GEMM_MIN_TOKENS);
+        let gg = last_logits(&mut gm, calls, n_ctx)?;
+        let (e8, _) = row_errors(&m8, &r, nv);
+        let (eg, _) = row_errors(&gg, &r, nv);
+        let (egm, _) = row_errors(&gg, &m8, nv);
+        println!(
+            "{name}: {what}: last logits rel L2 vs f32 reference: GEMM {eg:.3e}, chunk-of-8 {e8:.3e}; GEMM vs chunk-of-8 {egm:.3e}"
+        );
+        rep.check(
+            &format!("{name}: {what}: GEMM-ref <= max(1.5 x mat-vec-ref, 1e-2)"),
+            eg,
+            (1.5 * e8).max(1e-2),
+        );
+    }
+    let want = greedy(&mut rm, &long, 16, n_ctx)?;
+    let got = greedy(&mut gm, &long, 16, n_ctx)?;
+    let mut detail = format!("{} tokens equal", want.len());
+    let mut ok = true;
+    if let Some(i) = (0..want.len()).find(|&i| want[i].0 != got[i].0) {
+        let l = &want[i].1;
+        let margin = (l[want[i].0 as usize] - l[got[i].0 as usize]) as f64;
+        let rms = (l.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() / l.len() as f64).sqrt();
+        ok = margin <= 0.05 * rms;
+        detail = format!("diverge at {i}: margin {margin:.2e}, rms {rms:.2e}");
+    }
+    rep.truth(
+        &format!("{name}: greedy after 600-token GEMM prefill == reference"),
+        ok,
+        &detail,
+    );
+    Ok(())
+}
+
+/// Seconds of one prefill of `n` tokens from a fresh state (greedy pick of the last).
+fn time_prefill(m: &mut GpuModel<'_>, toks: &[u32], n_ctx: usize) -> R<f64> {
+    let mut st = m.new_state(n_ctx)?;
+    let t0 = Instant::now();
+    m.forward_greedy(&mut st, toks)?;
+    Ok(t0.elapsed().as_secs_f64())
+}
+
+/// Best of `reps` prefills.
+fn best(m: &mut GpuModel<'_>, toks: &[u32], n_ctx: usize, reps: usize) -> R<f64> {
+    let mut b = f64::INFINITY;
+    for _ in 0..reps {
+        b = b.min(time_prefill(m, toks, n_ctx)?);
+    }
+    Ok(b)
+}
+
+pub fn bench(path: &Path, gpu_ffn: Option<usize>, threads: usize) -> R<()> {
+    let file = GgufFile::open(path)?;
+    let cfg = Config::from_gguf(&file)?;
+    let w = Qwen35Weights::load(&file, &cfg)?;
+    let nv = cfg.n_vocab;
+    let n_ctx = 2048 + 64;
+    let full = gpu_ffn.is_none_or(|n| n >= cfg.n_layer());
+    let mut m = match gpu_ffn {
+        Some(n) if n < cfg.n_layer() => {
+            GpuModel::new_hybrid(Gpu::new(0)?, cfg.clone(), &w, n, threads)?
+        }
+        _ => GpuModel::new(Gpu::new(0)?, cfg.clone(), &w)?,
+    };
+    let place = if full {
+        "full GPU".to_string()
+    } else {
+        format!("hybrid --gpu-layers {}", gpu_ffn.unwrap_or(0))
+    };
+    println!(
+        "prefill bench: {place}, GEMM path available: {}",
+        m.gemm_available()
+    );
+    let toks = tokens(2048, nv, 5);
+    m.forward_greedy(&mut m.new_state(n_ctx)?, &toks[..64])?; // warm-up (cuBLAS, caches)
+    if full {
+        // Threshold: chunk-of-8 vs one GEMM chunk at small prompt lengths.
+        for n in [16, 24, 32, 48, 64, 128] {
+            m.set_gemm_min_tokens(usize::MAX);
+            let t8 = best(&mut m, &toks[..n], n_ctx, 3)?;
+            m.set_gemm_min_tokens(9);
+            let tg = best(&mut m, &toks[..n], n_ctx, 3)?;
+            println!(
+                "pp{n}: chunk-of-8 {:.1} t/s, GEMM {:.1} t/s",
+                n as f64 / t8,
+                n as f64 / tg
+            );
+        }
+        m.set_gemm_min_tokens(hybrid_run::gpu::GEMM_MIN_TOKENS);
+    }
+    let lens: &[usize] = if full { &[512, 2048] } else { &[512] };
+    for &n in lens {
+        m.take_cpu_ffn_secs();
+        let t = best(&mut m, &toks[..n], n_ctx, 2)?;
+        let cpu = m.take_cpu_ffn_secs() / 2.0;
+        println!(
+            "{place}: pp{n} GEMM path {:.1} t/s ({:.3} s; CPU FFN about {:.3} s of it)",
+            n as f64 / t,
+            t,
+            cpu
+        );
+    }
+    m.set_gemm_min_tokens(usize::MAX);
+    m.take_cpu_ffn_secs();
+    let t = best(&mut m, &toks[..512], n_ctx, 1)?;
+    let cpu = m.take_cpu_ffn_secs();
+    println!(
+        "{place}: pp512 chunk-of-8 path {:.1} t/s ({t:.3} s; CPU FFN {cpu:.3} s)",
+        512.0 / t
+    );
+    // Decode after a 512-token prompt: the path is unchanged (1-token mat-vec).
+    m.set_gemm_min_tokens(hybrid_run::gpu::GEMM_MIN_TOKENS);
+    let mut st = m.new_state(n_ctx)?;
+    let (mut tok, _) = m.forward_greedy(&mut st, &toks[..512])?;
+    let t0 = Instant::now();
+    for _ in 0..32 {
+        tok = m.forward_greedy(&mut st, &[tok])?.0;
+    }
+    println!(
+        "{place}: decode tg32 after pp512 {:.2} t/s",
+        32.0 / t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
