@@ -9,8 +9,6 @@
 //! `--draft`) runs on every placement through [`GpuTarget`]; its GDN snapshot ring is
 //! allocated on the device before the weights.
 
-use std::io::Write;
-
 use anyhow::Context;
 
 use crate::generate::{generate, GenParams};
@@ -19,9 +17,10 @@ use crate::model::qwen35::{Config, Qwen35Weights, SizeBreakdown};
 use crate::placement::{parse_size, Plan, PlanRequest, ScratchModel};
 use crate::sample::{Sampler, SamplerConfig};
 use crate::spec::{generate_speculative, make_drafter, GpuTarget, SpecParams};
-use crate::tokenizer::{StreamDecoder, Tokenizer};
+use crate::tokenizer::Tokenizer;
 
 use super::run::Args;
+use super::text_sink::TextSink;
 
 /// The opened GPU and how many layers' dense FFN it holds.
 pub struct GpuPlacement {
@@ -200,29 +199,12 @@ pub fn run(
         st.bytes as f64 / (1u64 << 20) as f64
     );
     let mut sampler = Sampler::new(sampler_cfg);
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    if !a.no_display_prompt {
-        write!(out, "{rendered}")?;
-        out.flush()?;
-    }
-    let mut dec = StreamDecoder::new();
-    let mut io_err = None;
-    let mut tokens: Vec<u32> = Vec::new();
+    let mut sink = TextSink::new(tok, rendered, !a.no_display_prompt)?;
     let params = GenParams {
         n_predict: a.n_predict.min(a.ctx - prompt.len()),
         n_batch: a.batch,
     };
-    let mut on_token = |t: u32| {
-        tokens.push(t);
-        let piece = tok.token_to_piece(t, false).unwrap_or(&[]);
-        let s = dec.push(piece);
-        if let Err(e) = out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
-            io_err = Some(e);
-            return false;
-        }
-        true
-    };
+    let mut on_token = |t: u32| sink.push(t);
     let stats = match ring {
         None => generate(
             &mut model,
@@ -257,11 +239,7 @@ pub fn run(
             )?
         }
     };
-    write!(out, "{}", dec.finish())?;
-    writeln!(out)?;
-    if let Some(e) = io_err {
-        return Err(e.into());
-    }
+    let tokens = sink.finish()?;
     eprintln!(
         "prompt: {} tokens, {:.1} t/s | decode: {} tokens, {:.2} t/s | GPU {} | stop: {}",
         stats.n_prompt,

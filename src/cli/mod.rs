@@ -10,3 +10,4 @@ pub mod run_stats;
 pub mod serve;
 pub mod synth;
 pub mod tokenize;
+pub mod text_sink;

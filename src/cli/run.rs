@@ -1,18 +1,17 @@
 //! `hybrid-run -m MODEL.gguf -p PROMPT`: the main job, text generation.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
 use super::run_stats::{decode_read_bytes, peak_rss_bytes, RunStats};
+use super::text_sink::TextSink;
 use crate::generate::{generate, GenParams};
 use crate::gguf::GgufFile;
 use crate::model::qwen35::{Config, CpuModel, Qwen35Weights, SeqState, SizeBreakdown};
 use crate::sample::{Sampler, SamplerConfig};
 use crate::spec::{generate_speculative, make_drafter, CpuTarget, DraftKind, SpecParams};
 use crate::tokenizer::chat::{render, ChatMessage, ChatOptions};
-use crate::tokenizer::StreamDecoder;
 use crate::tokenizer::Tokenizer;
 
 /// The built-in model: generated from the repository's `models/` folder when no `-m` is given.
@@ -212,7 +211,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         n_embd = cfg.n_embd,
         isa = ?simd::Isa::detect(),
         threads,
-        "loaded; running on the CPU"
+        "model loaded"
     );
 
     let text = prompt_text(&a)?;
@@ -300,30 +299,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let mut model = CpuModel::new(cfg.clone(), weights, threads);
     let mut st = SeqState::new(&cfg, a.ctx);
     let mut sampler = Sampler::new(sampler_cfg);
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    if !a.no_display_prompt {
-        write!(out, "{rendered}")?;
-        out.flush()?;
-    }
-    let mut dec = StreamDecoder::new();
-    let mut io_err = None;
+    let mut sink = TextSink::new(&tok, &rendered, !a.no_display_prompt)?;
     let params = GenParams {
         n_predict: a.n_predict.min(a.ctx - prompt.len()),
         n_batch: a.batch,
     };
     let n_draft = draft_n(&a, model.has_mtp(), sampler.config())?;
-    let mut ids: Vec<u32> = Vec::new();
-    let mut on_token = |t: u32| {
-        ids.push(t);
-        let piece = tok.token_to_piece(t, false).unwrap_or(&[]);
-        let s = dec.push(piece);
-        if let Err(e) = out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
-            io_err = Some(e);
-            return false;
-        }
-        true
-    };
+    let mut on_token = |t: u32| sink.push(t);
     let stats = if n_draft == 0 {
         generate(
             &mut model,
@@ -357,11 +339,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             &mut on_token,
         )?
     };
-    write!(out, "{}", dec.finish())?;
-    writeln!(out)?;
-    if let Some(e) = io_err {
-        return Err(e.into());
-    }
+    let ids = sink.finish()?;
     eprintln!(
         "prompt: {} tokens, {:.1} t/s | decode: {} tokens, {:.2} t/s | threads {} | stop: {}",
         stats.n_prompt,
