@@ -169,8 +169,8 @@ mod avx512 {
     /// k-input Q4_K × Q8_K kernel with 512-bit integer work and `vpdpwssd`.
     ///
     /// The float state of a token is one 16-lane vector: lanes 0..7 are the canonical `acc`,
-    /// lanes 8..11 Q4_K's `acc_m`, lanes 12..15 stay 0. One lane-wise fma per block updates
-    /// both with `d = dy · [dx ×8, −dminx ×4, 0 ×4]`; lane for lane this is the same fma
+    /// lanes 8..11 Q4_K's `acc_m`, lanes 12..15 are never read (no masking needed). One
+    /// lane-wise fma per block updates both with `d = dy · [dx ×8, −dminx ×4, …]`; lane for lane this is the same fma
     /// (same operands, same rounding) as the separate 8- and 4-lane steps of `kq.rs`, since
     /// `dy · (−dminx) = −(dy · dminx)` exactly. The int32 lanes are gathered by two
     /// permutes: `fold16(sumi)` into 0..7 and the pairwise sums of `summ` into 8..11.
@@ -184,7 +184,6 @@ mod avx512 {
         // Operand a = sumi (16 lanes), operand b = summ (8 lanes, indices 16..23).
         let idx_a = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 18, 20, 22, 0, 0, 0, 0);
         let idx_b = _mm512_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15, 17, 19, 21, 23, 0, 0, 0, 0);
-        const LIVE: __mmask16 = 0x0FFF;
         for (i, b) in blocks(row).iter().enumerate() {
             let (sc, m) = crate::kq::scale_min_k4(&b.scales);
             let mins = mins_dup16(&m);
@@ -203,10 +202,7 @@ mod avx512 {
                 s[v] = scale_pair512(sc[2 * v] as i16, sc[2 * v + 1] as i16);
             }
             let (dx, dminx) = (f16_to_f32_f16c(b.d), f16_to_f32_f16c(b.dmin));
-            let dv = _mm512_maskz_mov_ps(
-                LIVE,
-                _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(dx), _mm512_set1_ps(-dminx)),
-            );
+            let dv = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(dx), _mm512_set1_ps(-dminx));
             for t in 0..N {
                 let q8 = x[t].qs.as_ptr().add(256 * i);
                 let mut sumi = _mm512_setzero_si512();
@@ -217,8 +213,8 @@ mod avx512 {
                 let summ =
                     _mm512_castsi256_si512(bsums_madd(x[t].bsums.as_ptr().add(16 * i), mins));
                 let ints = _mm512_add_epi32(
-                    _mm512_maskz_permutex2var_epi32(LIVE, sumi, idx_a, summ),
-                    _mm512_maskz_permutex2var_epi32(LIVE, sumi, idx_b, summ),
+                    _mm512_permutex2var_epi32(sumi, idx_a, summ),
+                    _mm512_permutex2var_epi32(sumi, idx_b, summ),
                 );
                 let d = _mm512_mul_ps(_mm512_set1_ps(*x[t].d.get_unchecked(i)), dv);
                 acc[t] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(ints), acc[t]);
