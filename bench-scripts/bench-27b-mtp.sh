@@ -29,6 +29,11 @@
 # The bandwidth defaults are assumptions, not measurements (103 GB/s: the 16-core H200 host
 # of docs/benchmarks; 3350 GB/s: H100 SXM HBM3 nominal); the table header says which.
 set -uo pipefail
+# cuBLAS (GPU prefill GEMM path) is loaded at run time; some hosts keep it only inside a Python
+# venv's NVIDIA wheels. Without it the GEMM path turns off with a warning.
+for d in /opt/torch/.venv/lib/python3*/site-packages/nvidia/cu13/lib /opt/torch/.venv/lib/python3*/site-packages/nvidia/cublas/lib; do
+  [ -d "$d" ] && export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+done
 cd "$(dirname "$0")/.."
 
 MODEL="" ; BIN="" ; OUTDIR="target/bench-27b-mtp" ; REPORT="" ; N=64 ; KS="0,1,2,3,4,5"
