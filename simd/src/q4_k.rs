@@ -163,7 +163,7 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     use super::{blocks, ActRow};
-    use crate::kq::x86::{bsums_madd, hsum4, mins_dup16, scale_pair512};
+    use crate::kq::x86::{bsums_madd, hsum4, mins_dup16};
     use crate::x86::{f16_to_f32_f16c, hsum8};
 
     /// k-input Q4_K × Q8_K kernel with 512-bit integer work and `vpdpwssd`.
@@ -184,6 +184,13 @@ mod avx512 {
         // Operand a = sumi (16 lanes), operand b = summ (8 lanes, indices 16..23).
         let idx_a = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 18, 20, 22, 0, 0, 0, 0);
         let idx_b = _mm512_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15, 17, 19, 21, 23, 0, 0, 0, 0);
+        let sidx = [0, 1, 2, 3].map(|v| {
+            _mm512_mask_blend_epi16(
+                0xFFFF_0000,
+                _mm512_set1_epi16(2 * v),
+                _mm512_set1_epi16(2 * v + 1),
+            )
+        });
         for (i, b) in blocks(row).iter().enumerate() {
             let (sc, m) = crate::kq::scale_min_k4(&b.scales);
             let mins = mins_dup16(&m);
@@ -198,8 +205,12 @@ mod avx512 {
                 w[2 * p] = _mm512_shuffle_i64x2(lo, hi, 0x44);
                 w[2 * p + 1] = _mm512_shuffle_i64x2(lo, hi, 0xEE);
             }
+            // s[v]: int16 lanes 0..15 = sc[2v], 16..31 = sc[2v+1], one `vpermw` each.
+            let sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64(
+                sc.as_ptr() as *const __m128i
+            )));
             for v in 0..4 {
-                s[v] = scale_pair512(sc[2 * v] as i16, sc[2 * v + 1] as i16);
+                s[v] = _mm512_permutexvar_epi16(sidx[v], sc16);
             }
             let (dx, dminx) = (f16_to_f32_f16c(b.d), f16_to_f32_f16c(b.dmin));
             let dv = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(dx), _mm512_set1_ps(-dminx));
