@@ -27,8 +27,10 @@ build_llamacpp() {
 case "$what" in
 small)
   build_llamacpp
-  log "kernel-bench --threads $T"
-  $bin/kernel-bench --threads "$T" --reps 5 2>&1 | tee "$OUT/kernel-bench.md" | tail -40
+  if [ -z "${SKIP_KERNEL_BENCH:-}" ]; then
+    log "kernel-bench --threads $T"
+    $bin/kernel-bench --threads "$T" --reps 5 2>&1 | tee "$OUT/kernel-bench.md" | tail -40
+  fi
   $bin/hybrid-run synth --preset small --quant q4_k_m -o $models/small.gguf 2>&1 | tail -1
   log "hybrid-run bench small (CPU, $T threads)"
   $bin/hybrid-run bench -m $models/small.gguf -t "$T" -p 512 -n 64 -r 3 --verify-k 1,2,4,8 --json "$OUT/ours-small.json" 2>&1 | grep '|' | tee -a "$OUT/summary.txt"
