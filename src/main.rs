@@ -33,15 +33,32 @@ enum Command {
     Tokenize(cli::tokenize::Args),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     hybrid_run::logging::init_verbosity(cli.verbose);
-    match cli.command {
+    let result = match cli.command {
         Some(Command::Bench(a)) => cli::bench::run(a),
         Some(Command::Info(a)) => cli::info::run(a),
         Some(Command::Serve(a)) => cli::serve::run(a),
         Some(Command::Synth(a)) => cli::synth::run(a),
         Some(Command::Tokenize(a)) => cli::tokenize::run(a),
         None => cli::run::run(cli.run),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The cause chain on one line, no backtrace: these are user-facing errors. Causes
+            // whose text an outer message already includes are not repeated.
+            let mut msg = e.to_string();
+            for cause in e.chain().skip(1) {
+                let c = cause.to_string();
+                if !msg.contains(&c) {
+                    msg.push_str(": ");
+                    msg.push_str(&c);
+                }
+            }
+            eprintln!("error: {msg}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
