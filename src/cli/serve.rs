@@ -99,9 +99,6 @@ impl EngineArgs {
         if !wants {
             return Ok(None);
         }
-        if self.draft_n.unwrap_or(0) > 0 {
-            tracing::warn!("speculative decoding runs on the CPU engine only for now; serving on the GPU without it");
-        }
         let (threads, n_ctx, n_batch) = (
             self.threads
                 .unwrap_or_else(simd::pool::physical_cores)
@@ -114,18 +111,23 @@ impl EngineArgs {
             move |file: &GgufFile, progress: &LoadProgress| {
                 let cfg = crate::model::qwen35::Config::from_gguf(file)?;
                 let sizes = crate::model::qwen35::SizeBreakdown::from_gguf(file, &cfg);
-                // The GPU generator decodes without speculation: no snapshot ring.
+                // The snapshot ring of speculative decoding is reserved before FFN layers.
+                let draft_slots = cpu
+                    .spec
+                    .resolve(cfg.mtp_block().is_some())
+                    .map_or(0, |s| s.draft_n);
                 match crate::cli::gpu_run::open_planned(
                     &spec,
                     budget.as_deref(),
                     &sizes,
                     &cfg,
                     n_ctx,
-                    0,
+                    draft_slots,
                 )
                 .map_err(|e| GeneratorError::Backend(format!("{e:#}")))?
                 {
                     Some(place) => {
+                        let spec = cpu.spec.resolve(cfg.mtp_block().is_some());
                         let g = GpuGenerator::new(
                             file,
                             place.gpu,
@@ -133,6 +135,7 @@ impl EngineArgs {
                             threads,
                             n_ctx,
                             n_batch,
+                            spec,
                         )?;
                         Ok(Box::new(g) as Box<dyn Generator + '_>)
                     }

@@ -26,6 +26,11 @@ impl<'m, 'a> GpuTarget<'m, 'a> {
     /// Wraps a model, its state and a ring allocated beforehand with
     /// [`GpuSnapshotRing::new`] (allocate it before anything else large on the device).
     /// The ring's slots, capped at [`MAX_K`] − 1, bound the drafts per step.
+    /// Ends the target and hands its snapshot ring back, for the next request to reuse.
+    pub fn into_ring(self) -> GpuSnapshotRing {
+        self.ring
+    }
+
     pub fn new(
         model: &'m mut GpuModel<'a>,
         st: &'m mut GpuSeqState,
