@@ -4,6 +4,7 @@
 //! AVX-512 VNNI, plus a pinned worker pool. See `.dev/SIMD_API.md` for the contract and
 //! `kq.rs` / `q8_0.rs` / `float.rs` for the fixed float order every path follows.
 
+pub mod act;
 pub mod acts;
 pub mod floats;
 pub mod isa;
@@ -11,7 +12,6 @@ mod kernels;
 mod kq;
 pub mod par;
 pub mod pool;
-pub mod act;
 pub mod types;
 #[cfg(target_arch = "x86_64")]
 mod x86;

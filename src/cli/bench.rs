@@ -62,7 +62,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if a.reps == 0 {
         bail!("--repetitions must be at least 1");
     }
-    let file = GgufFile::open(&a.model).with_context(|| format!("opening {}", a.model.display()))?;
+    let file =
+        GgufFile::open(&a.model).with_context(|| format!("opening {}", a.model.display()))?;
     let cfg = Config::from_gguf(&file)?;
     let w = Qwen35Weights::load(&file, &cfg)?;
     let threads = a.threads.unwrap_or_else(simd::pool::physical_cores).max(1);
@@ -71,7 +72,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let mut st = SeqState::new(&cfg, n_ctx);
     let mut out = ForwardOutput::default();
     let vocab = cfg.n_vocab as u32;
-    let tokens: Vec<u32> = (0..a.n_prompt.max(1) as u32).map(|i| (i * 7919 + 13) % vocab).collect();
+    let tokens: Vec<u32> = (0..a.n_prompt.max(1) as u32)
+        .map(|i| (i * 7919 + 13) % vocab)
+        .collect();
     let mut res = BenchResult {
         model: a.model.display().to_string(),
         file_bytes: file.file_size(),
@@ -82,7 +85,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         ..Default::default()
     };
     // Warm-up: page the weights in and size every buffer.
-    model.forward(&mut st, &tokens[..tokens.len().min(a.batch.max(1))], Logits::Last, &mut out)?;
+    model.forward(
+        &mut st,
+        &tokens[..tokens.len().min(a.batch.max(1))],
+        Logits::Last,
+        &mut out,
+    )?;
 
     if a.n_prompt > 0 {
         let mut times = Vec::new();
@@ -118,7 +126,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         let mut times = Vec::new();
         for _ in 0..a.reps.max(5) {
             st.reset();
-            model.forward(&mut st, &tokens[..8.min(tokens.len())], Logits::Last, &mut out)?;
+            model.forward(
+                &mut st,
+                &tokens[..8.min(tokens.len())],
+                Logits::Last,
+                &mut out,
+            )?;
             let batch: Vec<u32> = (0..k as u32).map(|i| (i * 31 + 5) % vocab).collect();
             let t0 = Instant::now();
             model.forward(&mut st, &batch, Logits::All, &mut out)?;
@@ -131,11 +144,17 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         res.verify.push((k, ms, ms / t1));
     }
 
-    println!("| model | size | threads | isa | pp{} t/s | tg{} t/s |", a.n_prompt, a.n_gen);
+    println!(
+        "| model | size | threads | isa | pp{} t/s | tg{} t/s |",
+        a.n_prompt, a.n_gen
+    );
     println!("|---|---:|---:|---|---:|---:|");
     println!(
         "| {} | {:.2} GiB | {} | {} | {:.2} | {:.2} |",
-        a.model.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+        a.model
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         res.file_bytes as f64 / (1u64 << 30) as f64,
         threads,
         res.isa,
@@ -149,7 +168,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         }
     }
     if let Some(p) = &a.json {
-        std::fs::write(p, serde_json::to_string_pretty(&res)?).with_context(|| format!("writing {}", p.display()))?;
+        std::fs::write(p, serde_json::to_string_pretty(&res)?)
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
 }

@@ -9,5 +9,5 @@ pub mod run;
 pub mod run_stats;
 pub mod serve;
 pub mod synth;
-pub mod tokenize;
 pub mod text_sink;
+pub mod tokenize;

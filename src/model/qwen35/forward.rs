@@ -566,7 +566,13 @@ fn attention(
         let kt = &mut k[t * kvd..(t + 1) * kvd];
         rms_norm_chunks_inplace(qt, &asm.q_norm, cfg.rms_eps);
         rms_norm_chunks_inplace(kt, &asm.k_norm, cfg.rms_eps);
-        rope_table_sections(pos0 + t, cfg.n_rot, cfg.rope_freq_base, cfg.rope_sections, s.rope);
+        rope_table_sections(
+            pos0 + t,
+            cfg.n_rot,
+            cfg.rope_freq_base,
+            cfg.rope_sections,
+            s.rope,
+        );
         rope_neox_inplace(qt, hd, s.rope);
         rope_neox_inplace(kt, hd, s.rope);
         let row = (pos0 + t) * kvd;
