@@ -9,13 +9,14 @@ VER=0.3.36
 mkdir -p "$CACHE/wheels" "$CACHE/sdist"
 py=${PYTHON:-python3}
 
+# The source package: the wheel is built from it, and tests read its gguf-py and vocab files.
+sdist="$CACHE/sdist/llama_cpp_python-$VER.tar.gz"
+if [ ! -f "$sdist" ]; then
+  "$py" -m pip download -q --no-deps --no-binary llama-cpp-python "llama-cpp-python==$VER" -d "$CACHE/sdist"
+fi
 if "$py" -c "import llama_cpp, sys; sys.exit(0 if llama_cpp.__version__ == '$VER' else 1)" 2>/dev/null; then
   echo "llama-cpp-python $VER already installed"
 else
-  sdist="$CACHE/sdist/llama_cpp_python-$VER.tar.gz"
-  if [ ! -f "$sdist" ]; then
-    "$py" -m pip download -q --no-deps --no-binary llama-cpp-python "llama-cpp-python==$VER" -d "$CACHE/sdist"
-  fi
   wheel=$(ls "$CACHE"/wheels/llama_cpp_python-$VER-*.whl 2>/dev/null | head -1 || true)
   if [ -z "$wheel" ]; then
     echo "building llama-cpp-python $VER wheel (one time, several minutes)..." >&2
