@@ -16,7 +16,6 @@ mod common;
 use common::*;
 use hybrid_run::gguf::GgufFile;
 use hybrid_run::model::qwen35::{Config, CpuModel, ForwardOutput, Logits, Qwen35Weights, SeqState};
-use hybrid_run::sample::argmax;
 use hybrid_run::synth::{Preset, QuantMix};
 
 /// Generated tokens per prompt. Prompt + generation stay below 256 positions: llama.cpp's
@@ -35,45 +34,6 @@ fn prompts(seed: u64, n_vocab: usize) -> Vec<Vec<u32>> {
 
 fn seeds() -> Vec<u64> {
     vec![1, 2, 3, fresh_seed()]
-}
-
-/// Bits of every logit row we compute for `prompt` then `forced` (teacher forcing): the
-/// prompt as one batch with all rows, then one token per call.
-fn our_rows(model: &mut CpuModel<'_>, prompt: &[u32], forced: &[u32]) -> Vec<Vec<f32>> {
-    let cfg = model.cfg.clone();
-    let nv = cfg.n_vocab;
-    let mut st = SeqState::new(&cfg, 256);
-    let mut out = ForwardOutput::default();
-    model
-        .forward(&mut st, prompt, Logits::All, &mut out)
-        .unwrap();
-    let mut rows: Vec<Vec<f32>> = out.logits.chunks_exact(nv).map(|r| r.to_vec()).collect();
-    for &t in forced {
-        model
-            .forward(&mut st, &[t], Logits::Last, &mut out)
-            .unwrap();
-        rows.push(out.logits.clone());
-    }
-    rows
-}
-
-/// Free-running greedy from `prompt` for `n` tokens.
-fn our_greedy(model: &mut CpuModel<'_>, prompt: &[u32], n: usize) -> Vec<u32> {
-    let cfg = model.cfg.clone();
-    let mut st = SeqState::new(&cfg, 256);
-    let mut out = ForwardOutput::default();
-    model
-        .forward(&mut st, prompt, Logits::Last, &mut out)
-        .unwrap();
-    let mut toks = vec![argmax(&out.logits)];
-    while toks.len() < n {
-        let t = *toks.last().unwrap();
-        model
-            .forward(&mut st, &[t], Logits::Last, &mut out)
-            .unwrap();
-        toks.push(argmax(&out.logits));
-    }
-    toks
 }
 
 fn same_bits(a: &[f32], b: &[f32]) -> bool {

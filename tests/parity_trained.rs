@@ -20,8 +20,7 @@ use std::process::Command;
 
 use common::*;
 use hybrid_run::gguf::GgufFile;
-use hybrid_run::model::qwen35::{Config, CpuModel, ForwardOutput, Logits, Qwen35Weights, SeqState};
-use hybrid_run::sample::argmax;
+use hybrid_run::model::qwen35::{Config, CpuModel, Qwen35Weights};
 use hybrid_run::tokenizer::Tokenizer;
 
 /// Greedy tokens compared per prompt.
@@ -94,45 +93,6 @@ fn llamacpp_tokenize(model: &Path, texts: &[String], dir: &Path) -> Vec<Vec<u32>
         .expect("running python3 for llama.cpp tokenization");
     assert!(status.success(), "llama.cpp tokenization failed");
     serde_json::from_slice(&std::fs::read(outp).unwrap()).unwrap()
-}
-
-/// Bits of every logit row we compute for `prompt` (one batch, all rows) then `forced`
-/// (one token per call).
-fn our_rows(model: &mut CpuModel<'_>, prompt: &[u32], forced: &[u32]) -> Vec<Vec<f32>> {
-    let cfg = model.cfg.clone();
-    let nv = cfg.n_vocab;
-    let mut st = SeqState::new(&cfg, 256);
-    let mut out = ForwardOutput::default();
-    model
-        .forward(&mut st, prompt, Logits::All, &mut out)
-        .unwrap();
-    let mut rows: Vec<Vec<f32>> = out.logits.chunks_exact(nv).map(|r| r.to_vec()).collect();
-    for &t in forced {
-        model
-            .forward(&mut st, &[t], Logits::Last, &mut out)
-            .unwrap();
-        rows.push(out.logits.clone());
-    }
-    rows
-}
-
-/// Free-running greedy from `prompt` for `n` tokens.
-fn our_greedy(model: &mut CpuModel<'_>, prompt: &[u32], n: usize) -> Vec<u32> {
-    let cfg = model.cfg.clone();
-    let mut st = SeqState::new(&cfg, 256);
-    let mut out = ForwardOutput::default();
-    model
-        .forward(&mut st, prompt, Logits::Last, &mut out)
-        .unwrap();
-    let mut toks = vec![argmax(&out.logits)];
-    while toks.len() < n {
-        let t = toks[toks.len() - 1];
-        model
-            .forward(&mut st, &[t], Logits::Last, &mut out)
-            .unwrap();
-        toks.push(argmax(&out.logits));
-    }
-    toks
 }
 
 fn same_bits(a: &[f32], b: &[f32]) -> bool {

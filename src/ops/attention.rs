@@ -139,7 +139,7 @@ mod tests {
             head_dim: 32,
         };
         let n_kv = 9;
-        let f = |i: usize, s: f32| ((i as f32 * s).sin() * 1.5);
+        let f = |i: usize, s: f32| (i as f32 * s).sin() * 1.5;
         let q: Vec<f32> = (0..dims.q_dim()).map(|i| f(i, 0.37)).collect();
         let gate: Vec<f32> = (0..dims.q_dim()).map(|i| f(i, 0.11)).collect();
         let kc = to16(

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use hybrid_run::model::qwen35::{CpuModel, ForwardOutput, Logits, SeqState};
+use hybrid_run::sample::argmax;
 use hybrid_run::synth::{Preset, QuantMix, SynthOptions, SynthPlan};
 
 /// True when the llama.cpp oracle (llama-cpp-python) can be imported. Tests that need it
@@ -170,4 +172,43 @@ pub fn prompt_ids(seed: u64, n: usize, lo: u32, hi: u32) -> Vec<u32> {
             lo + ((s >> 33) as u32) % (hi - lo)
         })
         .collect()
+}
+
+/// Bits of every logit row we compute for `prompt` then `forced` (teacher forcing): the
+/// prompt as one batch with all rows, then one token per call.
+pub fn our_rows(model: &mut CpuModel<'_>, prompt: &[u32], forced: &[u32]) -> Vec<Vec<f32>> {
+    let cfg = model.cfg.clone();
+    let nv = cfg.n_vocab;
+    let mut st = SeqState::new(&cfg, 256);
+    let mut out = ForwardOutput::default();
+    model
+        .forward(&mut st, prompt, Logits::All, &mut out)
+        .unwrap();
+    let mut rows: Vec<Vec<f32>> = out.logits.chunks_exact(nv).map(|r| r.to_vec()).collect();
+    for &t in forced {
+        model
+            .forward(&mut st, &[t], Logits::Last, &mut out)
+            .unwrap();
+        rows.push(out.logits.clone());
+    }
+    rows
+}
+
+/// Free-running greedy from `prompt` for `n` tokens.
+pub fn our_greedy(model: &mut CpuModel<'_>, prompt: &[u32], n: usize) -> Vec<u32> {
+    let cfg = model.cfg.clone();
+    let mut st = SeqState::new(&cfg, 256);
+    let mut out = ForwardOutput::default();
+    model
+        .forward(&mut st, prompt, Logits::Last, &mut out)
+        .unwrap();
+    let mut toks = vec![argmax(&out.logits)];
+    while toks.len() < n {
+        let t = *toks.last().unwrap();
+        model
+            .forward(&mut st, &[t], Logits::Last, &mut out)
+            .unwrap();
+        toks.push(argmax(&out.logits));
+    }
+    toks
 }
