@@ -123,19 +123,13 @@ impl Target for GpuTarget<'_, '_> {
         _want: Logits,
         out: &mut ForwardOutput,
     ) -> Result<(), SpecError> {
-        if pos > self.st.mtp_n_past {
-            return Err(SpecError::MtpGap {
-                pos,
-                filled: self.st.mtp_n_past,
-            });
-        }
-        let d = self.model.cfg.n_embd;
-        if hidden_in.len() != tokens.len() * d {
-            return Err(SpecError::HiddenRows {
-                got: hidden_in.len(),
-                want: tokens.len() * d,
-            });
-        }
+        super::target::check_mtp_args(
+            pos,
+            self.st.mtp_n_past,
+            tokens,
+            hidden_in,
+            self.model.cfg.n_embd,
+        )?;
         self.st.mtp_n_past = pos;
         // The GPU MTP forward always computes every row's logits (one weight-stationary LM
         // head pass per chunk); callers that asked for fewer ignore them.

@@ -147,21 +147,37 @@ impl Target for CpuTarget<'_, '_> {
         want: Logits,
         out: &mut ForwardOutput,
     ) -> Result<(), SpecError> {
-        if pos > self.st.mtp_n_past {
-            return Err(SpecError::MtpGap {
-                pos,
-                filled: self.st.mtp_n_past,
-            });
-        }
-        if hidden_in.len() != tokens.len() * self.model.cfg.n_embd {
-            return Err(SpecError::HiddenRows {
-                got: hidden_in.len(),
-                want: tokens.len() * self.model.cfg.n_embd,
-            });
-        }
+        check_mtp_args(
+            pos,
+            self.st.mtp_n_past,
+            tokens,
+            hidden_in,
+            self.model.cfg.n_embd,
+        )?;
         self.st.mtp_n_past = pos;
         Ok(self
             .model
             .mtp_forward_rows(self.st, tokens, hidden_in, want, out)?)
     }
+}
+
+/// The argument checks every [`Target::mtp_forward`] makes: no gap before `pos` in the MTP
+/// cache (`filled` entries written) and one `n_embd` hidden row per token.
+pub(crate) fn check_mtp_args(
+    pos: usize,
+    filled: usize,
+    tokens: &[u32],
+    hidden_in: &[f32],
+    n_embd: usize,
+) -> Result<(), SpecError> {
+    if pos > filled {
+        return Err(SpecError::MtpGap { pos, filled });
+    }
+    if hidden_in.len() != tokens.len() * n_embd {
+        return Err(SpecError::HiddenRows {
+            got: hidden_in.len(),
+            want: tokens.len() * n_embd,
+        });
+    }
+    Ok(())
 }
