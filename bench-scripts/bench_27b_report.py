@@ -1,17 +1,27 @@
 #!/usr/bin/env python3
-"""Table, JSON and plot for bench-27b-mtp.sh / bench-27b-mtp.ps1 (both call this, so the two
-scripts print the same output).
+"""The shared half of bench-27b-mtp.sh and bench-27b-mtp.ps1: the run plan and the report.
 
-Reads RUNS/meta.tsv (key<TAB>value lines) and RUNS/runs.tsv (one line per run, columns in
-COLUMNS below) written by the driver script; the hybrid-run rows' numbers come from the
-`--stats-json` files the binary wrote, the llama.cpp rows' from `llama-bench -o json`.
-Writes PREFIX.md (the table), PREFIX.json (the same rows) and PREFIX.png (decode t/s
-against draft length k for each placement); prints the table. Exit status 1 when any row
-is an error (a failed run, or a text that is not the MTP-off run's greedy text).
+Both drivers call this file, so they accept the same options and run the same commands, and
+print the same table:
+
+  bench_27b_report.py plan [OPTIONS]   checks the options, resolves the defaults and prints
+      the plan. With --dry-run: one human-readable line per command (`RUN tag: argv`, the
+      argv quoted as a POSIX shell would need it), byte for byte the same from either driver.
+      Without: tab-separated lines the driver executes (SET/META/SYNTH/RUN, see plan_lines).
+  bench_27b_report.py RUNS PREFIX      the report: reads RUNS/meta.tsv (key<TAB>value lines)
+      and RUNS/runs.tsv (one line per run, columns in COLUMNS below) written by the driver;
+      the hybrid-run rows' numbers come from the `--stats-json` files the binary wrote, the
+      llama.cpp rows' from `llama-bench -o json`. Writes PREFIX.md (the table), PREFIX.json
+      (the same rows) and PREFIX.png (decode t/s against draft length k for each placement;
+      skipped with a message when matplotlib is missing); prints the table. Exit status 1
+      when any row is an error (a failed run, or a text that is not the MTP-off run's greedy
+      text).
 """
 import argparse
 import json
 import os
+import re
+import shlex
 import sys
 
 COLUMNS = ["tag", "engine", "placement", "prompt", "k", "rc", "wall_s", "timed_out",
@@ -215,7 +225,235 @@ def plot(rows, path, title):
     return True
 
 
+# ---- the plan (shared by both drivers) ---------------------------------------------------
+
+PROMPTS = ["code", "prose"]
+PLACEMENTS = ["cpu", "hybrid", "gpu"]
+ASSUMED_HOST_BW = "103"   # the 16-core H200 host of docs/benchmarks (an assumption)
+ASSUMED_GPU_BW = "3350"   # H100 SXM HBM3 nominal (an assumption)
+N_PROMPT = "<n_prompt:%s>"  # llama-bench -p placeholder: the driver puts the MTP-off run's count
+
+
+class PlanError(Exception):
+    """A bad option: the drivers print `bench-27b-mtp: MESSAGE` and exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise PlanError(message)
+
+
+def plan_parser():
+    ap = _Parser(
+        prog="bench-27b-mtp", allow_abbrev=False,
+        description="Decode benchmark of a Qwen3.5/3.6-27B GGUF with and without MTP "
+        "speculation, CPU-only and hybrid (GPU + CPU). The same options for "
+        "bench-27b-mtp.sh (as written here) and bench-27b-mtp.ps1 (-Model, -NPredict, "
+        "-VsLlamacpp, -DryRun, ...: each long option in PascalCase).")
+    a = ap.add_argument
+    a("--model", help="GGUF model (first shard of a split model) [the synthetic 27B preset, "
+      "written once into $HYBRID_CACHE, default ~/.cache/hybrid-run]")
+    a("--bin", help="hybrid-run binary [.dev-carry/bench/hybrid-run if present, else "
+      "target/release/hybrid-run]")
+    a("--out", default="target/bench-27b-mtp", help="per-run files [%(default)s]")
+    a("--report", help="writes PREFIX.md, PREFIX.json, PREFIX.png [OUT/bench-27b-mtp]")
+    a("-n", "--n-predict", default="64", help="decode tokens per run [%(default)s]")
+    a("--ks", default="0,1,2,3,4,5", help="draft lengths, 0 = MTP off [%(default)s]")
+    a("--placements", default="cpu,hybrid", help="cpu, hybrid, gpu [%(default)s]")
+    a("--hybrid-layers", default="18", help="hybrid: dense FFN of layers 0..N-1 on the GPU, "
+      "the rest on the CPU [%(default)s]")
+    a("-t", "--threads", help="CPU threads for hybrid-run and llama-bench [each one's default]")
+    a("--timeout", default="900", help="seconds per run before it is killed [%(default)s]")
+    a("--host-bw", help="host memory read bandwidth in GB/s for the roofline [%s, assumed]"
+      % ASSUMED_HOST_BW)
+    a("--gpu-bw", help="GPU memory read bandwidth in GB/s for the roofline [%s, assumed]"
+      % ASSUMED_GPU_BW)
+    a("--vs-llamacpp", help="llama.cpp build folder (or its llama-bench): adds its rows")
+    a("--quick", action="store_true", help="-n 16 --ks 0,1,3 (a quick device run)")
+    a("--dry-run", action="store_true", help="print the commands, run nothing")
+    return ap
+
+
+def _positive_int(name, s, hi=None):
+    if not re.fullmatch(r"[0-9]+", s or "") or int(s) <= 0 or (hi and int(s) > hi):
+        raise PlanError("%s must be %s, got '%s'" % (
+            name, "1..%d" % hi if hi else "a positive number", s))
+    return int(s)
+
+
+def _bandwidth(name, s):
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", s) or float(s) <= 0:
+        raise PlanError("%s must be a positive number of GB/s, got '%s'" % (name, s))
+    return s
+
+
+def _list(name, s, check):
+    if not re.fullmatch(r"[^,]+(,[^,]+)*", s or ""):
+        raise PlanError("%s must be a comma-separated list, got '%s'" % (name, s))
+    items = s.split(",")
+    for i in items:
+        if not check(i):
+            raise PlanError("%s: '%s' is not %s" % (name, i, check.__doc__))
+    if len(set(items)) != len(items):
+        raise PlanError("%s: '%s' repeats an entry" % (name, s))
+    return items
+
+
+def _is_k(s):
+    """a draft length (0..16)"""
+    return re.fullmatch(r"[0-9]+", s) is not None and int(s) <= 16
+
+
+def _is_placement(s):
+    """cpu, hybrid or gpu"""
+    return s in PLACEMENTS
+
+
+def ge_regex(n):
+    """llama.cpp -ot pattern for "block number >= n" (the blocks whose dense FFN stays on the
+    CPU); n >= 100 is approximated by all three-digit blocks."""
+    t, u = divmod(n, 10)
+    if n < 10:
+        return "([%d-9]|[1-9][0-9]+)" % u
+    if n < 100:
+        if t < 9:
+            return "(%d[%d-9]|[%d-9][0-9]|[1-9][0-9][0-9]+)" % (t, u, t + 1)
+        return "(%d[%d-9]|[1-9][0-9][0-9]+)" % (t, u)
+    return "([1-9][0-9][0-9]+)"
+
+
+def llama_split(place, hyb):
+    return {"cpu": ["-ngl", "0"], "gpu": ["-ngl", "99"],
+            "hybrid": ["-ngl", "99", "-ot", "blk\\.%s\\.ffn_(up|down|gate)=CPU" % ge_regex(hyb)]}[place]
+
+
+def make_plan(argv, env=None, exe=None, exists=os.path.exists, isfile=os.path.isfile):
+    """The checked settings and commands for the driver's options `argv` (paths relative to
+    the repository root, the drivers' working directory). Raises PlanError on a bad option."""
+    env = os.environ if env is None else env
+    exe = (".exe" if os.name == "nt" else "") if exe is None else exe
+    o = plan_parser().parse_args(argv)
+    if o.quick:
+        o.n_predict, o.ks = "16", "0,1,3"
+    n = _positive_int("-n", o.n_predict)
+    hyb = _positive_int("--hybrid-layers", o.hybrid_layers, 999)
+    timeout = _positive_int("--timeout", o.timeout)
+    if o.threads is not None:
+        _positive_int("--threads", o.threads)
+    ks = _list("--ks", o.ks, _is_k)
+    places = _list("--placements", o.placements, _is_placement)
+    bw_source = "given"
+    if o.host_bw is None or o.gpu_bw is None:
+        bw_source = "assumed (defaults; pass --host-bw/--gpu-bw)"
+    host_bw = _bandwidth("--host-bw", o.host_bw or ASSUMED_HOST_BW)
+    gpu_bw = _bandwidth("--gpu-bw", o.gpu_bw or ASSUMED_GPU_BW)
+    for name in ("model", "bin", "out", "report", "vs_llamacpp"):
+        v = getattr(o, name)
+        if v is not None and (v == "" or re.search(r"[\t\r\n]", v)):
+            raise PlanError("--%s: empty, or has a tab or line break: %r" % (
+                name.replace("_", "-"), v))
+    live = not o.dry_run
+    b = o.bin
+    if b is None:
+        carried = ".dev-carry/bench/hybrid-run" + exe
+        b = carried if isfile(carried) else "target/release/hybrid-run" + exe
+    if live and not isfile(b):
+        raise PlanError("no hybrid-run binary at %s (cargo build --release, or --bin)" % b)
+    lbench = None
+    if o.vs_llamacpp is not None:
+        lc = o.vs_llamacpp
+        if isfile(lc):
+            lbench = lc
+        elif exists(lc + "/bin/llama-bench" + exe):
+            lbench = lc + "/bin/llama-bench" + exe
+        else:
+            lbench = lc + "/llama-bench" + exe
+        if live and not isfile(lbench):
+            raise PlanError("--vs-llamacpp: no llama-bench at %s" % lbench)
+    cache = env.get("HYBRID_CACHE") or (
+        (env.get("HOME") or env.get("USERPROFILE") or "~") + "/.cache/hybrid-run")
+    synth = None
+    model = o.model
+    if model is None:
+        model = cache + "/synthetic-27b-q4_k_m.gguf"
+        if not isfile(model):
+            synth = [b, "synth", "--preset", "27b", "--quant", "q4_k_m", "-o", model + ".part"]
+    elif live and not isfile(model):
+        raise PlanError("--model %s: no such file" % model)
+    out = o.out
+    runs = out + "/runs"
+    report = o.report if o.report is not None else out + "/bench-27b-mtp"
+    threads = [] if o.threads is None else ["-t", o.threads]
+    gpu_layers = {"cpu": "0", "hybrid": str(hyb), "gpu": "all"}
+    cmds = []
+    for place in places:
+        for prompt in PROMPTS:
+            for k in ks:
+                tag = "%s-%s-k%s" % (place, prompt, k)
+                cmds.append((tag, "hybrid-run", place, prompt, k, [
+                    b, "-m", model, "-f", "bench-scripts/prompts/%s.txt" % prompt,
+                    "-n", str(n), "--temp", "0", "--seed", "0", "--draft", "mtp",
+                    "--draft-n", k, "--gpu-layers", gpu_layers[place], "--no-display-prompt",
+                    "--stats-json", "%s/%s.json" % (runs, tag)] + threads))
+    if lbench is not None:
+        for place in places:
+            for prompt in PROMPTS:
+                cmds.append(("llamacpp-%s-%s" % (place, prompt), "llama.cpp", place, prompt,
+                             "0", [lbench, "-m", model, "-p", N_PROMPT % prompt, "-n", str(n),
+                                   "-r", "1", "-fa", "1"] + llama_split(place, hyb)
+                             + ["-o", "json"] + threads))
+    return {
+        "dry_run": o.dry_run, "model": model, "bin": b, "out": out, "runs": runs,
+        "report": report, "timeout": str(timeout), "cache": cache, "synth": synth,
+        "meta": [("n_predict", str(n)), ("threads", o.threads or "default"),
+                 ("hybrid_layers", str(hyb)), ("host_bw_gbs", host_bw),
+                 ("gpu_bw_gbs", gpu_bw), ("bw_source", bw_source)],
+        "cmds": cmds,
+    }
+
+
+def plan_lines(p):
+    """With --dry-run, the canonical listing both drivers print:
+        SYNTH: ARGV              (only when the synthetic model is not there yet)
+        RUN TAG: ARGV            (one per run, in run order)
+        REPORT: RUNS PREFIX
+    ARGV quoted with shlex.join. Otherwise tab-separated lines for the driver:
+        SET KEY VALUE            (model bin out runs report timeout cache)
+        META KEY VALUE           (lines for RUNS/meta.tsv)
+        SYNTH FINAL-PATH ARGV... (write FINAL-PATH.part, then rename it)
+        RUN TAG ENGINE PLACEMENT PROMPT K ARGV...
+    No field is empty and none holds a tab or line break (the options are checked)."""
+    if p["dry_run"]:
+        lines = []
+        if p["synth"]:
+            lines.append("SYNTH: " + shlex.join(p["synth"]))
+        for tag, _e, _p, _pr, _k, argv in p["cmds"]:
+            lines.append("RUN %s: %s" % (tag, shlex.join(argv)))
+        lines.append("REPORT: %s %s" % (shlex.quote(p["runs"]), shlex.quote(p["report"])))
+        return lines
+    lines = ["SET\t%s\t%s" % (k, p[k])
+             for k in ("model", "bin", "out", "runs", "report", "timeout", "cache")]
+    lines += ["META\t%s\t%s" % kv for kv in p["meta"]]
+    if p["synth"]:
+        lines.append("\t".join(["SYNTH", p["model"]] + p["synth"]))
+    for tag, engine, place, prompt, k, argv in p["cmds"]:
+        lines.append("\t".join(["RUN", tag, engine, place, prompt, k] + argv))
+    return lines
+
+
+def plan_main(argv):
+    try:
+        p = make_plan(argv)
+    except PlanError as e:
+        print("bench-27b-mtp: %s" % e, file=sys.stderr)
+        return 2
+    sys.stdout.write("".join(line + "\n" for line in plan_lines(p)))
+    return 0
+
+
 def main():
+    if sys.argv[1:2] == ["plan"]:
+        return plan_main(sys.argv[2:])
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("runs", help="folder with meta.tsv and runs.tsv")
     ap.add_argument("prefix", help="output path prefix: PREFIX.md, PREFIX.json, PREFIX.png")
