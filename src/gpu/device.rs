@@ -3,10 +3,13 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{result as drv, sys, CudaContext, CudaStream, DeviceRepr, ValidAsZeroBits};
+use cudarc::driver::{
+    result as drv, sys, CudaContext, CudaEvent, CudaStream, DeviceRepr, PinnedHostSlice,
+    ValidAsZeroBits,
+};
 use simd::GgmlType;
 
-use super::buffer::{GpuBuf, GpuMatrix, View};
+use super::buffer::{GpuBuf, GpuMatrix, View, ViewMut};
 use super::compile;
 use super::error::{GpuError, Result};
 use super::kernels::{Kernels, LoadStats};
@@ -375,5 +378,113 @@ impl Gpu {
         self.stream
             .record_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT))
             .map_err(GpuError::driver("recording an event"))
+    }
+}
+
+/// Page-locked host buffers for the activations that go down to the CPU FFN and back up in
+/// every CPU-placed layer (hybrid split): DMA from and to them needs no driver-side staging
+/// copy, and nothing is allocated per token.
+pub struct HostStaging {
+    /// Device -> host (the normed FFN input); cached memory, the CPU reads it.
+    down: PinnedHostSlice<f32>,
+    /// Host -> device (the FFN output); the CPU writes it.
+    up: PinnedHostSlice<f32>,
+    /// Recorded after the last upload from `up`, which must finish before `up` is rewritten.
+    up_done: CudaEvent,
+    up_pending: bool,
+}
+
+impl HostStaging {
+    /// Two buffers of `n` f32 each.
+    pub fn new(gpu: &Gpu, n: usize) -> Result<HostStaging> {
+        let alloc = || {
+            // SAFETY: page-locked host memory; every element is written (by a DMA or by the
+            // CPU) before it is read, and only the first n written elements are ever read.
+            unsafe { gpu.ctx.alloc_pinned_with_flags::<f32>(n.max(1), 0) }
+                .map_err(GpuError::driver("allocating pinned activation buffers"))
+        };
+        Ok(HostStaging {
+            down: alloc()?,
+            up: alloc()?,
+            up_done: gpu
+                .ctx
+                .new_event(None)
+                .map_err(GpuError::driver("creating an upload event"))?,
+            up_pending: false,
+        })
+    }
+
+    /// Copies `v` into the download buffer and waits for it.
+    pub fn download(&mut self, gpu: &Gpu, v: View<'_, f32>) -> Result<()> {
+        let n = v.len();
+        if n > self.down.len() {
+            return Err(GpuError::shape(
+                "HostStaging",
+                format!("{n} values for a pinned buffer of {}", self.down.len()),
+            ));
+        }
+        let host = self
+            .down
+            .as_mut_slice()
+            .map_err(GpuError::driver("mapping the pinned download buffer"))?;
+        // SAFETY: `v` points at n live f32 (it borrows its buffer), `host` has room for n, and
+        // the stream is synchronized before `host` is read or the borrow ends.
+        unsafe { drv::memcpy_dtoh_async(&mut host[..n], v.ptr, gpu.stream.cu_stream()) }
+            .map_err(GpuError::driver("copying activations from the device"))?;
+        gpu.synchronize()
+    }
+
+    /// The first `n_in` downloaded values and the first `n_out` values of the upload
+    /// buffer (after the previous upload from it has finished).
+    pub fn io(&mut self, n_in: usize, n_out: usize) -> Result<(&[f32], &mut [f32])> {
+        if n_in > self.down.len() || n_out > self.up.len() {
+            return Err(GpuError::shape(
+                "HostStaging",
+                format!(
+                    "{n_in} / {n_out} values for pinned buffers of {}",
+                    self.down.len()
+                ),
+            ));
+        }
+        if self.up_pending {
+            self.up_done
+                .synchronize()
+                .map_err(GpuError::driver("waiting for an activation upload"))?;
+            self.up_pending = false;
+        }
+        let down = self
+            .down
+            .as_slice()
+            .map_err(GpuError::driver("mapping the pinned download buffer"))?;
+        let up = self
+            .up
+            .as_mut_slice()
+            .map_err(GpuError::driver("mapping the pinned upload buffer"))?;
+        Ok((&down[..n_in], &mut up[..n_out]))
+    }
+
+    /// Queues the copy of the first `dst.len()` values of the upload buffer into `dst`.
+    pub fn upload(&mut self, gpu: &Gpu, dst: ViewMut<'_, f32>) -> Result<()> {
+        let n = dst.len();
+        if n > self.up.len() {
+            return Err(GpuError::shape(
+                "HostStaging",
+                format!("{n} values from a pinned buffer of {}", self.up.len()),
+            ));
+        }
+        let host = self
+            .up
+            .as_slice()
+            .map_err(GpuError::driver("mapping the pinned upload buffer"))?;
+        // SAFETY: `dst` addresses n live f32 of a device buffer it borrows; the pinned source
+        // is not written again until `up_done`, recorded right after, has completed (`io`
+        // waits for it).
+        unsafe { drv::memcpy_htod_async(dst.ptr, &host[..n], gpu.stream.cu_stream()) }
+            .map_err(GpuError::driver("copying activations to the device"))?;
+        self.up_done
+            .record(&gpu.stream)
+            .map_err(GpuError::driver("recording an activation upload"))?;
+        self.up_pending = true;
+        Ok(())
     }
 }

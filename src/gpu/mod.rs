@@ -19,10 +19,12 @@ mod ops;
 
 pub use buffer::{GpuBuf, GpuMatrix, View, ViewMut};
 pub use compile::{cache_dir, compile_only, Kernel};
-pub use device::{DeviceInfo, Gpu, MIN_CC};
+pub use device::{DeviceInfo, Gpu, HostStaging, MIN_CC};
 pub use error::GpuError;
 pub use kernels::{LoadStats, MAX_K, MMV_FORMATS};
-pub use model::{GpuModel, GpuSeqState, GpuSnapshotRing, GEMM_CHUNK, GEMM_MIN_TOKENS};
+pub use model::{
+    GpuModel, GpuSeqState, GpuSnapshotRing, GEMM_CHUNK, GEMM_MIN_TOKENS, STREAM_MIN_TOKENS,
+};
 pub use ops::{
     AttnScratch, GdnConvArgs, GdnRecurrenceArgs, Gemm, KvCache, QuantActs, ATTN_HEAD_DIMS,
     GDN_HEAD_DIM, GDN_HEAD_DIMS,

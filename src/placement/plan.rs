@@ -229,6 +229,12 @@ impl Plan {
             });
         }
         let mut left = req.budget_bytes - trunk;
+        // A split (some FFN layers on the CPU) also needs the two prefill weight-streaming
+        // slots; when every layer fits without them, none is needed.
+        let slots = 2 * sizes.ffn_max_matrix_bytes;
+        let all_fit = sizes.ffn_bytes <= left && req.forced_gpu_layers.is_none_or(|f| f == n_layer);
+        let stream_bytes = if all_fit || slots > left { 0 } else { slots };
+        left -= stream_bytes;
         let left_for_ffn = left;
         let mut n_fit = 0;
         for &b in &sizes.ffn_bytes_per_layer {
@@ -250,6 +256,14 @@ impl Plan {
             Some(f) => f,
             None => n_fit,
         };
+        let mut trunk = trunk;
+        if stream_bytes > 0 && n_gpu_ffn < n_layer {
+            items.push(Reservation {
+                what: "prefill weight-streaming slots (2 x largest FFN matrix)".into(),
+                bytes: stream_bytes,
+            });
+            trunk += stream_bytes;
+        }
         for (i, &b) in sizes.ffn_bytes_per_layer[..n_gpu_ffn].iter().enumerate() {
             items.push(Reservation {
                 what: format!("layer {i} dense FFN"),

@@ -198,7 +198,14 @@ fn the_27b_q4_k_m_plan_on_a_16_gib_card_with_a_32k_context() {
     // most but not all layers (llama.cpp's 18-layer split in ANCHORS was a hand-picked -ot,
     // with its larger compute buffers; this plan counts our own buffers).
     assert!((30..60).contains(&p.n_gpu_ffn), "{}", p.n_gpu_ffn);
-    assert!(p.trunk_reserved_bytes > 8 * GIB && p.trunk_reserved_bytes < 9 * GIB);
+    // Trunk + state + ring + scratch (with the prefill GEMM path's ~0.4 GiB) + the two
+    // streaming slots: between 8.5 and 9.5 GiB.
+    assert!(
+        p.trunk_reserved_bytes > 8 * GIB + GIB / 2 && p.trunk_reserved_bytes < 9 * GIB + GIB / 2,
+        "{}",
+        p.trunk_reserved_bytes
+    );
+    assert!(text.contains("prefill weight-streaming slots"));
     assert!(text.contains(&format!("{} of 64 layers on the GPU", p.n_gpu_ffn)));
     assert!(text.contains("speculative snapshot ring"));
     // At 8 GiB the trunk with a 32k context does not fit; a smaller -c is suggested.
@@ -225,4 +232,28 @@ fn the_27b_q4_k_m_plan_on_a_16_gib_card_with_a_32k_context() {
     )
     .expect("the suggested context fits");
     assert!(fitted.total_bytes() <= 8 * GIB);
+}
+
+#[test]
+fn a_split_reserves_two_streaming_slots_and_a_full_fit_does_not() {
+    let mut s = toy();
+    s.ffn_max_matrix_bytes = 40 * MIB;
+    // Everything fits: trunk 950 + KV 16 + state 10 = 976, FFN 400: no slots.
+    let p = Plan::compute(&s, &req(1400 * MIB, 16, 0)).expect("fits");
+    assert_eq!(p.n_gpu_ffn, 4);
+    assert!(p.items.iter().all(|r| !r.what.contains("streaming")));
+    // One layer short: the 80 MiB of slots come first, then the layers that still fit.
+    let p = Plan::compute(&s, &req(1300 * MIB, 16, 0)).expect("fits");
+    let slots = p.items.iter().find(|r| r.what.contains("streaming"));
+    assert_eq!(slots.map(|r| r.bytes), Some(80 * MIB));
+    assert_eq!(
+        p.n_gpu_ffn, 2,
+        "1300 - 976 - 80 = 244 MiB holds two 100 MiB layers"
+    );
+    assert!(p.total_bytes() <= 1300 * MIB);
+    // Forcing all layers needs no slots.
+    let mut r = req(1400 * MIB, 16, 0);
+    r.forced_gpu_layers = Some(4);
+    let p = Plan::compute(&s, &r).expect("fits");
+    assert!(p.items.iter().all(|r| !r.what.contains("streaming")));
 }

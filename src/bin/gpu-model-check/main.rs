@@ -32,10 +32,15 @@
 //!
 //! `--spec-bench PATH [--spec-gpu-ffn N] [--spec-n TOKENS]`: verify step time T(k), k = 1..6,
 //! and decode t/s with the oracle drafter at simulated acceptance 75/84/95% vs plain decoding.
+//!
+//! `--split-bench PATH [--vram-budget-gib G] [--split-ctx N] [--split-gpu-ffn N]` and
+//! `--ctx-bench PATH`: the planner's split under a budget, and decode at 0/8K/32K context
+//! (`split.rs`).
 
 mod matvecs;
 mod prefill;
 mod spec;
+mod split;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -468,23 +473,7 @@ fn bench(path: &Path, threads: usize, rep: &mut Report) -> R<()> {
     );
 
     // Device-to-device copy bandwidth, bytes read + written, as in gpu-check --bench.
-    let copy_bw = {
-        let g = gm.gpu();
-        let n = 1usize << 30;
-        let src = g.upload(&vec![0x5au8; n], "copy source")?;
-        let mut dst = g.alloc_zeros::<u8>(n, "copy destination")?;
-        let mut ts = Vec::new();
-        for _ in 0..7 {
-            g.synchronize()?;
-            let t = Instant::now();
-            for _ in 0..5 {
-                g.copy_bytes(src.view(), &mut dst.view_mut())?;
-            }
-            g.synchronize()?;
-            ts.push(t.elapsed().as_secs_f64() / 5.0);
-        }
-        2.0 * n as f64 / median(ts)
-    };
+    let copy_bw = split::copy_bandwidth(gm.gpu())?;
     let roof = copy_bw / gm.bytes_per_token() as f64;
     println!(
         "bench: device-to-device copy {:.0} GB/s -> roofline {:.1} t/s",
@@ -688,11 +677,26 @@ fn main() {
     let prefill_gpu_ffn = value("--prefill-gpu-ffn")
         .first()
         .and_then(|s| s.parse::<usize>().ok());
+    let split_bench = value("--split-bench");
+    let ctx_bench = value("--ctx-bench");
+    let budget_gib = value("--vram-budget-gib")
+        .first()
+        .and_then(|s| s.parse::<f64>().ok())
+        .unwrap_or(16.0);
+    let split_ctx = value("--split-ctx")
+        .first()
+        .and_then(|s| s.parse::<usize>().ok())
+        .unwrap_or(32768);
+    let split_gpu_ffn = value("--split-gpu-ffn")
+        .first()
+        .and_then(|s| s.parse::<usize>().ok());
     let tmp = std::env::temp_dir().join(format!("gpu-model-check-{}", std::process::id()));
     if !args.iter().any(|a| a == "--no-synth")
         && bench_models.is_empty()
         && spec_bench.is_empty()
         && prefill_bench.is_empty()
+        && split_bench.is_empty()
+        && ctx_bench.is_empty()
     {
         let r = std::fs::create_dir_all(&tmp)
             .map_err(|e| e.into())
@@ -753,6 +757,19 @@ fn main() {
     for m in &prefill_bench {
         if let Err(e) = prefill::bench(Path::new(m), prefill_gpu_ffn, threads) {
             println!("gpu-model-check: prefill-bench {m}: error: {e}");
+            rep.failed += 1;
+        }
+    }
+    for m in &split_bench {
+        let r = split::split_bench(Path::new(m), budget_gib, split_ctx, split_gpu_ffn, threads);
+        if let Err(e) = r {
+            println!("gpu-model-check: split-bench {m}: error: {e}");
+            rep.failed += 1;
+        }
+    }
+    for m in &ctx_bench {
+        if let Err(e) = split::ctx_bench(Path::new(m)) {
+            println!("gpu-model-check: ctx-bench {m}: error: {e}");
             rep.failed += 1;
         }
     }

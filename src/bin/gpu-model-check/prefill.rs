@@ -111,6 +111,48 @@ pub fn check(path: &Path, rep: &mut Report) -> R<()> {
         ok,
         &detail,
     );
+    // Hybrid split with prefill weight streaming: the CPU-placed FFN layers of a GEMM chunk
+    // run on the GPU from streamed copies of the same bytes, through the same kernels and
+    // cuBLAS call as the full-GPU model, so the prefill logits must be bit-identical to the
+    // full-GPU GEMM path's (and only close to the CPU-FFN path's).
+    let n_gpu = cfg.n_layer() / 2;
+    let wh = Qwen35Weights::load(&file, &cfg)?;
+    let mut hm = GpuModel::new_hybrid(Gpu::new(0)?, cfg.clone(), &wh, n_gpu, 4)?;
+    if !hm.streaming_available() {
+        rep.truth(
+            &format!("{name}: hybrid weight streaming available"),
+            false,
+            "no streamer",
+        );
+        return Ok(());
+    }
+    // Only the single 600-token call: in "5 + 70" the 5-token call runs the hybrid's
+    // CPU-placed FFN on the CPU (below the streaming threshold), so the states differ.
+    for (what, calls) in &cases[1..] {
+        let full = last_logits(&mut gm, calls, n_ctx)?;
+        hm.set_stream_min_tokens(hybrid_run::gpu::STREAM_MIN_TOKENS);
+        hm.take_stream_stats();
+        let streamed = last_logits(&mut hm, calls, n_ctx)?;
+        let (bytes, _) = hm.take_stream_stats();
+        hm.set_stream_min_tokens(usize::MAX);
+        let cpu = last_logits(&mut hm, calls, n_ctx)?;
+        let max_diff = full
+            .iter()
+            .zip(&streamed)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        let (ec, _) = row_errors(&cpu, &full, nv);
+        println!(
+            "{name}: {what}: hybrid {n_gpu}/{} streamed ({:.1} MiB) vs full GPU max |diff| {max_diff:.3e}; CPU-FFN hybrid vs full GPU rel L2 {ec:.3e}",
+            cfg.n_layer(),
+            bytes as f64 / (1u64 << 20) as f64
+        );
+        rep.truth(
+            &format!("{name}: {what}: streamed hybrid prefill == full-GPU GEMM path bit for bit"),
+            max_diff == 0.0 && bytes > 0 && streamed.len() == full.len(),
+            &format!("max |diff| {max_diff:e}, {bytes} bytes streamed"),
+        );
+    }
     Ok(())
 }
 
@@ -170,17 +212,49 @@ pub fn bench(path: &Path, gpu_ffn: Option<usize>, threads: usize) -> R<()> {
         }
         m.set_gemm_min_tokens(hybrid_run::gpu::GEMM_MIN_TOKENS);
     }
+    if !full {
+        // Weight streaming vs the CPU FFN for the GEMM chunks, by prompt length.
+        println!("weight streaming available: {}", m.streaming_available());
+        for n in [48, 64, 128, 256, 512, 2048] {
+            m.set_stream_min_tokens(hybrid_run::gpu::STREAM_MIN_TOKENS);
+            m.take_stream_stats();
+            let ts = best(&mut m, &toks[..n], n_ctx, 2)?;
+            let (bytes, host_s) = m.take_stream_stats();
+            let (bytes, host_s) = (bytes as f64 / 2.0, host_s / 2.0);
+            let cpu = if n <= 128 {
+                m.set_stream_min_tokens(usize::MAX);
+                m.take_cpu_ffn_secs();
+                let t = best(&mut m, &toks[..n], n_ctx, 1)?;
+                format!("{:.1} t/s", n as f64 / t)
+            } else {
+                "not run (CPU-bound, see pp128)".into()
+            };
+            println!(
+                "{place}: pp{n} streamed {:.1} t/s ({ts:.3} s; {:.2} GB streamed, {:.1} GB/s over the whole prefill, host copy {:.3} s = {:.1} GB/s) | CPU FFN {cpu}",
+                n as f64 / ts,
+                bytes / 1e9,
+                bytes / ts / 1e9,
+                host_s,
+                bytes / host_s.max(1e-9) / 1e9
+            );
+        }
+        m.set_stream_min_tokens(hybrid_run::gpu::STREAM_MIN_TOKENS);
+    }
     let lens: &[usize] = if full { &[512, 2048] } else { &[512] };
     for &n in lens {
+        if !full {
+            m.set_stream_min_tokens(usize::MAX);
+        }
         m.take_cpu_ffn_secs();
-        let t = best(&mut m, &toks[..n], n_ctx, 2)?;
-        let cpu = m.take_cpu_ffn_secs() / 2.0;
+        let t = best(&mut m, &toks[..n], n_ctx, if full { 2 } else { 1 })?;
+        let cpu = m.take_cpu_ffn_secs();
         println!(
-            "{place}: pp{n} GEMM path {:.1} t/s ({:.3} s; CPU FFN about {:.3} s of it)",
+            "{place}: pp{n} GEMM path, FFN on the CPU where placed {:.1} t/s ({:.3} s; CPU FFN about {:.3} s of it)",
             n as f64 / t,
             t,
             cpu
         );
+        m.set_stream_min_tokens(hybrid_run::gpu::STREAM_MIN_TOKENS);
     }
     m.set_gemm_min_tokens(usize::MAX);
     m.take_cpu_ffn_secs();

@@ -29,7 +29,7 @@ use crate::model::qwen35::{Config, FfnWeights, ForwardOutput, Logits, ModelError
 use crate::placement::profile::{self, Phase};
 
 use super::super::buffer::{GpuBuf, GpuMatrix, View, ViewMut};
-use super::super::device::Gpu;
+use super::super::device::{Gpu, HostStaging};
 use super::super::error::{GpuError, Result};
 use super::super::kernels::MAX_K;
 use super::super::ops::{
@@ -38,6 +38,7 @@ use super::super::ops::{
 };
 use super::snapshot::GpuSnapshotRing;
 use super::state::{GpuLayerState, GpuSeqState};
+use super::stream::{FfnStreamer, STREAM_MIN_TOKENS};
 use super::weights::{GpuAttn, GpuFfn, GpuGdn, GpuLayer, GpuMixer, GpuWeights};
 
 /// Most tokens per chunk (one launch of the k-token mat-vec).
@@ -189,13 +190,19 @@ pub struct GpuModel<'a> {
     cpu_scratch: CpuFfnScratch,
     /// Fewest remaining tokens for a GEMM-path chunk ([`GEMM_MIN_TOKENS`] by default).
     gemm_min: usize,
+    /// Hybrid split with the GEMM path: streams the CPU-placed FFN weights to the GPU for
+    /// chunks of at least `stream_min` tokens (`stream.rs`).
+    streamer: Option<FfnStreamer>,
+    stream_min: usize,
 }
 
 /// Host activation buffers of the CPU FFN (grown to the largest chunk, never shrunk).
 #[derive(Default)]
 struct CpuFfnScratch {
     hid: Vec<f32>,
-    o: Vec<f32>,
+    /// Pinned buffers for the normed input going down and the FFN output coming back
+    /// ([t_max][n_embd] each; allocated for the hybrid split).
+    staging: Option<HostStaging>,
     /// Wall time spent in the CPU FFN (download, CPU matmuls, upload) since the last
     /// [`GpuModel::take_cpu_ffn_secs`].
     secs: f64,
@@ -208,6 +215,10 @@ enum FfnAt<'w, 'a> {
     /// On the CPU with the `simd` kernels; activations go down and up through host memory.
     /// The last field is the layer index (for `--profile`).
     Host(&'w FfnWeights<'a>, &'w Pool, &'w mut CpuFfnScratch, usize),
+    /// A CPU-placed layer whose weights are streamed to the GPU for this chunk (large
+    /// prefill chunks): the FFN runs on the device on the streamed copies. Fields: the
+    /// streamer, every layer's host placement, the layer index.
+    Streamed(&'w mut FfnStreamer, &'w [Option<FfnWeights<'a>>], usize),
 }
 
 fn mat<'v>(v: &TensorView<'v>) -> MatRef<'v> {
@@ -232,6 +243,7 @@ impl FfnAt<'_, '_> {
     ) -> Result<()> {
         match self {
             FfnAt::Device(f) => ffn(gpu, cfg, b, post_norm, f, t),
+            FfnAt::Streamed(st, host, il) => ffn_streamed(gpu, cfg, b, post_norm, st, host, il, t),
             FfnAt::Host(f, pool, s, il) => {
                 let d = cfg.n_embd;
                 let ff = f.gate.info.rows() as usize;
@@ -246,17 +258,23 @@ impl FfnAt<'_, '_> {
                     cfg.rms_eps,
                 )?;
                 let t0 = std::time::Instant::now();
+                let n = t * d;
+                let stg = s.staging.as_mut().ok_or_else(|| {
+                    GpuError::shape("FfnAt::Host", "no pinned activation buffers")
+                })?;
                 let p0 = profile::start();
-                let xn = gpu.download(first(&b.xn, t * d)?)?;
+                stg.download(gpu, first(&b.xn, n)?)?;
                 profile::record(Phase::Download, il, p0);
                 let p0 = profile::start();
-                s.hid.resize(t * ff, 0.0);
-                s.o.resize(t * d, 0.0);
-                pool.ffn_gate_up_swiglu(mat(&f.gate), mat(&f.up), &xn, t, &mut s.hid[..t * ff]);
-                pool.matmul(mat(&f.down), &s.hid[..t * ff], t, &mut s.o[..t * d]);
+                if s.hid.len() < t * ff {
+                    s.hid.resize(t * ff, 0.0);
+                }
+                let (xn, o) = stg.io(n, n)?;
+                pool.ffn_gate_up_swiglu(mat(&f.gate), mat(&f.up), xn, t, &mut s.hid[..t * ff]);
+                pool.matmul(mat(&f.down), &s.hid[..t * ff], t, o);
                 profile::record(Phase::CpuFfn, il, p0);
                 let p0 = profile::start();
-                gpu.write(&s.o[..t * d], &mut b.o)?;
+                stg.upload(gpu, b.o.view_mut().sub(0, n)?)?;
                 profile::record(Phase::Upload, il, p0);
                 s.secs += t0.elapsed().as_secs_f64();
                 gpu.add_inplace(b.x.view_mut(), b.o.view(), t * d)
@@ -369,7 +387,40 @@ impl<'a> GpuModel<'a> {
             gw.bytes as f64 / (1u64 << 20) as f64,
             t0.elapsed().as_secs_f64()
         );
+        // Prefill weight streaming (hybrid split with the GEMM path); without the memory for
+        // it, large chunks run their CPU-placed FFN layers on the CPU.
+        let streamer = if b.gemm.is_some() {
+            match FfnStreamer::new(&gpu, &host_ffn) {
+                Ok(s) => {
+                    if let Some(s) = &s {
+                        tracing::info!(
+                            "prefill weight streaming: 2 slots of {:.1} MiB on the GPU (chunks of >= {STREAM_MIN_TOKENS} tokens run CPU-placed FFN layers on the GPU)",
+                            s.device_bytes() as f64 / 2.0 / (1u64 << 20) as f64
+                        );
+                    }
+                    s
+                }
+                Err(e) => {
+                    tracing::warn!("prefill weight streaming off: {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let host = vec![0.0; b.t_max * cfg.n_embd];
+        let mut cpu_scratch = CpuFfnScratch::default();
+        if pool.is_some() {
+            cpu_scratch.staging = Some(HostStaging::new(&gpu, b.t_max * cfg.n_embd)?);
+            // Sized once for the largest chunk, so the per-token path never allocates.
+            let ff_max = host_ffn
+                .iter()
+                .flatten()
+                .map(|f| f.gate.info.rows() as usize)
+                .max()
+                .unwrap_or(0);
+            cpu_scratch.hid = vec![0.0; b.t_max * ff_max];
+        }
         Ok(GpuModel {
             token_embd: w.token_embd,
             mtp_embd: w.mtp.as_ref().map(|m| m.embed_tokens),
@@ -380,8 +431,10 @@ impl<'a> GpuModel<'a> {
             host,
             host_ffn,
             pool,
-            cpu_scratch: CpuFfnScratch::default(),
+            cpu_scratch,
             gemm_min: GEMM_MIN_TOKENS,
+            streamer,
+            stream_min: STREAM_MIN_TOKENS,
         })
     }
 
@@ -394,6 +447,28 @@ impl<'a> GpuModel<'a> {
     /// and benchmarks compare both paths).
     pub fn set_gemm_min_tokens(&mut self, n: usize) {
         self.gemm_min = n.max(MAX_BATCH + 1);
+    }
+
+    /// Fewest tokens in a chunk for prefill weight streaming (hybrid split); `usize::MAX`
+    /// turns it off (tests and benchmarks compare both).
+    pub fn set_stream_min_tokens(&mut self, n: usize) {
+        self.stream_min = n.max(1);
+    }
+
+    /// Whether CPU-placed FFN layers can be streamed to the GPU for large prefill chunks.
+    pub fn streaming_available(&self) -> bool {
+        self.streamer.is_some()
+    }
+
+    /// (bytes streamed, host seconds copying into pinned memory) since the last call.
+    pub fn take_stream_stats(&mut self) -> (u64, f64) {
+        match self.streamer.as_mut() {
+            Some(s) => (
+                std::mem::take(&mut s.bytes),
+                std::mem::take(&mut s.host_copy_secs),
+            ),
+            None => (0, 0.0),
+        }
     }
 
     /// Seconds spent in CPU FFN layers (hybrid split) since the last call.
@@ -492,13 +567,29 @@ impl<'a> GpuModel<'a> {
             host_ffn,
             pool,
             cpu_scratch,
+            streamer,
+            stream_min,
             ..
         } = self;
+        // Large chunks stream the CPU-placed FFN weights to the GPU (needs the GEMM path,
+        // which chunks wider than MAX_BATCH always take).
+        let mut streamer = streamer
+            .as_mut()
+            .filter(|_| t >= *stream_min && t > MAX_BATCH);
+        if let Some(s) = streamer.as_deref_mut() {
+            s.begin(host_ffn)?;
+        }
         for (il, (lw, ls)) in w.layers.iter().zip(st.layers.iter_mut()).enumerate() {
             let _span = tracing::trace_span!("gpu layer", il).entered();
             // Placement: where this layer's FFN lives (decided at load time).
             let ffn_at = match (&lw.ffn, &host_ffn[il], pool.as_ref()) {
                 (Some(f), _, _) => FfnAt::Device(f),
+                (None, Some(_), _) if streamer.is_some() => {
+                    let s = streamer.as_deref_mut().ok_or_else(|| {
+                        ModelError::Inconsistent("the weight streamer vanished".into())
+                    })?;
+                    FfnAt::Streamed(s, host_ffn, il)
+                }
                 (None, Some(f), Some(p)) => FfnAt::Host(f, p, &mut *cpu_scratch, il),
                 _ => {
                     return Err(ModelError::Inconsistent(format!(
@@ -956,6 +1047,58 @@ fn attention(
     gpu.sigmoid_gate(b.y.view_mut(), gates, t * nh, hd, 2 * hd)?;
     quant(gpu, first(&b.y, t * qd)?, t, qd, &mut b.qa)?;
     mm(gpu, &mut b.gemm, &b.qa, &a.o, b.y.view(), t, b.o.view_mut())
+}
+
+/// [`ffn`] for a CPU-placed layer whose weights `st` streams to the GPU for this chunk (the
+/// gate, up and down matrices are taken in that order, each released once its GEMM is
+/// queued, so the slot can take the next matrix).
+#[allow(clippy::too_many_arguments)]
+fn ffn_streamed(
+    gpu: &Gpu,
+    cfg: &Config,
+    b: &mut Bufs,
+    post_norm: &GpuBuf<f32>,
+    st: &mut FfnStreamer,
+    host: &[Option<FfnWeights<'_>>],
+    il: usize,
+    t: usize,
+) -> Result<()> {
+    let d = cfg.n_embd;
+    let ff = host[il]
+        .as_ref()
+        .map(|f| f.gate.info.rows() as usize)
+        .ok_or_else(|| GpuError::shape("ffn_streamed", format!("layer {il} is not on the host")))?;
+    gpu.rms_norm(
+        b.x.view(),
+        d,
+        post_norm.view(),
+        b.xn.view_mut(),
+        d,
+        t,
+        d,
+        cfg.rms_eps,
+    )?;
+    let Bufs {
+        xn,
+        p0,
+        p1,
+        y,
+        o,
+        qa,
+        gemm,
+        ..
+    } = &mut *b;
+    st.with_matrix(gpu, host, il, 0, |w| {
+        mm(gpu, gemm, qa, w, xn.view(), t, p0.view_mut())
+    })?;
+    st.with_matrix(gpu, host, il, 1, |w| {
+        mm(gpu, gemm, qa, w, xn.view(), t, p1.view_mut())
+    })?;
+    gpu.swiglu(p0.view(), p1.view(), y.view_mut(), t * ff)?;
+    st.with_matrix(gpu, host, il, 2, |w| {
+        mm(gpu, gemm, qa, w, y.view(), t, o.view_mut())
+    })?;
+    gpu.add_inplace(b.x.view_mut(), b.o.view(), t * d)
 }
 
 /// `x += down(swiglu(gate·n, up·n))` with `n = RMSNorm(x)·post_norm`.

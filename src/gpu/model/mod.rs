@@ -7,11 +7,13 @@
 mod forward;
 mod snapshot;
 mod state;
+mod stream;
 mod weights;
 
 pub use forward::{GpuModel, GEMM_CHUNK, GEMM_MIN_TOKENS, MAX_BATCH};
 pub use snapshot::GpuSnapshotRing;
 pub use state::{GpuLayerState, GpuSeqState};
+pub use stream::STREAM_MIN_TOKENS;
 pub use weights::GpuWeights;
 
 use crate::generate::Engine;

@@ -44,6 +44,8 @@ pub struct SizeBreakdown {
     pub ffn_bytes_per_layer: Vec<u64>,
     /// Sum of `ffn_bytes_per_layer`.
     pub ffn_bytes: u64,
+    /// Largest single trunk FFN matrix (sizes the prefill weight-streaming slots).
+    pub ffn_max_matrix_bytes: u64,
     /// Tensors that are not part of a qwen35 model.
     pub other_bytes: u64,
     /// Element counts, for parameter fractions.
@@ -89,6 +91,7 @@ impl SizeBreakdown {
                     Some(b) => {
                         s.ffn_bytes_per_layer[b] += t.n_bytes;
                         s.ffn_bytes += t.n_bytes;
+                        s.ffn_max_matrix_bytes = s.ffn_max_matrix_bytes.max(t.n_bytes);
                         s.ffn_params += t.n_elements;
                     }
                     None => s.other_bytes += t.n_bytes,
