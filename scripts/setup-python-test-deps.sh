@@ -9,3 +9,11 @@ else
   "$py" -m pip install -q "openai>=1.30,<3"
   echo "installed openai $("$py" -c 'import openai; print(openai.__version__)')"
 fi
+# matplotlib: bench-scripts/bench_27b_report.py draws its plot with it (tests/bench_scripts.rs
+# checks the PNG; without it that half is reported skipped).
+if "$py" -c "import matplotlib" 2>/dev/null; then
+  echo "python test deps present (matplotlib $("$py" -c 'import matplotlib; print(matplotlib.__version__)'))"
+else
+  "$py" -m pip install -q "matplotlib>=3.5"
+  echo "installed matplotlib $("$py" -c 'import matplotlib; print(matplotlib.__version__)')"
+fi
