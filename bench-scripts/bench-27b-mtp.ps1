@@ -114,6 +114,7 @@ function Timed([string]$stdout, [string]$stderr, [string[]]$cmd) {
     $argLine = ($cmd[1..($cmd.Length - 1)] | ForEach-Object { Quote $_ }) -join " "
     $p = Start-Process -FilePath $cmd[0] -ArgumentList $argLine -PassThru -NoNewWindow `
         -RedirectStandardOutput $stdout -RedirectStandardError $stderr
+    $null = $p.Handle  # keeps ExitCode readable after exit (a known Start-Process quirk)
     $script:TimedOut = 0
     if (-not $p.WaitForExit($TimeoutS * 1000)) {
         $p.Kill($true); $p.WaitForExit(); $script:TimedOut = 1; $script:RC = 124
@@ -141,7 +142,8 @@ if ($Synth.Length -gt 0) {
     $final = $Synth[0]; $cmd = $Synth[1..($Synth.Length - 1)]
     [Console]::Out.WriteLine("SYNTH: $($cmd -join ' ')")
     New-Item -ItemType Directory -Force -Path (Split-Path -Parent $final) | Out-Null
-    & $cmd[0] $cmd[1..($cmd.Length - 1)] | Out-Null
+    $exe = $cmd[0]; $rest = @($cmd[1..($cmd.Length - 1)])
+    & $exe @rest | Out-Null
     if ($LASTEXITCODE -ne 0) { Die "synth failed" }
     Move-Item -Force "$final.part" $final
 }
@@ -150,10 +152,10 @@ if (Test-Path $RunsDir) { Remove-Item -Recurse -Force $RunsDir }
 New-Item -ItemType Directory -Force -Path $RunsDir | Out-Null
 $rdir = Split-Path -Parent $ReportPrefix
 if ($rdir) { New-Item -ItemType Directory -Force -Path $rdir | Out-Null }
-Set-Content -Path "$RunsDir/runs.tsv" -Value $null
+New-Item -ItemType File -Force -Path "$RunsDir/runs.tsv" | Out-Null
 $gpuName = "none"
 if (Get-Command nvidia-smi -ErrorAction SilentlyContinue) {
-    $g = & nvidia-smi --query-gpu=name --format=csv,noheader 2>$null | Select-Object -First 1
+    $g = & nvidia-smi "--query-gpu=name" "--format=csv,noheader" 2>$null | Select-Object -First 1
     if ($g) { $gpuName = $g }
 }
 $version = (& $BinPath --version 2>$null | Select-Object -First 1)

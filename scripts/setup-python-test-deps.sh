@@ -17,3 +17,11 @@ else
   "$py" -m pip install -q "matplotlib>=3.5"
   echo "installed matplotlib $("$py" -c 'import matplotlib; print(matplotlib.__version__)')"
 fi
+# tree-sitter-powershell: tests/bench_scripts.rs parses bench-scripts/bench-27b-mtp.ps1 with it
+# (a syntax check only; there is no PowerShell to run it here).
+if "$py" -c "import tree_sitter, tree_sitter_powershell" 2>/dev/null; then
+  echo "python test deps present (tree-sitter-powershell)"
+else
+  "$py" -m pip install -q "tree-sitter>=0.23" "tree-sitter-powershell>=0.24"
+  echo "installed tree-sitter-powershell"
+fi

@@ -887,3 +887,52 @@ fn the_report_computes_rows_from_stats_json_and_marks_text_mismatches_and_failed
     assert!(md.contains("100 GB/s") && md.contains("bandwidths given"));
     check_plot(&prefix, &stderr(&o));
 }
+
+/// Parses a PowerShell file with tree-sitter-powershell (Python); None when that grammar is not
+/// installed. Some(errors) lists the ERROR/MISSING nodes as "row:col text".
+fn powershell_syntax_errors(src: &str) -> Option<Vec<String>> {
+    let script = "import sys\n\
+        try:\n    import tree_sitter, tree_sitter_powershell as tsp\n\
+        except ImportError:\n    sys.exit(3)\n\
+        p = tree_sitter.Parser(tree_sitter.Language(tsp.language()))\n\
+        t = p.parse(sys.stdin.buffer.read())\n\
+        def walk(n):\n    if n.type == 'ERROR' or n.is_missing:\n        \
+        print('%d:%d %r' % (n.start_point[0] + 1, n.start_point[1], n.text[:60]))\n    \
+        for c in n.children:\n        walk(c)\n\
+        walk(t.root_node)\n";
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(src.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    if o.status.code() == Some(3) {
+        return None;
+    }
+    assert!(o.status.success(), "parser failed");
+    Some(stdout(&o).lines().map(str::to_string).collect())
+}
+
+#[test]
+fn the_ps1_parses_as_powershell() {
+    // Syntax only (tree-sitter's grammar, not PowerShell itself): the .ps1 has never run.
+    let Some(errors) = powershell_syntax_errors("function f { if ($x -eq 1) { 'a' }\n") else {
+        println!("skipped: tree-sitter-powershell not installed (scripts/setup-python-test-deps.sh installs it)");
+        return;
+    };
+    assert!(!errors.is_empty(), "the grammar must flag a missing brace");
+    let ps1 = std::fs::read_to_string(root().join(PS1)).unwrap();
+    assert_eq!(
+        powershell_syntax_errors(&ps1),
+        Some(vec![]),
+        "{PS1} has syntax errors"
+    );
+}
