@@ -163,10 +163,10 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     use super::{blocks, ActRow};
-    use crate::kq::x86::{bsums_madd, hsum4, mins_dup16};
+    use crate::kq::x86::{bsums_madd, hsum4, mins_dup16, scaled_dot256, up16_index};
     use crate::x86::{f16_to_f32_f16c, hsum8};
 
-    /// k-input Q4_K × Q8_K kernel with 512-bit integer work and `vpdpwssd`.
+    /// k-input Q4_K × Q8_K kernel with 512-bit integer work (`vpdpbusd`, `vpmaddwd`).
     ///
     /// The float state of a token is one 16-lane vector: lanes 0..7 are the canonical `acc`,
     /// lanes 8..11 Q4_K's `acc_m`, lanes 12..15 are never read (no masking needed). One
@@ -174,6 +174,10 @@ mod avx512 {
     /// (same operands, same rounding) as the separate 8- and 4-lane steps of `kq.rs`, since
     /// `dy · (−dminx) = −(dy · dminx)` exactly. The int32 lanes are gathered by two
     /// permutes: `fold16(sumi)` into 0..7 and the pairwise sums of `summ` into 8..11.
+    ///
+    /// The integer part is `kq::x86::scaled_dot256` (`vpdpbusd` per vector, one `vpmaddwd`
+    /// per two vectors) with the scale pairs `s01` dword m = `(sc[m/8], sc[2 + m/8])` and
+    /// `s23` = `(sc[4 + m/8], sc[6 + m/8])`.
     ///
     /// # Safety
     /// AVX-512 F/BW/VL/VNNI, AVX2, FMA, F16C must be available; lengths as in `avx2`.
@@ -184,20 +188,21 @@ mod avx512 {
         // Operand a = sumi (16 lanes), operand b = summ (8 lanes, indices 16..23).
         let idx_a = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 18, 20, 22, 0, 0, 0, 0);
         let idx_b = _mm512_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15, 17, 19, 21, 23, 0, 0, 0, 0);
-        let sidx = [0, 1, 2, 3].map(|v| {
+        // Word indices into sc16 of the scale pairs s01, s23 (see above).
+        let sidx = [0, 4].map(|b| {
             _mm512_mask_blend_epi16(
                 0xFFFF_0000,
-                _mm512_set1_epi16(2 * v),
-                _mm512_set1_epi16(2 * v + 1),
+                _mm512_set1_epi32(b | ((b + 2) << 16)),
+                _mm512_set1_epi32((b + 1) | ((b + 3) << 16)),
             )
         });
+        let up16 = up16_index();
         for (i, b) in blocks(row).iter().enumerate() {
             let (sc, m) = crate::kq::scale_min_k4(&b.scales);
             let mins = mins_dup16(&m);
             // w[v] = elements 64v..64v+63 (sub-blocks 2v, 2v+1), built from the low and
             // high nibbles of bytes 64p..64p+63 by swapping 256-bit halves.
             let mut w = [_mm512_setzero_si512(); 4];
-            let mut s = [_mm512_setzero_si512(); 4];
             for p in 0..2 {
                 let q = _mm512_loadu_si512(b.qs.as_ptr().add(64 * p) as *const __m512i);
                 let lo = _mm512_and_si512(q, m4);
@@ -205,22 +210,18 @@ mod avx512 {
                 w[2 * p] = _mm512_shuffle_i64x2(lo, hi, 0x44);
                 w[2 * p + 1] = _mm512_shuffle_i64x2(lo, hi, 0xEE);
             }
-            // s[v]: int16 lanes 0..15 = sc[2v], 16..31 = sc[2v+1], one `vpermw` each.
             let sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64(
                 sc.as_ptr() as *const __m128i
             )));
-            for v in 0..4 {
-                s[v] = _mm512_permutexvar_epi16(sidx[v], sc16);
-            }
+            let (s01, s23) = (
+                _mm512_permutexvar_epi16(sidx[0], sc16),
+                _mm512_permutexvar_epi16(sidx[1], sc16),
+            );
             let (dx, dminx) = (f16_to_f32_f16c(b.d), f16_to_f32_f16c(b.dmin));
             let dv = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(dx), _mm512_set1_ps(-dminx));
             for t in 0..N {
                 let q8 = x[t].qs.as_ptr().add(256 * i);
-                let mut sumi = _mm512_setzero_si512();
-                for v in 0..4 {
-                    let y = _mm512_loadu_si512(q8.add(64 * v) as *const __m512i);
-                    sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(w[v], y), s[v]);
-                }
+                let sumi = scaled_dot256(&w, q8, s01, s23, up16);
                 let summ =
                     _mm512_castsi256_si512(bsums_madd(x[t].bsums.as_ptr().add(16 * i), mins));
                 let ints = _mm512_add_epi32(

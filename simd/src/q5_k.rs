@@ -169,10 +169,12 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     use super::{blocks, ActRow};
-    use crate::kq::x86::{bsums_madd, fold, fold16, fold_min1, mins_dup16, scale_pair512};
+    use crate::kq::x86::{
+        bsums_madd, fold, fold16, fold_min1, mins_dup16, scaled_dot256, up16_index,
+    };
     use crate::x86::{f16_to_f32_f16c, hsum8};
 
-    /// k-input Q5_K × Q8_K kernel with 512-bit integer work and `vpdpwssd`.
+    /// k-input Q5_K × Q8_K kernel with 512-bit integer work (`kq::x86::scaled_dot256`).
     ///
     /// # Safety
     /// AVX-512 F/BW/VL/VNNI, AVX2, FMA, F16C must be available; lengths as in `avx2`.
@@ -182,12 +184,21 @@ mod avx512 {
         let mut summs = [0.0f32; N];
         let m4 = _mm512_set1_epi8(0x0F);
         let sixteen = _mm512_set1_epi8(16);
+        // Word indices into sc16 of the scale pairs: s01 dword m = (sc[m/8], sc[2 + m/8]),
+        // s23 = (sc[4 + m/8], sc[6 + m/8]) (as in Q4_K).
+        let sidx = [0, 4].map(|b| {
+            _mm512_mask_blend_epi16(
+                0xFFFF_0000,
+                _mm512_set1_epi32(b | ((b + 2) << 16)),
+                _mm512_set1_epi32((b + 1) | ((b + 3) << 16)),
+            )
+        });
+        let up16 = up16_index();
         for (i, b) in blocks(row).iter().enumerate() {
             let (sc, m) = crate::kq::scale_min_k4(&b.scales);
             let mins = mins_dup16(&m);
             let qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(b.qh.as_ptr() as *const __m256i));
             let mut w = [_mm512_setzero_si512(); 4];
-            let mut s = [_mm512_setzero_si512(); 4];
             for p in 0..2 {
                 let q = _mm512_loadu_si512(b.qs.as_ptr().add(64 * p) as *const __m512i);
                 let lo = _mm512_and_si512(q, m4);
@@ -204,16 +215,18 @@ mod avx512 {
                 );
                 let k = _mm512_test_epi8_mask(qh, bits);
                 w[v] = _mm512_mask_add_epi8(w[v], k, w[v], sixteen);
-                s[v] = scale_pair512(sc[2 * v] as i16, sc[2 * v + 1] as i16);
             }
+            let sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64(
+                sc.as_ptr() as *const __m128i
+            )));
+            let (s01, s23) = (
+                _mm512_permutexvar_epi16(sidx[0], sc16),
+                _mm512_permutexvar_epi16(sidx[1], sc16),
+            );
             let (dx, dminx) = (f16_to_f32_f16c(b.d), f16_to_f32_f16c(b.dmin));
             for t in 0..N {
                 let q8 = x[t].qs.as_ptr().add(256 * i);
-                let mut sumi = _mm512_setzero_si512();
-                for v in 0..4 {
-                    let y = _mm512_loadu_si512(q8.add(64 * v) as *const __m512i);
-                    sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(w[v], y), s[v]);
-                }
+                let sumi = scaled_dot256(&w, q8, s01, s23, up16);
                 let summ = bsums_madd(x[t].bsums.as_ptr().add(16 * i), mins);
                 let dy = *x[t].d.get_unchecked(i);
                 acc[t] = fold(acc[t], dy * dx, fold16(sumi));

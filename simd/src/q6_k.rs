@@ -186,21 +186,25 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     use super::{blocks, ActRow};
-    use crate::kq::x86::{bsums_madd, fold, fold16};
+    use crate::kq::x86::{bsums_madd, fold, fold16, scaled_dot256, up16_index};
     use crate::x86::{f16_to_f32_f16c, hsum8};
 
-    /// `vpermw` indices: vector v's int16 lane j takes scale 4v + j/8.
-    static SCALE_IDX: [i16; 128] = {
-        let mut a = [0i16; 128];
+    /// `vpermw` indices of the scale pairs: `s01` dword m = `(sc[m/4], sc[4 + m/4])` (the
+    /// scales of `P_0[m]`, `P_1[m]`: lane m of vector v covers elements 64v+4m.., scale
+    /// index 4v + m/4), `s23` dword m = `(sc[8 + m/4], sc[12 + m/4])`.
+    static SCALE_IDX: [i16; 64] = {
+        let mut a = [0i16; 64];
         let mut i = 0;
-        while i < 128 {
-            a[i] = (4 * (i / 32) + (i % 32) / 8) as i16;
+        while i < 64 {
+            let (pair, m, second) = (i / 32, (i % 32) / 2, i % 2);
+            a[i] = (8 * pair + 4 * second + m / 4) as i16;
             i += 1;
         }
         a
     };
 
-    /// k-input Q6_K × Q8_K kernel with 512-bit integer work and `vpdpwssd`.
+    /// k-input Q6_K × Q8_K kernel with 512-bit integer work: `kq::x86::scaled_dot256` on
+    /// the unsigned 6-bit quants (the −32 offset is subtracted through the bsums, as in AVX2).
     ///
     /// # Safety
     /// AVX-512 F/BW/VL/VNNI, AVX2, FMA, F16C must be available; lengths as in `avx2`.
@@ -213,8 +217,9 @@ mod avx512 {
         // w[2n+1]: from bits 4-5 (no shift) and 6-7 (>>2).
         let shl = _mm512_set_epi64(2, 2, 2, 2, 4, 4, 4, 4);
         let shr = _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0);
-        let idx = [0, 1, 2, 3]
-            .map(|v| _mm512_loadu_si512(SCALE_IDX.as_ptr().add(32 * v) as *const __m512i));
+        let idx =
+            [0, 1].map(|v| _mm512_loadu_si512(SCALE_IDX.as_ptr().add(32 * v) as *const __m512i));
+        let up16 = up16_index();
         for (i, b) in blocks(row).iter().enumerate() {
             let mut w = [_mm512_setzero_si512(); 4];
             for n in 0..2 {
@@ -233,15 +238,11 @@ mod avx512 {
             }
             let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.scales.as_ptr() as *const __m128i));
             let sc512 = _mm512_castsi256_si512(sc16);
-            let s = [0, 1, 2, 3].map(|v| _mm512_permutexvar_epi16(idx[v], sc512));
+            let s = [0, 1].map(|v| _mm512_permutexvar_epi16(idx[v], sc512));
             let dx = f16_to_f32_f16c(b.d);
             for t in 0..N {
                 let q8 = x[t].qs.as_ptr().add(256 * i);
-                let mut sumi = _mm512_setzero_si512();
-                for v in 0..4 {
-                    let y = _mm512_loadu_si512(q8.add(64 * v) as *const __m512i);
-                    sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(w[v], y), s[v]);
-                }
+                let sumi = scaled_dot256(&w, q8, s[0], s[1], up16);
                 let corr = bsums_madd(x[t].bsums.as_ptr().add(16 * i), sc16);
                 let sumi = _mm256_sub_epi32(fold16(sumi), _mm256_slli_epi32(corr, 5));
                 acc[t] = fold(acc[t], *x[t].d.get_unchecked(i) * dx, sumi);
