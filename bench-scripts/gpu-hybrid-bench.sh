@@ -76,9 +76,9 @@ if want 7 && [ "${SKIP_SANITIZER:-0}" != 1 ]; then
   if [ -z "$CS" ]; then
     echo "compute-sanitizer not found"
   else
-    timeout 200 "$CS" --tool memcheck --leak-check no "$BIN/gpu-check" --quick > "$OUT/memcheck-gpu-check.log" 2>&1
+    timeout ${SAN_TIMEOUT:-200} "$CS" --tool memcheck --leak-check no "$BIN/gpu-check" --quick > "$OUT/memcheck-gpu-check.log" 2>&1
     echo "gpu-check under memcheck: rc=$? $(grep -E "ERROR SUMMARY" "$OUT/memcheck-gpu-check.log" | tail -1)"
-    timeout 200 "$CS" --tool memcheck --leak-check no "$BIN/gpu-model-check" --prefill-only --no-spec --threads "$T" > "$OUT/memcheck-model.log" 2>&1
+    timeout ${SAN_TIMEOUT:-200} "$CS" --tool memcheck --leak-check no "$BIN/gpu-model-check" --prefill-only --no-spec --threads "$T" > "$OUT/memcheck-model.log" 2>&1
     echo "gpu-model-check --prefill-only under memcheck: rc=$? $(grep -E "ERROR SUMMARY" "$OUT/memcheck-model.log" | tail -1)"
   fi
 fi

@@ -21,7 +21,7 @@ if [ ! -x "$B/bin/llama-bench" ]; then
   t0=$(date +%s)
   cmake -S "$SRC" -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DGGML_CUDA=ON \
     -DCMAKE_CUDA_ARCHITECTURES="$cc" -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-    -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF > "$OUT/cmake.log" 2>&1 &&
+    -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF > "$OUT/cmake.log" 2>&1 &&
   cmake --build "$B" -j "$T" --target llama-bench > "$OUT/build.log" 2>&1
   echo "llama.cpp CUDA build rc=$? in $(( $(date +%s) - t0 )) s (sm_$cc)"
 fi
