@@ -212,6 +212,76 @@ pub fn split_bench(
         if peak <= budget { "under" } else { "OVER" }
     );
     drop(ring);
+    drop(st);
+    drop(m);
+    if plan.n_gpu_ffn < cfg.n_layer() {
+        cpu_ffn_alone(&w, &cfg, plan.n_gpu_ffn, threads, host_bw)?;
+    }
+    Ok(())
+}
+
+fn mat<'v>(v: &hybrid_run::gguf::TensorView<'v>) -> simd::MatRef<'v> {
+    simd::MatRef {
+        ty: v.info.ty,
+        data: v.data,
+        rows: v.info.rows() as usize,
+        cols: v.info.row_len() as usize,
+    }
+}
+
+/// The CPU-placed FFN layers alone, no GPU in the loop: the same weights (mmap), a pool of
+/// the same size, t = 1 and t = 4 tokens; weight GB/s against the host read bandwidth. The
+/// gap between this and the hybrid decode's CPU FFN time is the cost of the hand-offs.
+fn cpu_ffn_alone(
+    w: &Qwen35Weights<'_>,
+    cfg: &Config,
+    n_gpu_ffn: usize,
+    threads: usize,
+    host_bw: f64,
+) -> R<()> {
+    let pool = Pool::new(threads);
+    let layers = &w.layers[n_gpu_ffn..];
+    let bytes: usize = layers
+        .iter()
+        .map(|l| l.ffn.gate.data.len() + l.ffn.up.data.len() + l.ffn.down.data.len())
+        .sum();
+    let (d, ff) = (cfg.n_embd, cfg.n_ff);
+    let x: Vec<f32> = (0..8 * d)
+        .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 500.0)
+        .collect();
+    let mut hid = vec![0.0f32; 8 * ff];
+    let mut o = vec![0.0f32; 8 * d];
+    let mut t1 = 0.0;
+    for t in [1usize, 2, 4, 8] {
+        let mut ts = Vec::new();
+        for _ in 0..6 {
+            let a = Instant::now();
+            for l in layers {
+                pool.ffn_gate_up_swiglu(
+                    mat(&l.ffn.gate),
+                    mat(&l.ffn.up),
+                    &x[..t * d],
+                    t,
+                    &mut hid[..t * ff],
+                );
+                pool.matmul(mat(&l.ffn.down), &hid[..t * ff], t, &mut o[..t * d]);
+            }
+            ts.push(a.elapsed().as_secs_f64());
+        }
+        ts.remove(0);
+        let s = median(ts);
+        if t == 1 {
+            t1 = s;
+        }
+        println!(
+            "CPU FFN alone, {} layers, t = {t}: {:.1} ms per pass, {:.1} GB/s of weights = {:.0}% of host read; T({t})/T(1) = {:.2}",
+            layers.len(),
+            s * 1e3,
+            bytes as f64 / s / 1e9,
+            100.0 * bytes as f64 / s / host_bw,
+            s / t1
+        );
+    }
     Ok(())
 }
 
