@@ -93,6 +93,80 @@ pub(crate) fn fold_min1(summs: f32, dmin: f32, summ: &[i32; 8]) -> f32 {
 mod tests {
     use super::scale_min_k4;
 
+    /// `x86::scaled_dot256` against the plain formula: lane m = Σ over the elements e of
+    /// lanes m of the four 64-byte vectors of `scale(v, m) · w · y`, with the scale pairs as
+    /// the kernels build them (`s01` for vectors 0, 1; `s23` for 2, 3). Covers the int16
+    /// packing bound at its extreme (w = 63, y = ±128, |scale| = 128).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn scaled_dot256_equals_the_scaled_lane_sums_at_the_extremes() {
+        use std::arch::x86_64::*;
+        if !crate::Isa::Avx512.is_available() {
+            eprintln!("skipped: this CPU lacks AVX-512 VNNI");
+            return;
+        }
+        let mut rng = crate::testutil::Rng::new(11);
+        for case in 0..200 {
+            let mut w = [0u8; 256];
+            let mut y = [0i8; 256];
+            let mut sc = [0i16; 16];
+            match case {
+                0 => {
+                    w.fill(63);
+                    y.fill(-128);
+                    sc.fill(-128);
+                }
+                1 => {
+                    w.fill(63);
+                    y.fill(127);
+                    sc.fill(127);
+                }
+                _ => {
+                    for v in w.iter_mut() {
+                        *v = (rng.next_u64() % 64) as u8;
+                    }
+                    for v in y.iter_mut() {
+                        *v = rng.next_u64() as i8;
+                    }
+                    for v in sc.iter_mut() {
+                        *v = rng.next_u64() as i8 as i16;
+                    }
+                }
+            }
+            // Scale of element e: vector v = e / 64, lane m = (e % 64) / 4 uses sc[4v + m / 4]
+            // (one scale per 16 elements, as Q6_K; Q4_K/Q5_K repeat theirs).
+            let scale = |e: usize| sc[4 * (e / 64) + (e % 64) / 16] as i32;
+            let want: Vec<i32> = (0..16)
+                .map(|m| {
+                    (0..256)
+                        .filter(|e| (e % 64) / 4 == m)
+                        .map(|e| scale(e) * w[e] as i32 * y[e] as i32)
+                        .sum()
+                })
+                .collect();
+            // s01 dword m = (scale of vector 0 lane m, of vector 1 lane m); s23 likewise.
+            let pair = |v0: usize| -> [i16; 32] {
+                std::array::from_fn(|i| sc[4 * (v0 + i % 2) + (i / 2) / 4])
+            };
+            let mut got = [0i32; 16];
+            // SAFETY: AVX-512 F/BW/VNNI checked above; every pointer covers the bytes read.
+            unsafe {
+                let ld = |p: *const u8| _mm512_loadu_si512(p as *const __m512i);
+                let wv = [0, 1, 2, 3].map(|v| ld(w.as_ptr().add(64 * v)));
+                let (s01, s23) = (pair(0), pair(2));
+                let r = super::x86::scaled_dot256(
+                    &wv,
+                    y.as_ptr(),
+                    ld(s01.as_ptr() as *const u8),
+                    ld(s23.as_ptr() as *const u8),
+                    super::x86::up16_index(),
+                );
+                _mm512_storeu_si512(got.as_mut_ptr() as *mut __m512i, r);
+            }
+            assert_eq!(got.to_vec(), want, "case {case}");
+        }
+    }
+
     #[test]
     fn scale_unpacking_matches_the_per_index_formula_for_every_byte_value() {
         // The per-index definition of `get_scale_min_k4`, spec §3.2.

@@ -206,7 +206,7 @@ mod avx512 {
                 w[2 * p] = _mm512_shuffle_i64x2(lo, hi, 0x44);
                 w[2 * p + 1] = _mm512_shuffle_i64x2(lo, hi, 0xEE);
             }
-            for v in 0..4 {
+            for (v, wv) in w.iter_mut().enumerate() {
                 // w[v] = elements 64v..64v+63: its first 32 take bit 2v of qh, the rest 2v+1.
                 let bits = _mm512_mask_blend_epi8(
                     0xFFFF_FFFF_0000_0000,
@@ -214,7 +214,7 @@ mod avx512 {
                     _mm512_set1_epi8(1 << (2 * v + 1)),
                 );
                 let k = _mm512_test_epi8_mask(qh, bits);
-                w[v] = _mm512_mask_add_epi8(w[v], k, w[v], sixteen);
+                *wv = _mm512_mask_add_epi8(*wv, k, *wv, sixteen);
             }
             let sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64(
                 sc.as_ptr() as *const __m128i
