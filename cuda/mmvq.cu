@@ -37,10 +37,21 @@ extern "C" __global__ void quantize_q8_1(const float* __restrict__ x, i8* __rest
 }
 
 // Rows per warp: more rows share each activation load, which keeps L1 traffic per weight
-// byte bounded as K grows.
+// byte bounded as K grows. Warps walk row groups grid-stride (row0 += all warps of the grid
+// x R), so any grid size covers every row; the launcher sizes the grid from its own idea of
+// R and may cap it. The defaults below can be overridden with -D for tuning.
+#ifndef MMV_R_SMALL
+#define MMV_R_SMALL 2
+#endif
+#ifndef MMV_R_LARGE
+#define MMV_R_LARGE 4
+#endif
+#ifndef MMV_U_SMALL
+#define MMV_U_SMALL 2
+#endif
 template <int K>
 struct RowsPerWarp {
-    static constexpr int R = K <= 4 ? 2 : 4;
+    static constexpr int R = K <= 4 ? MMV_R_SMALL : MMV_R_LARGE;
 };
 
 // IPG activation ints (4 * IPG quants) from a 4 * IPG-byte aligned address.
@@ -76,10 +87,10 @@ __device__ __forceinline__ void mmvq_body(const u8* __restrict__ W, u64 row_byte
                                           float* __restrict__ out) {
     typedef Fmt<FMT> F;
     constexpr int R = RowsPerWarp<K>::R;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int row0 = (blockIdx.x * MMV_WARPS + warp) * R;
-    if (row0 >= rows) return;
+    const int lane = threadIdx.x & 31, warps = blockDim.x >> 5;
     const int units = (n / F::QK) * F::PARTS;
+    for (int row0 = (blockIdx.x * warps + (threadIdx.x >> 5)) * R; row0 < rows;
+         row0 += gridDim.x * warps * R) {
     float acc[R][K];
 #pragma unroll
     for (int r = 0; r < R; r++)
@@ -87,7 +98,7 @@ __device__ __forceinline__ void mmvq_body(const u8* __restrict__ W, u64 row_byte
         for (int t = 0; t < K; t++) acc[r][t] = 0.0f;
 
     // U units per lane per step, all loads issued before any math (memory-level parallelism).
-    constexpr int U = K <= 2 ? 2 : 1;
+    constexpr int U = K <= 2 ? MMV_U_SMALL : 1;
     for (int u0 = lane; u0 < units; u0 += 32 * U) {
         Unit<F::G, F::IPG> w[U][R];
 #pragma unroll
@@ -130,6 +141,7 @@ __device__ __forceinline__ void mmvq_body(const u8* __restrict__ W, u64 row_byte
         }
     }
     reduce_store<R, K>(acc, out, row0, rows);
+    }
 }
 
 // Float weights: a unit is 16 bytes (8 f16/bf16 or 4 f32 weights); x: [K][n] f32.
@@ -175,10 +187,10 @@ __device__ __forceinline__ void mmvf_body(const u8* __restrict__ W, u64 row_byte
                                           const float* __restrict__ x, float* __restrict__ out) {
     typedef FloatFmt<FMT> F;
     constexpr int R = RowsPerWarp<K>::R;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int row0 = (blockIdx.x * MMV_WARPS + warp) * R;
-    if (row0 >= rows) return;
+    const int lane = threadIdx.x & 31, warps = blockDim.x >> 5;
     const int units = n / F::EPU;
+    for (int row0 = (blockIdx.x * warps + (threadIdx.x >> 5)) * R; row0 < rows;
+         row0 += gridDim.x * warps * R) {
     float acc[R][K];
 #pragma unroll
     for (int r = 0; r < R; r++)
@@ -209,6 +221,7 @@ __device__ __forceinline__ void mmvf_body(const u8* __restrict__ W, u64 row_byte
         }
     }
     reduce_store<R, K>(acc, out, row0, rows);
+    }
 }
 
 #define MMVQ(name, FMT, K)                                                                       \

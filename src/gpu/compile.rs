@@ -75,10 +75,24 @@ impl Kernel {
     }
 
     /// The source with every `#include "*.cuh"` replaced by the header (each header once).
+    /// Kernel development: with `HYBRID_CUDA_SRC_DIR=DIR`, `DIR/<name>.cu` and `DIR/*.cuh`
+    /// replace the embedded files where they exist (variants are timed without rebuilding the
+    /// binary; the disk cache is keyed by the source text, so variants never collide).
     pub fn expanded_source(self) -> String {
+        let dir = std::env::var_os("HYBRID_CUDA_SRC_DIR").map(std::path::PathBuf::from);
+        let from_dir = |file: &str| {
+            dir.as_ref()
+                .and_then(|d| std::fs::read_to_string(d.join(file)).ok())
+        };
+        let src = from_dir(&format!("{}.cu", self.name()));
         let mut out = String::new();
         let mut seen = Vec::new();
-        expand(self.source(), &mut out, &mut seen);
+        expand(
+            src.as_deref().unwrap_or(self.source()),
+            &mut out,
+            &mut seen,
+            &from_dir,
+        );
         out
     }
 }
@@ -91,7 +105,12 @@ fn header(name: &str) -> Option<&'static str> {
     }
 }
 
-fn expand(src: &str, out: &mut String, seen: &mut Vec<String>) {
+fn expand(
+    src: &str,
+    out: &mut String,
+    seen: &mut Vec<String>,
+    from_dir: &dyn Fn(&str) -> Option<String>,
+) {
     for line in src.lines() {
         let t = line.trim();
         if t == "#pragma once" {
@@ -104,7 +123,8 @@ fn expand(src: &str, out: &mut String, seen: &mut Vec<String>) {
             if let Some(h) = header(name) {
                 if !seen.iter().any(|s| s == name) {
                     seen.push(name.to_string());
-                    expand(h, out, seen);
+                    let disk = from_dir(name);
+                    expand(disk.as_deref().unwrap_or(h), out, seen, from_dir);
                 }
                 continue;
             }

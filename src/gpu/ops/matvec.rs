@@ -22,6 +22,19 @@ use super::{as_i32, blocks_for, launch, launch_cfg, need};
 const OP: &str = "matvec";
 const WARPS: usize = 4; // MMV_WARPS in mmvq.cu
 
+/// Most CTAs per mat-vec launch: `HYBRID_MMV_BLOCKS_PER_SM` x the SM count when set (read
+/// once), else no cap.
+fn grid_cap(sm_count: i32) -> u32 {
+    static PER_SM: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    let per_sm = *PER_SM.get_or_init(|| {
+        std::env::var("HYBRID_MMV_BLOCKS_PER_SM")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&v: &u32| v > 0)
+    });
+    per_sm.map_or(u32::MAX, |p| p.saturating_mul(sm_count.max(1) as u32))
+}
+
 /// Rows per warp of the k-token kernel (RowsPerWarp in mmvq.cu).
 fn rows_per_warp(k: usize) -> usize {
     if k <= 4 {
@@ -117,7 +130,10 @@ impl Gpu {
         need(OP, "x", x.len(), k * w.cols)?;
         need(OP, "out", out.len(), k * w.rows)?;
         let rows_per_cta = WARPS * rows_per_warp(k);
-        let grid = (blocks_for(OP, w.rows, rows_per_cta)?, 1, 1);
+        // The kernel walks row groups grid-stride, so the grid may be capped (tuning knob
+        // HYBRID_MMV_BLOCKS_PER_SM; default: one CTA per row group).
+        let blocks = blocks_for(OP, w.rows, rows_per_cta)?.min(grid_cap(self.info().sm_count));
+        let grid = (blocks, 1, 1);
         let (wp, row_bytes) = (w.data.ptr, w.row_bytes as u64);
         let rows = as_i32(OP, "rows", w.rows)?;
         let n = as_i32(OP, "cols", w.cols)?;
