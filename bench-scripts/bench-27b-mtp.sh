@@ -47,11 +47,7 @@ while IFS= read -r line; do
 done <<< "$PLAN_TEXT"
 BIN=$SET_bin MODEL=$SET_model RUNSDIR=$SET_runs REPORT=$SET_report TIMEOUT=$SET_timeout
 
-# cuBLAS (GPU prefill GEMM path) is loaded at run time; some hosts keep it only inside a Python
-# venv's NVIDIA wheels. Without it the GEMM path turns off with a warning.
-for d in /opt/torch/.venv/lib/python3*/site-packages/nvidia/cu13/lib /opt/torch/.venv/lib/python3*/site-packages/nvidia/cublas/lib; do
-  [ -d "$d" ] && export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-done
+. "$(dirname "${BASH_SOURCE[0]}")/cuda-libs.sh"  # cuBLAS on hosts that keep it in a Python venv
 
 # ---- synthesis (SYNTH FINAL ARGV...: the argv writes FINAL.part) --------------------------
 if [ ${#SYNTH[@]} -gt 0 ]; then

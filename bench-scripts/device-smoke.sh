@@ -4,9 +4,7 @@
 # OpenAI request. Expects a prebuilt binary in ${BIN:-.dev-carry/bin}. Prints PASS/FAIL lines.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-for d in /opt/torch/.venv/lib/python3*/site-packages/nvidia/cu13/lib; do
-  [ -d "$d" ] && export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-done
+. "$(dirname "${BASH_SOURCE[0]}")/cuda-libs.sh"  # cuBLAS on hosts that keep it in a Python venv
 bin=${BIN:-.dev-carry/bin}/hybrid-run
 m=models/qwen35-pystd-q8_0.gguf
 pass=0; fail=0

@@ -15,9 +15,7 @@
 #      gpu-model-check --prefill-only on the tiny models.
 # STEPS="1 2 3 ..." picks steps. Logs go to $OUT (default /tmp/gpu-hybrid-bench).
 set -uo pipefail
-for d in /opt/torch/.venv/lib/python3*/site-packages/nvidia/cu13/lib /opt/torch/.venv/lib/python3*/site-packages/nvidia/cublas/lib; do
-  [ -d "$d" ] && export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-done
+. "$(dirname "${BASH_SOURCE[0]}")/cuda-libs.sh"  # cuBLAS on hosts that keep it in a Python venv
 BIN=${BIN_DIR:-.dev-carry/gpu}
 OUT=${OUT:-/tmp/gpu-hybrid-bench}
 T=${THREADS:-$(nproc)}

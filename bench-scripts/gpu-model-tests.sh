@@ -14,11 +14,7 @@
 #      CLI end to end.
 # Logs go to $OUT (or /tmp/gpu-model-tests). Exit status 1 if any step failed.
 set -uo pipefail
-# cuBLAS (prefill GEMM path) is loaded at run time; on the GPU host it lives only inside the
-# Python venv's NVIDIA wheels. Without it the GEMM path turns off with a warning.
-for d in /opt/torch/.venv/lib/python3*/site-packages/nvidia/cu13/lib /opt/torch/.venv/lib/python3*/site-packages/nvidia/cublas/lib; do
-  [ -d "$d" ] && export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-done
+. "$(dirname "${BASH_SOURCE[0]}")/cuda-libs.sh"  # cuBLAS on hosts that keep it in a Python venv
 BIN=${BIN_DIR:-.dev-carry/gpu}
 OUT=${OUT:-/tmp/gpu-model-tests}
 mkdir -p "$OUT"

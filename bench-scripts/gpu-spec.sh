@@ -10,11 +10,7 @@
 #      and the hybrid split with 18 GPU FFN layers (T(k), simulated acceptance).
 # Logs go to $OUT (or /tmp/gpu-spec). Exit status 1 if any step failed.
 set -uo pipefail
-# cuBLAS (GPU prefill GEMM path) is loaded at run time; some hosts keep it only inside a Python
-# venv's NVIDIA wheels. Without it the GEMM path turns off with a warning.
-for d in /opt/torch/.venv/lib/python3*/site-packages/nvidia/cu13/lib /opt/torch/.venv/lib/python3*/site-packages/nvidia/cublas/lib; do
-  [ -d "$d" ] && export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-done
+. "$(dirname "${BASH_SOURCE[0]}")/cuda-libs.sh"  # cuBLAS on hosts that keep it in a Python venv
 BIN=${BIN_DIR:-.dev-carry/gspec}
 OUT=${OUT:-/tmp/gpu-spec}
 mkdir -p "$OUT"

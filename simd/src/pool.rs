@@ -238,6 +238,33 @@ impl Pool {
         }
     }
 
+    /// Sequential read bandwidth (bytes/s) of this pool's threads over `buf` (each thread
+    /// sums its share; give a buffer of at least twice the last-level cache): the median of
+    /// `reps` timed passes after one warm-up. The roofline the benchmarks divide by.
+    pub fn read_bandwidth(&self, buf: &[u64], reps: usize) -> f64 {
+        let n = self.n_threads();
+        let sink = AtomicU64::new(0);
+        let mut times = Vec::new();
+        for _ in 0..reps.max(1) + 1 {
+            let t = std::time::Instant::now();
+            self.run(&|i, _| {
+                let part = buf.len() / n;
+                let mut acc = [0u64; 8];
+                for c in buf[i * part..(i + 1) * part].chunks_exact(8) {
+                    for j in 0..8 {
+                        acc[j] = acc[j].wrapping_add(c[j]);
+                    }
+                }
+                sink.fetch_add(acc.iter().fold(0, |a, b| a ^ b), Ordering::Relaxed);
+            });
+            times.push(t.elapsed().as_secs_f64());
+        }
+        std::hint::black_box(sink.load(Ordering::Relaxed));
+        times.remove(0);
+        times.sort_by(|a, b| a.total_cmp(b));
+        (buf.len() / n * n * 8) as f64 / times[times.len() / 2]
+    }
+
     /// `out[t * rows + r] = W[r] · x_t` for the k tokens of `x` (k × cols, row-major).
     pub fn matmul(&self, w: MatRef<'_>, x: &[f32], k: usize, out: &mut [f32]) {
         assert_eq!(

@@ -178,31 +178,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Sequential read bandwidth (GB/s) of `pool`'s threads over a buffer ≥ 2× LLC.
-fn read_bandwidth(pool: &Pool, buf: &[u64], reps: usize) -> f64 {
-    let n = pool.n_threads();
-    let sink = AtomicU64::new(0);
-    let mut times = Vec::new();
-    for _ in 0..reps + 1 {
-        let t = Instant::now();
-        pool.run(&|i, _| {
-            let part = buf.len() / n;
-            let s = &buf[i * part..(i + 1) * part];
-            let mut acc = [0u64; 8];
-            for c in s.chunks_exact(8) {
-                for j in 0..8 {
-                    acc[j] = acc[j].wrapping_add(c[j]);
-                }
-            }
-            sink.fetch_add(acc.iter().fold(0, |a, b| a ^ b), Ordering::Relaxed);
-        });
-        times.push(t.elapsed().as_secs_f64());
-    }
-    std::hint::black_box(sink.load(Ordering::Relaxed));
-    times.remove(0);
-    (buf.len() / n * n * 8) as f64 / median(times) / 1e9
-}
-
 /// Round-trip latency (µs) of an empty job on the pool and on a crossbeam-channel pool of
 /// the same size (job sent to each worker, completion sent back).
 fn dispatch_latency(pool: &Pool) -> (f64, f64) {
@@ -333,7 +308,7 @@ fn main() {
     let bw_pool = Pool::with_isa(args.threads, best);
     let words = (rotate.max(256 << 20)) / 8;
     let buf: Vec<u64> = (0..words as u64).collect();
-    let bw = read_bandwidth(&bw_pool, &buf, args.reps.max(3));
+    let bw = bw_pool.read_bandwidth(&buf, args.reps.max(3)) / 1e9;
     drop(buf);
     let (lat_pool, lat_chan) = dispatch_latency(&bw_pool);
     drop(bw_pool);

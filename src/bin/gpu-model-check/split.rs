@@ -13,7 +13,6 @@
 //! prefill t/s of each context.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use hybrid_run::gguf::GgufFile;
@@ -46,28 +45,8 @@ pub fn copy_bandwidth(g: &Gpu) -> R<f64> {
 
 /// Sequential read bandwidth (bytes/s) of `threads` pool workers over 2 GiB.
 fn host_read_bandwidth(threads: usize) -> f64 {
-    let pool = Pool::new(threads);
     let buf: Vec<u64> = (0..(2usize << 30) / 8).map(|i| i as u64).collect();
-    let n = pool.n_threads();
-    let sink = AtomicU64::new(0);
-    let mut times = Vec::new();
-    for _ in 0..6 {
-        let t = Instant::now();
-        pool.run(&|i, _| {
-            let part = buf.len() / n;
-            let mut acc = [0u64; 8];
-            for c in buf[i * part..(i + 1) * part].chunks_exact(8) {
-                for j in 0..8 {
-                    acc[j] = acc[j].wrapping_add(c[j]);
-                }
-            }
-            sink.fetch_add(acc.iter().fold(0, |a, b| a ^ b), Ordering::Relaxed);
-        });
-        times.push(t.elapsed().as_secs_f64());
-    }
-    std::hint::black_box(sink.load(Ordering::Relaxed));
-    times.remove(0);
-    (buf.len() / n * n * 8) as f64 / median(times)
+    Pool::new(threads).read_bandwidth(&buf, 5)
 }
 
 /// One CPU-FFN layer's activation round trip: download n_embd floats to pinned memory, wait,

@@ -242,21 +242,28 @@ impl FfnAt<'_, '_> {
         t: usize,
     ) -> Result<()> {
         match self {
-            FfnAt::Device(f) => ffn(gpu, cfg, b, post_norm, f, t),
-            FfnAt::Streamed(st, host, il) => ffn_streamed(gpu, cfg, b, post_norm, st, host, il, t),
+            FfnAt::Device(f) => ffn(gpu, cfg, b, post_norm, DevMats::Resident(f), f.gate.rows, t),
+            FfnAt::Streamed(st, host, il) => {
+                let ff = host[il]
+                    .as_ref()
+                    .map(|f| f.gate.info.rows() as usize)
+                    .ok_or_else(|| {
+                        GpuError::shape("FfnAt::Streamed", format!("layer {il} is not on the host"))
+                    })?;
+                ffn(
+                    gpu,
+                    cfg,
+                    b,
+                    post_norm,
+                    DevMats::Streamed(st, host, il),
+                    ff,
+                    t,
+                )
+            }
             FfnAt::Host(f, pool, s, il) => {
                 let d = cfg.n_embd;
                 let ff = f.gate.info.rows() as usize;
-                gpu.rms_norm(
-                    b.x.view(),
-                    d,
-                    post_norm.view(),
-                    b.xn.view_mut(),
-                    d,
-                    t,
-                    d,
-                    cfg.rms_eps,
-                )?;
+                norm_into_xn(gpu, cfg, b, post_norm, t)?;
                 let t0 = std::time::Instant::now();
                 let n = t * d;
                 let stg = s.staging.as_mut().ok_or_else(|| {
@@ -818,7 +825,15 @@ impl<'a> GpuModel<'a> {
             quant(gpu, first(&b.xn, t * d)?, t, d, &mut b.qa)?;
             attention(gpu, cfg, b, &m.attn, kv, &mut st.attn_scratch, pos0, t)?;
             gpu.add_inplace(b.x.view_mut(), b.o.view(), t * d)?;
-            ffn(gpu, cfg, b, &m.post_norm, &m.ffn, t)?;
+            ffn(
+                gpu,
+                cfg,
+                b,
+                &m.post_norm,
+                DevMats::Resident(&m.ffn),
+                m.ffn.gate.rows,
+                t,
+            )?;
             gpu.rms_norm(
                 b.x.view(),
                 d,
@@ -872,16 +887,7 @@ fn layer(
     t: usize,
 ) -> Result<()> {
     let d = cfg.n_embd;
-    gpu.rms_norm(
-        b.x.view(),
-        d,
-        lw.attn_norm.view(),
-        b.xn.view_mut(),
-        d,
-        t,
-        d,
-        cfg.rms_eps,
-    )?;
+    norm_into_xn(gpu, cfg, b, &lw.attn_norm, t)?;
     quant(gpu, first(&b.xn, t * d)?, t, d, &mut b.qa)?;
     match (&lw.mixer, ls) {
         (GpuMixer::Gdn(g), GpuLayerState::Gdn { conv, ssm }) => {
@@ -1049,35 +1055,58 @@ fn attention(
     mm(gpu, &mut b.gemm, &b.qa, &a.o, b.y.view(), t, b.o.view_mut())
 }
 
-/// [`ffn`] for a CPU-placed layer whose weights `st` streams to the GPU for this chunk (the
-/// gate, up and down matrices are taken in that order, each released once its GEMM is
-/// queued, so the slot can take the next matrix).
-#[allow(clippy::too_many_arguments)]
-fn ffn_streamed(
-    gpu: &Gpu,
-    cfg: &Config,
-    b: &mut Bufs,
-    post_norm: &GpuBuf<f32>,
-    st: &mut FfnStreamer,
-    host: &[Option<FfnWeights<'_>>],
-    il: usize,
-    t: usize,
-) -> Result<()> {
+/// Where a device FFN's three matrices come from: resident in VRAM, or streamed from the host
+/// for this chunk (taken in the order gate, up, down, each released once its GEMM is queued so
+/// its slot can take the next matrix).
+enum DevMats<'w, 'a> {
+    Resident(&'w GpuFfn),
+    Streamed(&'w mut FfnStreamer, &'w [Option<FfnWeights<'a>>], usize),
+}
+
+impl DevMats<'_, '_> {
+    /// Runs `f` on matrix `which` (0 gate, 1 up, 2 down).
+    fn with(
+        &mut self,
+        gpu: &Gpu,
+        which: usize,
+        f: impl FnOnce(&GpuMatrix) -> Result<()>,
+    ) -> Result<()> {
+        match self {
+            DevMats::Resident(m) => f([&m.gate, &m.up, &m.down][which.min(2)]),
+            DevMats::Streamed(st, host, il) => st.with_matrix(gpu, host, *il, which, f),
+        }
+    }
+}
+
+/// `b.xn = RMSNorm(b.x) · norm` for t tokens.
+fn norm_into_xn(gpu: &Gpu, cfg: &Config, b: &mut Bufs, norm: &GpuBuf<f32>, t: usize) -> Result<()> {
     let d = cfg.n_embd;
-    let ff = host[il]
-        .as_ref()
-        .map(|f| f.gate.info.rows() as usize)
-        .ok_or_else(|| GpuError::shape("ffn_streamed", format!("layer {il} is not on the host")))?;
     gpu.rms_norm(
         b.x.view(),
         d,
-        post_norm.view(),
+        norm.view(),
         b.xn.view_mut(),
         d,
         t,
         d,
         cfg.rms_eps,
-    )?;
+    )
+}
+
+/// `x += down(swiglu(gate·n, up·n))` with `n = RMSNorm(x)·post_norm`, on the device; `ff`
+/// is the FFN width (rows of gate).
+fn ffn(
+    gpu: &Gpu,
+    cfg: &Config,
+    b: &mut Bufs,
+    post_norm: &GpuBuf<f32>,
+    mut mats: DevMats<'_, '_>,
+    ff: usize,
+    t: usize,
+) -> Result<()> {
+    let d = cfg.n_embd;
+    norm_into_xn(gpu, cfg, b, post_norm, t)?;
+    quant(gpu, first(&b.xn, t * d)?, t, d, &mut b.qa)?;
     let Bufs {
         xn,
         p0,
@@ -1088,68 +1117,14 @@ fn ffn_streamed(
         gemm,
         ..
     } = &mut *b;
-    st.with_matrix(gpu, host, il, 0, |w| {
+    mats.with(gpu, 0, |w| {
         mm(gpu, gemm, qa, w, xn.view(), t, p0.view_mut())
     })?;
-    st.with_matrix(gpu, host, il, 1, |w| {
+    mats.with(gpu, 1, |w| {
         mm(gpu, gemm, qa, w, xn.view(), t, p1.view_mut())
     })?;
     gpu.swiglu(p0.view(), p1.view(), y.view_mut(), t * ff)?;
-    st.with_matrix(gpu, host, il, 2, |w| {
-        mm(gpu, gemm, qa, w, y.view(), t, o.view_mut())
-    })?;
-    gpu.add_inplace(b.x.view_mut(), b.o.view(), t * d)
-}
-
-/// `x += down(swiglu(gate·n, up·n))` with `n = RMSNorm(x)·post_norm`.
-fn ffn(
-    gpu: &Gpu,
-    cfg: &Config,
-    b: &mut Bufs,
-    post_norm: &GpuBuf<f32>,
-    f: &GpuFfn,
-    t: usize,
-) -> Result<()> {
-    let (d, ff) = (cfg.n_embd, f.gate.rows);
-    gpu.rms_norm(
-        b.x.view(),
-        d,
-        post_norm.view(),
-        b.xn.view_mut(),
-        d,
-        t,
-        d,
-        cfg.rms_eps,
-    )?;
-    quant(gpu, first(&b.xn, t * d)?, t, d, &mut b.qa)?;
-    mm(
-        gpu,
-        &mut b.gemm,
-        &b.qa,
-        &f.gate,
-        b.xn.view(),
-        t,
-        b.p0.view_mut(),
-    )?;
-    mm(
-        gpu,
-        &mut b.gemm,
-        &b.qa,
-        &f.up,
-        b.xn.view(),
-        t,
-        b.p1.view_mut(),
-    )?;
-    gpu.swiglu(b.p0.view(), b.p1.view(), b.y.view_mut(), t * ff)?;
-    quant(gpu, first(&b.y, t * ff)?, t, ff, &mut b.qa)?;
-    mm(
-        gpu,
-        &mut b.gemm,
-        &b.qa,
-        &f.down,
-        b.y.view(),
-        t,
-        b.o.view_mut(),
-    )?;
+    quant(gpu, first(y, t * ff)?, t, ff, qa)?;
+    mats.with(gpu, 2, |w| mm(gpu, gemm, qa, w, y.view(), t, o.view_mut()))?;
     gpu.add_inplace(b.x.view_mut(), b.o.view(), t * d)
 }
