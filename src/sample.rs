@@ -110,6 +110,11 @@ impl Sampler {
         dist.last().map(|e| e.0).unwrap_or(0)
     }
 
+    /// True when [`Sampler::sample`] is plain argmax (temperature 0, no penalty).
+    pub fn is_greedy(&self) -> bool {
+        self.cfg.is_greedy()
+    }
+
     /// True when [`Sampler::sample`] draws no random numbers (temperature 0, with or without
     /// the repetition penalty): the chosen token is a function of the logits and history.
     pub fn is_deterministic(&self) -> bool {

@@ -14,7 +14,7 @@ use super::adaptive::DraftLength;
 use super::drafter::Drafter;
 use super::stats::SpecStats;
 use super::target::Target;
-use super::verify::verify;
+use super::verify::{verify, verify_greedy};
 use super::SpecError;
 
 #[derive(Clone, Debug)]
@@ -95,6 +95,7 @@ pub fn generate_speculative(
     history.extend_from_slice(prompt);
     let mut drafts: Vec<u32> = Vec::with_capacity(k_max);
     let mut batch: Vec<u32> = Vec::with_capacity(k_max);
+    let mut row_argmax: Vec<u32> = Vec::with_capacity(k_max);
     let mut length = DraftLength::new(spec.draft_n, spec.adaptive);
 
     let t1 = Instant::now();
@@ -145,8 +146,16 @@ pub fn generate_speculative(
         batch.push(certain);
         batch.extend_from_slice(&drafts);
         let tv = Instant::now();
-        target.verify(&batch, &mut out)?;
-        let verdict = verify(sampler, &out.logits, nv, &drafts, &mut history);
+        let verdict = if sampler.is_greedy() {
+            // Plain argmax decoding: only each row's argmax is needed, and GPU placements
+            // take it on the device (k indices come back, not k vocabulary-sized rows).
+            row_argmax.clear();
+            target.verify_argmax(&batch, &mut out, &mut row_argmax)?;
+            verify_greedy(&row_argmax, &drafts, &mut history)
+        } else {
+            target.verify(&batch, &mut out)?;
+            verify(sampler, &out.logits, nv, &drafts, &mut history)
+        };
         let verify_ms = ms(tv);
         let m = verdict.accepted;
         ss.record_step(drafts.len(), m, verify_ms);

@@ -101,6 +101,50 @@ impl Target for GpuTarget<'_, '_> {
         Ok(())
     }
 
+    fn verify_argmax(
+        &mut self,
+        tokens: &[u32],
+        out: &mut ForwardOutput,
+        argmax: &mut Vec<u32>,
+    ) -> Result<(), SpecError> {
+        let k = tokens.len();
+        if k == 0 || k - 1 > self.max_drafts() {
+            return Err(SpecError::BatchTooWide {
+                k,
+                slots: self.max_drafts(),
+            });
+        }
+        let pos0 = self.st.n_past;
+        self.pending = None;
+        self.model
+            .forward_with_snapshots_argmax(self.st, tokens, out, &mut self.ring, argmax)?;
+        self.pending = Some((pos0, k));
+        Ok(())
+    }
+
+    fn mtp_forward_argmax(
+        &mut self,
+        pos: usize,
+        token: u32,
+        hidden_in: &[f32],
+        out: &mut ForwardOutput,
+    ) -> Result<u32, SpecError> {
+        super::target::check_mtp_args(
+            pos,
+            self.st.mtp_n_past,
+            &[token],
+            hidden_in,
+            self.model.cfg.n_embd,
+        )?;
+        self.st.mtp_n_past = pos;
+        let mut a = Vec::with_capacity(1);
+        self.model
+            .mtp_forward_argmax(self.st, &[token], hidden_in, out, &mut a)?;
+        a.first().copied().ok_or(SpecError::Model(
+            crate::model::qwen35::ModelError::Inconsistent("no MTP argmax".into()),
+        ))
+    }
+
     fn keep(&mut self, keep: usize) -> Result<(), SpecError> {
         let Some((pos0, k)) = self.pending.take() else {
             return Err(SpecError::NoBatch);

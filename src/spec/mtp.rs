@@ -12,7 +12,6 @@
 //!   (or a prompt chunk arrives) every position is run.
 
 use crate::model::qwen35::{ForwardOutput, Logits};
-use crate::sample::argmax;
 
 use super::drafter::Drafter;
 use super::target::Target;
@@ -113,17 +112,11 @@ impl Drafter for MtpDrafter {
         self.h_in[..d].copy_from_slice(&self.pending_h);
         let mut tok = last;
         for i in 0..n {
-            target.mtp_forward(
-                pos + i,
-                &[tok],
-                &self.h_in[..d],
-                Logits::Last,
-                &mut self.out,
-            )?;
+            // Greedy drafts: only the argmax is needed (GPU placements take it on the device).
+            tok = target.mtp_forward_argmax(pos + i, tok, &self.h_in[..d], &mut self.out)?;
             if i == 0 {
                 self.drafted_at = Some(pos);
             }
-            tok = argmax(&self.out.logits);
             out.push(tok);
             self.h_in[..d].copy_from_slice(&self.out.hidden[..d]);
         }

@@ -42,6 +42,40 @@ pub trait Target {
         want: Logits,
         out: &mut ForwardOutput,
     ) -> Result<(), SpecError>;
+
+    /// Greedy verification: [`Target::verify`] where only each row's argmax is needed
+    /// (pushed onto `argmax`, one per token). GPU placements take it on the device and leave
+    /// `out.logits` empty; the default takes it from the logits.
+    fn verify_argmax(
+        &mut self,
+        tokens: &[u32],
+        out: &mut ForwardOutput,
+        argmax: &mut Vec<u32>,
+    ) -> Result<(), SpecError> {
+        self.verify(tokens, out)?;
+        let nv = self.n_vocab();
+        argmax.extend(out.logits.chunks_exact(nv).map(crate::sample::argmax));
+        Ok(())
+    }
+
+    /// Greedy drafting: [`Target::mtp_forward`] of one token, returning the argmax of its
+    /// logit row (taken on the device by GPU placements).
+    fn mtp_forward_argmax(
+        &mut self,
+        pos: usize,
+        token: u32,
+        hidden_in: &[f32],
+        out: &mut ForwardOutput,
+    ) -> Result<u32, SpecError> {
+        self.mtp_forward(pos, &[token], hidden_in, Logits::Last, out)?;
+        let nv = self.n_vocab();
+        let last = out.logits.len().checked_sub(nv).map(|s| &out.logits[s..]);
+        last.map(crate::sample::argmax).ok_or(SpecError::Model(
+            crate::model::qwen35::ModelError::Inconsistent(
+                "mtp_forward returned no logit row".into(),
+            ),
+        ))
+    }
 }
 
 /// The CPU placement: a [`CpuModel`], one sequence's state, and the snapshot ring.

@@ -58,6 +58,25 @@ pub fn verify(
     }
 }
 
+/// [`verify`] for a greedy sampler given each row's argmax (`argmax[i]` = argmax of row i,
+/// `drafts.len() + 1` of them): the same verdict, without the logits.
+pub fn verify_greedy(argmax: &[u32], drafts: &[u32], history: &mut Vec<u32>) -> Verdict {
+    debug_assert_eq!(argmax.len(), drafts.len() + 1);
+    for (i, &d) in drafts.iter().enumerate() {
+        if argmax[i] != d {
+            return Verdict {
+                accepted: i,
+                next: argmax[i],
+            };
+        }
+        history.push(d);
+    }
+    Verdict {
+        accepted: drafts.len(),
+        next: argmax[drafts.len()],
+    }
+}
+
 /// One rejection-sampling test of a deterministic draft `d` against the target
 /// distribution `dist` ((token, p) pairs summing to 1): keeps `d` when `u1 < p(d)`,
 /// otherwise draws from `dist` without `d` using `u2`. `u1`, `u2` are uniform in [0, 1).
@@ -109,6 +128,43 @@ mod tests {
                 (f - p).abs() <= tol,
                 "token {t}: frequency {f:.4}, p {p:.4} (draft {d})"
             );
+        }
+    }
+
+    #[test]
+    fn greedy_verdicts_from_row_argmaxes_equal_those_from_the_logits() {
+        use crate::sample::{argmax, Sampler, SamplerConfig};
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let nv = 7;
+        let mut sampler = Sampler::new(SamplerConfig {
+            temperature: 0.0,
+            repeat_penalty: 1.0,
+            ..SamplerConfig::default()
+        });
+        assert!(sampler.is_greedy());
+        for case in 0..500 {
+            let n = case % 6;
+            let logits: Vec<f32> = (0..(n + 1) * nv)
+                .map(|_| rng.gen_range(-3.0..3.0))
+                .collect();
+            let rows: Vec<u32> = logits.chunks_exact(nv).map(argmax).collect();
+            // Drafts that agree with the argmax for a random prefix, then differ.
+            let agree = rng.gen_range(0..=n);
+            let drafts: Vec<u32> = (0..n)
+                .map(|i| {
+                    if i < agree {
+                        rows[i]
+                    } else {
+                        (rows[i] + 1) % nv as u32
+                    }
+                })
+                .collect();
+            let (mut h1, mut h2) = (vec![1u32], vec![1u32]);
+            let a = verify(&mut sampler, &logits, nv, &drafts, &mut h1);
+            let b = verify_greedy(&rows, &drafts, &mut h2);
+            assert_eq!(a, b, "case {case}");
+            assert_eq!(a.accepted, agree, "case {case}");
+            assert_eq!(h1, h2, "case {case}");
         }
     }
 

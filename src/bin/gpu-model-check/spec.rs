@@ -235,30 +235,48 @@ pub fn bench(path: &Path, n_gpu_ffn: Option<usize>, threads: usize, n_gen: usize
         let mut out = ForwardOutput::default();
         t.forward(&prompt, Logits::Last, &mut out)?;
         let batch = tokens(7, cfg.n_vocab, 9);
-        let mut t1 = 0.0;
-        println!("| k | T(k) ms | T(k)/T(1) | keep(1) rollback ms |");
-        println!("|---|---|---|---|");
+        let (mut t1, mut t1a) = (0.0, 0.0);
+        println!("| k | T(k) ms, logits downloaded | T(k)/T(1) | T(k) ms, device argmax (greedy) | T(k)/T(1) | keep(1) rollback ms |");
+        println!("|---|---|---|---|---|---|");
+        let mut argmax = Vec::new();
         for k in 1..=6 {
-            let (mut ts, mut rs) = (Vec::new(), Vec::new());
+            let (mut ts, mut ta, mut rs) = (Vec::new(), Vec::new(), Vec::new());
             for it in 0..12 {
-                let a = Instant::now();
-                t.verify(&batch[..k], &mut out)?; // downloads logits: synchronous
-                let b = Instant::now();
-                t.keep(1)?;
-                t.model.gpu().synchronize()?;
-                if it >= 2 {
-                    ts.push(b.duration_since(a).as_secs_f64() * 1e3);
-                    rs.push(b.elapsed().as_secs_f64() * 1e3);
+                for greedy in [false, true] {
+                    let a = Instant::now();
+                    if greedy {
+                        argmax.clear();
+                        t.verify_argmax(&batch[..k], &mut out, &mut argmax)?; // synchronous
+                    } else {
+                        t.verify(&batch[..k], &mut out)?; // downloads logits: synchronous
+                    }
+                    let b = Instant::now();
+                    t.keep(1)?;
+                    t.model.gpu().synchronize()?;
+                    if it >= 2 {
+                        if greedy {
+                            ta.push(b.duration_since(a).as_secs_f64() * 1e3);
+                        } else {
+                            ts.push(b.duration_since(a).as_secs_f64() * 1e3);
+                        }
+                        rs.push(b.elapsed().as_secs_f64() * 1e3);
+                    }
+                    // keep(1) leaves the first token: step back to the same position each time.
+                    let p = t.st.n_past - 1;
+                    t.st.n_past = p;
                 }
-                // keep(1) leaves the first token: step back to the same position each time.
-                let p = t.st.n_past - 1;
-                t.st.n_past = p;
             }
-            let tk = median(ts);
+            let (tk, tak) = (median(ts), median(ta));
             if k == 1 {
                 t1 = tk;
+                t1a = tak;
             }
-            println!("| {k} | {tk:.2} | {:.2} | {:.3} |", tk / t1, median(rs));
+            println!(
+                "| {k} | {tk:.2} | {:.2} | {tak:.2} | {:.2} | {:.3} |",
+                tk / t1,
+                tak / t1a,
+                median(rs)
+            );
         }
     }
     let (truth, base) = plain(&mut gm, &prompt, n_gen, n_ctx)?;

@@ -706,6 +706,59 @@ impl<'a> GpuModel<'a> {
         Ok(())
     }
 
+    /// [`GpuModel::forward_with_snapshots`] for greedy verification: the argmax of every
+    /// token's logit row is taken on the device and only the `t` indices come back (not `t`
+    /// vocabulary-sized rows); `out.hidden` gets the hN rows, `out.logits` is left empty.
+    pub fn forward_with_snapshots_argmax(
+        &mut self,
+        st: &mut GpuSeqState,
+        tokens: &[u32],
+        out: &mut ForwardOutput,
+        ring: &mut GpuSnapshotRing,
+        argmax: &mut Vec<u32>,
+    ) -> Result<(), ModelError> {
+        self.check_tokens(st.n_ctx, st.n_past, tokens)?;
+        let t = tokens.len();
+        if t > MAX_BATCH || !ring.begin(t) {
+            return Err(unsupported(format!(
+                "a verify batch of {t} tokens (at most {MAX_BATCH}, and {} snapshot slots)",
+                ring.n_slots()
+            )));
+        }
+        let d = self.cfg.n_embd;
+        self.chunk(st, tokens, 0..t, Some(ring))?;
+        out.hidden.clear();
+        out.logits.clear();
+        self.device_argmax(t, argmax)?;
+        out.hidden
+            .extend_from_slice(&self.gpu.download(first(&self.b.hidden, t * d)?)?);
+        Ok(())
+    }
+
+    /// Appends the argmax of logit rows `0..rows` of `b.logits`, taken on the device.
+    fn device_argmax(&mut self, rows: usize, argmax: &mut Vec<u32>) -> Result<(), ModelError> {
+        let nv = self.cfg.n_vocab;
+        let b = &mut self.b;
+        self.gpu.argmax(
+            first(&b.logits, rows * nv)?,
+            rows,
+            nv,
+            b.am_idx.view_mut(),
+            b.am_val.view_mut(),
+        )?;
+        let idx = self.gpu.download(b.am_idx.view().sub(0, rows)?)?;
+        for i in idx {
+            if i < 0 || i as usize >= nv {
+                return Err(ModelError::Gpu(GpuError::shape(
+                    "device argmax",
+                    "every logit of a row is NaN",
+                )));
+            }
+            argmax.push(i as u32);
+        }
+        Ok(())
+    }
+
     /// Rolls `st`'s GDN layers back to slot `t` of `ring` (the state after token `t` of the
     /// last verify batch) and sets the position to `n_past`.
     pub fn restore_snapshot(
@@ -766,6 +819,30 @@ impl<'a> GpuModel<'a> {
         tokens: &[u32],
         hidden_in: &[f32],
         out: &mut ForwardOutput,
+    ) -> Result<(), ModelError> {
+        self.mtp_forward_impl(st, tokens, hidden_in, out, None)
+    }
+
+    /// [`GpuModel::mtp_forward`] for greedy drafting: `argmax` gets the argmax of every
+    /// token's logit row, taken on the device; `out.logits` is left empty.
+    pub fn mtp_forward_argmax(
+        &mut self,
+        st: &mut GpuSeqState,
+        tokens: &[u32],
+        hidden_in: &[f32],
+        out: &mut ForwardOutput,
+        argmax: &mut Vec<u32>,
+    ) -> Result<(), ModelError> {
+        self.mtp_forward_impl(st, tokens, hidden_in, out, Some(argmax))
+    }
+
+    fn mtp_forward_impl(
+        &mut self,
+        st: &mut GpuSeqState,
+        tokens: &[u32],
+        hidden_in: &[f32],
+        out: &mut ForwardOutput,
+        mut argmax: Option<&mut Vec<u32>>,
     ) -> Result<(), ModelError> {
         self.check_tokens(st.n_ctx, st.mtp_n_past, tokens)?;
         let (d, nv) = (self.cfg.n_embd, self.cfg.n_vocab);
@@ -848,8 +925,12 @@ impl<'a> GpuModel<'a> {
             st.mtp_n_past += t;
             out.hidden
                 .extend_from_slice(&gpu.download(first(&b.hidden, t * d)?)?);
-            out.logits
-                .extend_from_slice(&gpu.download(first(&b.logits, t * nv)?)?);
+            match argmax.as_deref_mut() {
+                Some(a) => self.device_argmax(t, a)?,
+                None => out
+                    .logits
+                    .extend_from_slice(&gpu.download(first(&b.logits, t * nv)?)?),
+            }
         }
         Ok(())
     }

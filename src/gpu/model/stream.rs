@@ -70,6 +70,10 @@ pub struct FfnStreamer {
     /// Bytes copied and host seconds spent copying into pinned memory (statistics).
     pub bytes: u64,
     pub host_copy_secs: f64,
+    /// Measurement switch (`HYBRID_STREAM_SERIAL=1`): wait for every DMA and every GEMM
+    /// before the next step, so host copy, DMA and compute never overlap (what the overlap
+    /// gains is the difference).
+    serial: bool,
 }
 
 fn view<'v, 'a>(f: &'v FfnWeights<'a>, w: Which) -> &'v TensorView<'a> {
@@ -129,6 +133,7 @@ impl FfnStreamer {
             next_take: 0,
             bytes: 0,
             host_copy_secs: 0.0,
+            serial: std::env::var_os("HYBRID_STREAM_SERIAL").is_some_and(|v| v == "1"),
         }))
     }
 
@@ -218,6 +223,11 @@ impl FfnStreamer {
             .record(&self.copy)
             .map_err(GpuError::driver("recording a weight DMA"))?;
         s.dma_pending = true;
+        if self.serial {
+            s.dma_done
+                .synchronize()
+                .map_err(GpuError::driver("waiting for a weight DMA"))?;
+        }
         s.m.name.clear();
         s.m.name.push_str(&v.info.name);
         s.m.ty = v.info.ty;
@@ -258,6 +268,11 @@ impl FfnStreamer {
             .record(&gpu.stream)
             .map_err(GpuError::driver("recording a streamed weight's use"))?;
         s.used_pending = true;
+        if self.serial {
+            s.used
+                .synchronize()
+                .map_err(GpuError::driver("waiting for a streamed weight's GEMM"))?;
+        }
         self.next_take += 1;
         if self.next_load < self.queue.len() {
             self.load(host_ffn)?;
