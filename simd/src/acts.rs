@@ -35,6 +35,9 @@ pub struct QuantizedActs {
     bsums: Vec<i16>,
     h: Vec<u16>,
     f: Vec<f32>,
+    /// The Q8_K quants in the AMX tile layout (built on demand by `build_amx`).
+    #[cfg(target_arch = "x86_64")]
+    amx: crate::q4_k_amx::AmxActs,
 }
 
 /// Grows `v` to `len` (never shrinks) and returns the first `len` elements.
@@ -120,6 +123,8 @@ impl QuantizedActs {
             "QuantizedActs::quantize: {n} columns is not a multiple of {be} ({ty} activations)"
         );
         self.weight_ty = Some(ty);
+        #[cfg(target_arch = "x86_64")]
+        self.amx.invalidate();
         self.k = k;
         self.n = n;
         let len = k * n;
@@ -155,6 +160,26 @@ impl QuantizedActs {
             GgmlType::Q8_K => unreachable!("rejected above"),
         }
         b
+    }
+
+    /// Builds the AMX tile layout of these Q8_K activations (after `quantize*`), split over
+    /// `pool`'s threads when given. No-op for non-K-quant activations.
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) fn build_amx(&mut self, pool: Option<&crate::Pool>) {
+        if !matches!(
+            self.weight_ty,
+            Some(GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K)
+        ) {
+            return;
+        }
+        let (k, nb) = (self.k, self.n / 256);
+        self.amx.build(&self.qs, &self.d, &self.bsums, k, nb, pool);
+    }
+
+    /// The AMX tile layout, if `build_amx` ran since the last `quantize*` (`nb` blocks/row).
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) fn amx(&self, nb: usize) -> Option<&crate::q4_k_amx::AmxActs> {
+        self.amx.get(self.k, nb)
     }
 
     /// Token `t`'s converted row. Panics if `t >= k`.

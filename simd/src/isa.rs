@@ -1,7 +1,8 @@
 //! Which instruction set the kernels use, decided once at run time.
 //!
 //! `Isa::detect()` picks the best tier this CPU supports and caches it in a `OnceLock`;
-//! `HYBRID_ISA=scalar|avx2|avx2vnni|avx512` overrides it (a tier the CPU lacks is refused
+//! `HYBRID_ISA=scalar|avx2|avx2vnni|avx512|amx` overrides it (`avx512` keeps the AMX tile
+//! unit unused) (a tier the CPU lacks is refused
 //! with a warning and the detected one is used instead).
 
 use std::sync::OnceLock;
@@ -18,11 +19,14 @@ pub enum Isa {
     Avx2Vnni,
     /// AVX-512 F/BW/VL + AVX512-VNNI (512-bit integer work, `vpdpwssd`/`vpdpbusd`).
     Avx512,
+    /// `Avx512` plus the AMX tile unit (AMX-TILE/INT8, OS permission granted) for Q4_K
+    /// mat-muls of at least `q4_k_amx::MIN_K` tokens; every other kernel is `Avx512`'s.
+    Amx,
 }
 
 impl Isa {
     /// Every tier, slowest first.
-    pub const ALL: [Isa; 4] = [Isa::Scalar, Isa::Avx2, Isa::Avx2Vnni, Isa::Avx512];
+    pub const ALL: [Isa; 5] = [Isa::Scalar, Isa::Avx2, Isa::Avx2Vnni, Isa::Avx512, Isa::Amx];
 
     pub const fn name(self) -> &'static str {
         match self {
@@ -30,6 +34,7 @@ impl Isa {
             Isa::Avx2 => "avx2",
             Isa::Avx2Vnni => "avx2vnni",
             Isa::Avx512 => "avx512",
+            Isa::Amx => "amx",
         }
     }
 
@@ -56,6 +61,7 @@ impl Isa {
                         && std::arch::is_x86_feature_detected!("avx512vl")
                         && std::arch::is_x86_feature_detected!("avx512vnni")
                 }
+                Isa::Amx => crate::q4_k_amx::usable(),
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -82,7 +88,7 @@ impl Isa {
                         best
                     }
                     None => {
-                        tracing::warn!(value = %v, using = best.name(), "HYBRID_ISA not one of scalar|avx2|avx2vnni|avx512");
+                        tracing::warn!(value = %v, using = best.name(), "HYBRID_ISA not one of scalar|avx2|avx2vnni|avx512|amx");
                         best
                     }
                 },

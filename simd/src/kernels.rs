@@ -42,6 +42,9 @@ pub struct KernelSet {
     ty: GgmlType,
     isa: Isa,
     k: Kernels,
+    /// Q4_K on `Isa::Amx`: batches of `q4_k_amx::MIN_K`+ tokens whose activations carry
+    /// the tile layout (`QuantizedActs::build_amx`) go through the tile unit.
+    amx: bool,
 }
 
 impl KernelSet {
@@ -56,7 +59,32 @@ impl KernelSet {
             GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => crate::float::kernels(ty, isa),
             GgmlType::Q8_K => panic!("Q8_K is an activation type, not a weight type"),
         };
-        KernelSet { ty, isa, k }
+        let amx = isa == Isa::Amx && ty == GgmlType::Q4_K;
+        KernelSet { ty, isa, k, amx }
+    }
+
+    /// Whether a batch of `k` tokens takes the tile path (the caller then builds the
+    /// activations' tile layout before computing).
+    pub(crate) fn wants_amx(&self, k: usize) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            self.amx && k >= crate::q4_k_amx::MIN_K
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = k;
+            false
+        }
+    }
+
+    /// Rows per work item for a pool over a `cols`-wide matrix and `k` tokens.
+    pub(crate) fn chunk_rows(&self, cols: usize, k: usize) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        if self.wants_amx(k) {
+            return crate::q4_k_amx::chunk_rows(cols / 256);
+        }
+        let _ = (cols, k);
+        ROW_CHUNK
     }
 
     pub fn ty(&self) -> GgmlType {
@@ -142,6 +170,13 @@ pub(crate) fn compute_rows(
     );
     assert!(rows.end <= w.rows, "rows {rows:?} out of {}", w.rows);
     let k = acts.k();
+    #[cfg(target_arch = "x86_64")]
+    if ks.wants_amx(k) {
+        if let Some(amx) = acts.amx(w.cols / 256) {
+            crate::q4_k_amx::compute_rows(w, amx, rows, sink);
+            return;
+        }
+    }
     let mut r0 = rows.start;
     while r0 < rows.end {
         let r1 = (r0 + ROW_CHUNK).min(rows.end);

@@ -18,6 +18,8 @@ mod x86;
 
 pub mod float;
 pub mod q4_k;
+#[cfg(target_arch = "x86_64")]
+mod q4_k_amx;
 pub mod q5_k;
 pub mod q6_k;
 pub mod q8_0;

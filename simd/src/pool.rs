@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 
-use crate::kernels::{compute_rows, KernelSet, ROW_CHUNK};
+use crate::kernels::{compute_rows, KernelSet};
 use crate::{Isa, MatRef, QuantizedActs};
 
 /// How long an idle worker (and the caller waiting for workers) spins before parking or
@@ -284,17 +284,22 @@ impl Pool {
         let ks = KernelSet::new(w.ty, self.isa);
         let mut acts = self.acts_a.lock().unwrap_or_else(|e| e.into_inner());
         acts.quantize_with(w.ty, x, k, w.cols, self);
+        #[cfg(target_arch = "x86_64")]
+        if ks.wants_amx(k) {
+            acts.build_amx(Some(self));
+        }
         let acts = &*acts;
         let rows = w.rows;
         let out_ptr = SendPtr(out.as_mut_ptr());
         let next = AtomicUsize::new(0);
-        let n_chunks = rows.div_ceil(ROW_CHUNK);
+        let chunk = ks.chunk_rows(w.cols, k);
+        let n_chunks = rows.div_ceil(chunk);
         self.run(&|_, _| loop {
             let c = next.fetch_add(1, Ordering::Relaxed);
             if c >= n_chunks {
                 break;
             }
-            let r = c * ROW_CHUNK..((c + 1) * ROW_CHUNK).min(rows);
+            let r = c * chunk..((c + 1) * chunk).min(rows);
             compute_rows(&ks, &w, acts, r, |r, t, v| {
                 // SAFETY: t < k and r < rows, so the index is inside `out` (k × rows, checked
                 // above); each (r, t) belongs to exactly one chunk, claimed by one thread.
@@ -348,17 +353,27 @@ impl Pool {
         if !same {
             acts_u.quantize_with(up.ty, x, k, up.cols, self);
         }
+        #[cfg(target_arch = "x86_64")]
+        {
+            if kg.wants_amx(k) || (same && ku.wants_amx(k)) {
+                acts_g.build_amx(Some(self));
+            }
+            if !same && ku.wants_amx(k) {
+                acts_u.build_amx(Some(self));
+            }
+        }
         let (ag, au) = (&*acts_g, if same { &*acts_g } else { &*acts_u });
         let rows = gate.rows;
         let out_ptr = SendPtr(out.as_mut_ptr());
         let next = AtomicUsize::new(0);
-        let n_chunks = rows.div_ceil(ROW_CHUNK);
+        let chunk = kg.chunk_rows(gate.cols, k).max(ku.chunk_rows(up.cols, k));
+        let n_chunks = rows.div_ceil(chunk);
         self.run(&|_, _| loop {
             let c = next.fetch_add(1, Ordering::Relaxed);
             if c >= n_chunks {
                 break;
             }
-            let r = c * ROW_CHUNK..((c + 1) * ROW_CHUNK).min(rows);
+            let r = c * chunk..((c + 1) * chunk).min(rows);
             // The chunk's (r, t) cells are touched only by this thread: first the gate value
             // is stored, then combined with the up value.
             compute_rows(&kg, &gate, ag, r.clone(), |r, t, v| {

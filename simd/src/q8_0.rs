@@ -79,7 +79,7 @@ pub(crate) fn kernels(isa: Isa) -> Kernels {
         Isa::Scalar => {}
         Isa::Avx2 => return kernels_of!(avx2::matvec_plain),
         Isa::Avx2Vnni => return kernels_of!(avx2::matvec_vnni),
-        Isa::Avx512 => return kernels_of!(avx2::matvec_avx512),
+        Isa::Avx512 | Isa::Amx => return kernels_of!(avx2::matvec_avx512),
     }
     let _ = isa;
     kernels_of!(matvec_scalar)
