@@ -263,7 +263,7 @@ impl FfnAt<'_, '_> {
             FfnAt::Host(f, pool, s, il) => {
                 let d = cfg.n_embd;
                 let ff = f.gate.info.rows() as usize;
-                norm_into_xn(gpu, cfg, b, post_norm, t)?;
+                add_norm(gpu, cfg, b, post_norm, true, false, t)?;
                 let t0 = std::time::Instant::now();
                 let n = t * d;
                 let stg = s.staging.as_mut().ok_or_else(|| {
@@ -284,7 +284,7 @@ impl FfnAt<'_, '_> {
                 stg.upload(gpu, b.o.view_mut().sub(0, n)?)?;
                 profile::record(Phase::Upload, il, p0);
                 s.secs += t0.elapsed().as_secs_f64();
-                gpu.add_inplace(b.x.view_mut(), b.o.view(), t * d)
+                Ok(())
             }
         }
     }
@@ -619,18 +619,20 @@ impl<'a> GpuModel<'a> {
                 snap,
                 pos0,
                 t,
+                il > 0,
             )?;
         }
+        // The last layer's FFN output is still in `b.o`: added by the output norm's launch.
         let d = cfg.n_embd;
-        gpu.rms_norm(
-            b.x.view(),
-            d,
+        gpu.add_rms_norm_quant(
+            b.x.view_mut().sub(0, t * d)?,
+            Some(first(&b.o, t * d)?),
             w.output_norm.view(),
-            b.hidden.view_mut(),
-            d,
+            b.hidden.view_mut().sub(0, t * d)?,
             t,
             d,
             cfg.rms_eps,
+            None,
         )?;
         lm_head(gpu, cfg, b, &w.output, rows)?;
         st.n_past += t;
@@ -901,7 +903,6 @@ impl<'a> GpuModel<'a> {
             )?;
             quant(gpu, first(&b.xn, t * d)?, t, d, &mut b.qa)?;
             attention(gpu, cfg, b, &m.attn, kv, &mut st.attn_scratch, pos0, t)?;
-            gpu.add_inplace(b.x.view_mut(), b.o.view(), t * d)?;
             ffn(
                 gpu,
                 cfg,
@@ -911,6 +912,7 @@ impl<'a> GpuModel<'a> {
                 m.ffn.gate.rows,
                 t,
             )?;
+            gpu.add_inplace(b.x.view_mut(), b.o.view(), t * d)?;
             gpu.rms_norm(
                 b.x.view(),
                 d,
@@ -953,7 +955,9 @@ fn lm_head(
     gpu.matvec(head, h, &b.qa, rows.len(), b.logits.view_mut())
 }
 
-/// One trunk layer: `x += mixer(attn_norm(x)); x += ffn(post_norm(x))`.
+/// One trunk layer: `x += mixer(attn_norm(x)); x += ffn(post_norm(x))`. Residual adds are
+/// fused into the following norm: `pending` says `b.o` still holds the previous layer's FFN
+/// output (added here), and this layer leaves its own FFN output in `b.o` the same way.
 #[allow(clippy::too_many_arguments)]
 fn layer(
     gpu: &Gpu,
@@ -966,10 +970,9 @@ fn layer(
     snap: Option<(ViewMut<'_, f32>, ViewMut<'_, f32>)>,
     pos0: usize,
     t: usize,
+    pending: bool,
 ) -> Result<()> {
-    let d = cfg.n_embd;
-    norm_into_xn(gpu, cfg, b, &lw.attn_norm, t)?;
-    quant(gpu, first(&b.xn, t * d)?, t, d, &mut b.qa)?;
+    add_norm(gpu, cfg, b, &lw.attn_norm, pending, true, t)?;
     match (&lw.mixer, ls) {
         (GpuMixer::Gdn(g), GpuLayerState::Gdn { conv, ssm }) => {
             gdn(gpu, cfg, b, g, conv, ssm, snap, t)?
@@ -984,7 +987,6 @@ fn layer(
             ))
         }
     }
-    gpu.add_inplace(b.x.view_mut(), b.o.view(), t * d)?;
     ffn_at.run(gpu, cfg, b, &lw.post_norm, t)
 }
 
@@ -1159,23 +1161,37 @@ impl DevMats<'_, '_> {
     }
 }
 
-/// `b.xn = RMSNorm(b.x) · norm` for t tokens.
-fn norm_into_xn(gpu: &Gpu, cfg: &Config, b: &mut Bufs, norm: &GpuBuf<f32>, t: usize) -> Result<()> {
+/// `b.x += b.o` (when `add`: the residual add of the block before), `b.xn = RMSNorm(b.x) ·
+/// norm`, and with `quant` the mat-vec's quantization of `b.xn` (mat-vec sized chunks only;
+/// the GEMM path reads `b.xn` itself): one fused launch.
+fn add_norm(
+    gpu: &Gpu,
+    cfg: &Config,
+    b: &mut Bufs,
+    norm: &GpuBuf<f32>,
+    add: bool,
+    quant: bool,
+    t: usize,
+) -> Result<()> {
     let d = cfg.n_embd;
-    gpu.rms_norm(
-        b.x.view(),
-        d,
+    let Bufs { x, o, xn, qa, .. } = b;
+    let o = if add { Some(first(o, t * d)?) } else { None };
+    let qa = (quant && t <= MAX_K && d % 32 == 0).then_some(qa);
+    gpu.add_rms_norm_quant(
+        x.view_mut().sub(0, t * d)?,
+        o,
         norm.view(),
-        b.xn.view_mut(),
-        d,
+        xn.view_mut().sub(0, t * d)?,
         t,
         d,
         cfg.rms_eps,
+        qa,
     )
 }
 
-/// `x += down(swiglu(gate·n, up·n))` with `n = RMSNorm(x)·post_norm`, on the device; `ff`
-/// is the FFN width (rows of gate).
+/// `x += o` (the mixer output), then `o = down(swiglu(gate·n, up·n))` with `n = RMSNorm(x) ·
+/// post_norm`, on the device; `ff` is the FFN width (rows of gate). The FFN's own residual
+/// add is left to the caller (`b.o` holds it), which fuses it into the next norm.
 fn ffn(
     gpu: &Gpu,
     cfg: &Config,
@@ -1185,9 +1201,7 @@ fn ffn(
     ff: usize,
     t: usize,
 ) -> Result<()> {
-    let d = cfg.n_embd;
-    norm_into_xn(gpu, cfg, b, post_norm, t)?;
-    quant(gpu, first(&b.xn, t * d)?, t, d, &mut b.qa)?;
+    add_norm(gpu, cfg, b, post_norm, true, true, t)?;
     let Bufs {
         xn,
         p0,
@@ -1206,6 +1220,5 @@ fn ffn(
     })?;
     gpu.swiglu(p0.view(), p1.view(), y.view_mut(), t * ff)?;
     quant(gpu, first(y, t * ff)?, t, ff, qa)?;
-    mats.with(gpu, 2, |w| mm(gpu, gemm, qa, w, y.view(), t, o.view_mut()))?;
-    gpu.add_inplace(b.x.view_mut(), b.o.view(), t * d)
+    mats.with(gpu, 2, |w| mm(gpu, gemm, qa, w, y.view(), t, o.view_mut()))
 }

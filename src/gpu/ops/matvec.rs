@@ -108,6 +108,77 @@ impl Gpu {
         Ok(())
     }
 
+    /// Fused `x += o` (when `o` is given), `y = RMSNorm(x) · w` (rows of n contiguous values)
+    /// and, with `qa`, the mat-vec's quantization of `y` (as [`Gpu::quantize_acts`]): one
+    /// launch instead of add, norm and quantize, with the same results as those three.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_rms_norm_quant(
+        &self,
+        x: ViewMut<'_, f32>,
+        o: Option<View<'_, f32>>,
+        w: View<'_, f32>,
+        y: ViewMut<'_, f32>,
+        rows: usize,
+        n: usize,
+        eps: f32,
+        qa: Option<&mut QuantActs>,
+    ) -> Result<()> {
+        const OP: &str = "add_rms_norm_quant";
+        if rows == 0 || n == 0 {
+            return Err(GpuError::shape(OP, format!("rows {rows}, n {n}")));
+        }
+        need(OP, "x", x.len(), rows * n)?;
+        need(OP, "y", y.len(), rows * n)?;
+        need(OP, "w", w.len(), n)?;
+        let op = match o {
+            Some(o) => {
+                need(OP, "o", o.len(), rows * n)?;
+                o.ptr
+            }
+            None => 0,
+        };
+        let (qp, dp) = match &qa {
+            Some(qa) => {
+                if n % 32 != 0 || rows > MAX_K {
+                    return Err(GpuError::shape(
+                        OP,
+                        format!("quantizing {rows} rows of {n}: n must be a multiple of 32, rows <= {MAX_K}"),
+                    ));
+                }
+                need(OP, "quantized buffer", qa.q.len(), rows * n)?;
+                need(OP, "scale buffer", qa.ds.len(), 2 * rows * n / 32)?;
+                (qa.q.ptr, qa.ds.ptr)
+            }
+            None => (0, 0),
+        };
+        let (xp, wp, yp) = (x.ptr, w.ptr, y.ptr);
+        let ni = as_i32(OP, "n", n)?;
+        let mut b = self.stream.launch_builder(&self.k.add_rms_norm_q8);
+        b.arg(&xp) /* x */
+            .arg(&op) /* o */
+            .arg(&wp) /* w */
+            .arg(&yp) /* y */
+            .arg(&qp) /* q */
+            .arg(&dp) /* ds */
+            .arg(&ni) /* n */
+            .arg(&eps); /* eps */
+        // Same block size as `rms_norm`, so the sum of squares runs in the same order.
+        launch(
+            OP,
+            &mut b,
+            launch_cfg(
+                (blocks_for(OP, rows, 1)?, 1, 1),
+                super::basic::norm_threads(n),
+            ),
+        )?;
+        if let Some(qa) = qa {
+            qa.k = rows;
+            qa.n = n;
+            qa.src = yp;
+        }
+        Ok(())
+    }
+
     /// `out[t][r] = sum_c w[r][c] * x[t][c]` for t < k (1..=8): x is [k][w.cols] f32, out is
     /// [k][w.rows]. For a quantized `w`, `qa` must hold `x` quantized by
     /// [`Gpu::quantize_acts`]; float weights ignore `qa`.
