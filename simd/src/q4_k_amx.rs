@@ -39,7 +39,9 @@ use crate::kq::scale_min_k4;
 use crate::q4_k::BlockQ4K;
 
 /// Fewest tokens for which `Isa::Amx` uses the tile path (below: the AVX-512 kernels).
-pub(crate) const MIN_K: usize = 16;
+/// Measured crossover on the 2-core dev VM (Q4_K 17408×5120, one thread): k = 24 AVX-512
+/// 34–35 ms vs tiles 36–45 ms; k = 32 41.5 vs 37.6 ms; k = 64 82 vs 53–61 ms.
+pub(crate) const MIN_K: usize = 32;
 
 /// One 64-byte, 64-byte aligned line: one tile row.
 #[derive(Clone, Copy)]
@@ -225,21 +227,37 @@ struct RawAmx {
 unsafe impl Sync for RawAmx {}
 
 impl RawAmx {
-    /// The lines of unit `u`: 128 B lines, 4 min lines, the `dy` line.
+    /// The lines of unit `u = tt·nb + i`: 16 B lines per lane (at `b_line(tt, l, i)`),
+    /// 4 min lines, the `dy` line.
     ///
     /// # Safety
     /// `u` must be inside the buffers, and no other reference to unit `u` may be live.
     #[allow(clippy::mut_from_ref)]
-    unsafe fn unit(&self, u: usize) -> (&mut [Line], &mut [Line], &mut Line) {
-        // SAFETY: see the function's contract.
+    unsafe fn unit(&self, u: usize, nb: usize) -> ([&mut [Line]; 8], &mut [Line], &mut Line) {
+        let (tt, i) = (u / nb, u % nb);
+        // SAFETY: see the function's contract; the 8 lane ranges are disjoint.
         unsafe {
             (
-                std::slice::from_raw_parts_mut(self.b.add(u * 128), 128),
+                std::array::from_fn(|l| {
+                    std::slice::from_raw_parts_mut(self.b.add(b_line(tt, l, i, nb)), 16)
+                }),
                 std::slice::from_raw_parts_mut(self.mins.add(u * 4), 4),
                 &mut *self.dy.add(u),
             )
         }
     }
+}
+
+/// First line of the B tile of token tile `tt`, lane `l`, block `i`: lanes outermost so one
+/// lane's tiles of consecutive blocks are contiguous (the order `tile_pass` reads them in).
+fn b_line(tt: usize, l: usize, i: usize, nb: usize) -> usize {
+    ((tt * 8 + l) * nb + i) * 16
+}
+
+/// First line of the two A tiles (halves 0, 1) of lane `l`, block `i` in a row tile's
+/// buffer of `nb · 256` lines (same lane-outer order as `b_line`).
+fn a_line(l: usize, i: usize, nb: usize) -> usize {
+    (l * nb + i) * 32
 }
 
 fn grow(v: &mut Vec<Line>, n: usize) -> *mut Line {
@@ -282,7 +300,7 @@ impl AmxActs {
                 let (tt, i) = (u / nb, u % nb);
                 // SAFETY: the buffers were sized for `units` above; ranges of different
                 // threads are disjoint, so no unit is borrowed twice.
-                let (bl, ml, dl) = unsafe { raw.unit(u) };
+                let (bl, ml, dl) = unsafe { raw.unit(u, nb) };
                 for n in 0..16 {
                     let t = 16 * tt + n;
                     let (dw, pairs, dy) = if t < k {
@@ -301,8 +319,8 @@ impl AmxActs {
                                 Some(q) => std::array::from_fn(|s| q[32 * g + 4 * l + s] as u8),
                                 None => [0; 4],
                             };
-                            bl[16 * l + g].0[4 * n..4 * n + 4].copy_from_slice(&v);
-                            bl[16 * l + g + 8].0[4 * n..4 * n + 4].copy_from_slice(&v);
+                            bl[l][g].0[4 * n..4 * n + 4].copy_from_slice(&v);
+                            bl[l][g + 8].0[4 * n..4 * n + 4].copy_from_slice(&v);
                         }
                     }
                     for l in 0..4 {
@@ -352,8 +370,10 @@ pub(crate) fn chunk_rows(nb: usize) -> usize {
     16 * (64 / nb.max(1)).clamp(1, 4)
 }
 
-/// Repacks row `r` (< 16) of a tile: `lines` are the tile's 256 lines of one block.
-fn repack_row(b: &BlockQ4K, r: usize, lines: &mut [Line], prm: &mut RowPrm) {
+/// Repacks row `r` (< 16) of block `i` of a tile into its `nb · 256` `lines` (scalar
+/// reference of `repack_row_avx512`).
+#[cfg(test)]
+fn repack_row(b: &BlockQ4K, r: usize, i: usize, nb: usize, lines: &mut [Line], prm: &mut RowPrm) {
     let (sc, m) = scale_min_k4(&b.scales);
     for l in 0..8 {
         for p in 0..32 {
@@ -363,10 +383,92 @@ fn repack_row(b: &BlockQ4K, r: usize, lines: &mut [Line], prm: &mut RowPrm) {
             let v = sc[j] as u16 * q as u16;
             let a = (v >> 2) as u8;
             let ab = a + (v & 3) as u8;
-            lines[32 * l + r].0[p] = ab;
-            lines[32 * l + r].0[32 + p] = a;
-            lines[32 * l + 16 + r].0[p] = a;
-            lines[32 * l + 16 + r].0[32 + p] = a;
+            let at = a_line(l, i, nb);
+            lines[at + r].0[p] = ab;
+            lines[at + r].0[32 + p] = a;
+            lines[at + 16 + r].0[p] = a;
+            lines[at + 16 + r].0[32 + p] = a;
+        }
+    }
+    prm.dx[r] = crate::floats::f16_le(b.d);
+    prm.ndmin[r] = -crate::floats::f16_le(b.dmin);
+    for l in 0..4 {
+        prm.mp[r][l] = m[2 * l] as i32 | (m[2 * l + 1] as i32) << 16;
+    }
+}
+
+/// `repack_row` with AVX-512: per lane, one `vpermt2d` gathers the lane's four dwords of
+/// `qs` (each twice), a per-dword shift picks low / high nibbles, giving `q(p)` for
+/// `p = 0..31` in order; then `v = sc·q` in 16-bit lanes and the byte splits.
+///
+/// # Safety
+/// AVX-512 F/BW must be available; `lines` must hold `nb · 256` lines.
+#[target_feature(enable = "avx512f,avx512bw,avx2")]
+unsafe fn repack_row_avx512(
+    b: &BlockQ4K,
+    r: usize,
+    i: usize,
+    nb: usize,
+    lines: &mut [Line],
+    prm: &mut RowPrm,
+) {
+    let (sc, m) = scale_min_k4(&b.scales);
+    let q0 = _mm512_loadu_si512(b.qs.as_ptr() as *const __m512i);
+    let q1 = _mm512_loadu_si512(b.qs.as_ptr().add(64) as *const __m512i);
+    let shifts = _mm512_set1_epi64(4 << 32);
+    let m4 = _mm512_set1_epi8(0x0F);
+    // Word p of `scw` = sc[p / 4].
+    let sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64(
+        sc.as_ptr() as *const __m128i
+    )));
+    let scw = _mm512_permutexvar_epi16(
+        _mm512_set_epi16(
+            7, 7, 7, 7, 6, 6, 6, 6, 5, 5, 5, 5, 4, 4, 4, 4, 3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0,
+            0, 0, 0,
+        ),
+        sc16,
+    );
+    let three = _mm512_set1_epi16(3);
+    let dst = lines.as_mut_ptr();
+    for j in 0..4 {
+        // Dword 8h + 2c + e of the result = qs dword 8c + (2j + h).
+        let l0 = 2 * j as i32;
+        let idx = _mm512_setr_epi32(
+            l0,
+            l0,
+            8 + l0,
+            8 + l0,
+            16 + l0,
+            16 + l0,
+            24 + l0,
+            24 + l0,
+            l0 + 1,
+            l0 + 1,
+            9 + l0,
+            9 + l0,
+            17 + l0,
+            17 + l0,
+            25 + l0,
+            25 + l0,
+        );
+        let y = _mm512_permutex2var_epi32(q0, idx, q1);
+        let q = _mm512_and_si512(_mm512_srlv_epi32(y, shifts), m4);
+        for h in 0..2 {
+            let l = 2 * j + h;
+            let half = if h == 0 {
+                _mm512_castsi512_si256(q)
+            } else {
+                _mm512_extracti64x4_epi64(q, 1)
+            };
+            let v = _mm512_mullo_epi16(_mm512_cvtepu8_epi16(half), scw);
+            let a = _mm512_srli_epi16(v, 2);
+            let ab = _mm512_add_epi16(a, _mm512_and_si512(v, three));
+            let (a8, ab8) = (_mm512_cvtepi16_epi8(a), _mm512_cvtepi16_epi8(ab));
+            let at = a_line(l, i, nb);
+            let h0 = _mm512_inserti64x4(_mm512_castsi256_si512(ab8), a8, 1);
+            let h1 = _mm512_inserti64x4(_mm512_castsi256_si512(a8), a8, 1);
+            _mm512_store_si512(dst.add(at + r) as *mut __m512i, h0);
+            _mm512_store_si512(dst.add(at + 16 + r) as *mut __m512i, h1);
         }
     }
     prm.dx[r] = crate::floats::f16_le(b.d);
@@ -390,8 +492,8 @@ pub(crate) fn compute_rows(
     let group = chunk_rows(nb);
     WBUF.with_borrow_mut(|wb| {
         let WBuf { a, prm, c } = wb;
-        if c.len() < 128 {
-            c.resize(128, Line::default());
+        if c.len() < 32 {
+            c.resize(32, Line::default());
         }
         let mut r0 = rows.start;
         while r0 < rows.end {
@@ -407,15 +509,18 @@ pub(crate) fn compute_rows(
                 for r in 0..16 {
                     let row = r0 + 16 * tile + r;
                     for i in 0..nb {
-                        let lines = &mut a[(tile * nb + i) * 256..(tile * nb + i + 1) * 256];
+                        let lines = &mut a[tile * nb * 256..(tile + 1) * nb * 256];
                         let p = &mut prm[tile * nb + i];
-                        if row < r1 {
+                        let zero = BlockQ4K::zeroed_block();
+                        let blk: &BlockQ4K = if row < r1 {
                             let off = row * rb + i * 144;
-                            let blk: &BlockQ4K = bytemuck::from_bytes(&w.data[off..off + 144]);
-                            repack_row(blk, r, lines, p);
+                            bytemuck::from_bytes(&w.data[off..off + 144])
                         } else {
-                            repack_row(&BlockQ4K::zeroed_block(), r, lines, p);
-                        }
+                            &zero
+                        };
+                        // SAFETY: AVX-512 F/BW are part of `Isa::Amx`; `lines` is the
+                        // tile's `nb · 256` lines.
+                        unsafe { repack_row_avx512(blk, r, i, nb, lines, p) };
                     }
                 }
             }
@@ -424,16 +529,16 @@ pub(crate) fn compute_rows(
             unsafe { tile_config() };
             for tt in 0..amx.k.div_ceil(16) {
                 for tile in 0..n_tiles {
-                    let mut out = [[0.0f32; 16]; 16];
                     let nr = (r1 - r0 - 16 * tile).min(16);
-                    // SAFETY: as above; AVX-512 is part of `Isa::Amx`.
+                    let mut out = [[0.0f32; 16]; 16];
+                    // SAFETY: as above (tile config loaded, buffers sized); AVX-512 is part
+                    // of `Isa::Amx`; token tile tt exists.
                     unsafe {
                         tile_pass(
                             &a[tile * nb * 256..(tile + 1) * nb * 256],
                             &prm[tile * nb..(tile + 1) * nb],
                             amx,
                             tt,
-                            nr,
                             c,
                             &mut out,
                         )
@@ -459,78 +564,116 @@ impl BlockQ4K {
     }
 }
 
-/// One 16-row × 16-token tile over all blocks; `out[r][n]` for rows `r < nr`.
+/// `C = A_h0·B + A_h1·B` for one lane of one block, stored to `c`. Even blocks use tiles
+/// 0..3, odd blocks 4..7, so consecutive blocks do not wait on each other's tiles.
+///
+/// # Safety
+/// AMX usable, tile configuration loaded; `a` points at 32 readable lines (the lane's two
+/// A tiles), `b` at 16 readable lines, `c` at 16 writable lines.
+#[inline(always)]
+unsafe fn lane_tiles(odd: bool, a: *const Line, b: *const Line, c: *mut Line) {
+    let s = 64usize;
+    if odd {
+        // SAFETY: see the function's contract; each tile is 16 lines of 64 bytes.
+        unsafe {
+            asm!(
+                "tilezero tmm4",
+                "tileloadd tmm5, [{b} + {s}*1]",
+                "tileloadd tmm6, [{a0} + {s}*1]",
+                "tileloadd tmm7, [{a1} + {s}*1]",
+                "tdpbusd tmm4, tmm6, tmm5",
+                "tdpbusd tmm4, tmm7, tmm5",
+                "tilestored [{c} + {s}*1], tmm4",
+                b = in(reg) b, a0 = in(reg) a, a1 = in(reg) a.add(16),
+                c = in(reg) c, s = in(reg) s, options(nostack),
+            )
+        }
+    } else {
+        // SAFETY: as above.
+        unsafe {
+            asm!(
+                "tilezero tmm0",
+                "tileloadd tmm1, [{b} + {s}*1]",
+                "tileloadd tmm2, [{a0} + {s}*1]",
+                "tileloadd tmm3, [{a1} + {s}*1]",
+                "tdpbusd tmm0, tmm2, tmm1",
+                "tdpbusd tmm0, tmm3, tmm1",
+                "tilestored [{c} + {s}*1], tmm0",
+                b = in(reg) b, a0 = in(reg) a, a1 = in(reg) a.add(16),
+                c = in(reg) c, s = in(reg) s, options(nostack),
+            )
+        }
+    }
+}
+
+/// One 16-row tile × one 16-token tile `tt` over all blocks; `out[r][n]`.
+///
+/// Lane by lane: the 16 rows' accumulators of the lane stay in registers over all blocks
+/// while the tile unit computes the next block's lane sums into the other half of `c`.
+/// Rows past the matrix are zero blocks (`dx = 0`), harmless, and not read by the caller.
 ///
 /// # Safety
 /// AMX usable and the tile configuration loaded; AVX-512 F/BW, FMA available; `a` holds
-/// `nb · 256` lines, `prm` `nb` entries, `c` ≥ 128 lines, `amx` has token tile `tt`.
+/// `nb · 256` lines, `prm` `nb` entries, `c` ≥ 32 lines, `amx` has token tile `tt`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
 unsafe fn tile_pass(
     a: &[Line],
     prm: &[RowPrm],
     amx: &AmxActs,
     tt: usize,
-    nr: usize,
     c: &mut [Line],
     out: &mut [[f32; 16]; 16],
 ) {
     let nb = amx.nb;
-    let mut acc = [[_mm512_setzero_ps(); 16]; 12];
     let cp = c.as_mut_ptr();
-    for i in 0..nb {
-        let u = tt * nb + i;
-        let bp = amx.b.as_ptr().add(u * 128);
-        let ap = a.as_ptr().add(i * 256);
-        for lp in 0..4 {
-            let (l0, l1) = (2 * lp, 2 * lp + 1);
-            // SAFETY (caller): the pointers cover 16 lines each: B lane l at bp + 16l,
-            // A lane l half h at ap + 32l + 16h, C lane l at cp + 16l.
-            asm!(
-                "tilezero tmm0",
-                "tilezero tmm1",
-                "tileloadd tmm2, [{b0} + {s}*1]",
-                "tileloadd tmm4, [{a00} + {s}*1]",
-                "tileloadd tmm5, [{a01} + {s}*1]",
-                "tdpbusd tmm0, tmm4, tmm2",
-                "tdpbusd tmm0, tmm5, tmm2",
-                "tileloadd tmm3, [{b1} + {s}*1]",
-                "tileloadd tmm6, [{a10} + {s}*1]",
-                "tileloadd tmm7, [{a11} + {s}*1]",
-                "tdpbusd tmm1, tmm6, tmm3",
-                "tdpbusd tmm1, tmm7, tmm3",
-                "tilestored [{c0} + {s}*1], tmm0",
-                "tilestored [{c1} + {s}*1], tmm1",
-                b0 = in(reg) bp.add(16 * l0),
-                b1 = in(reg) bp.add(16 * l1),
-                a00 = in(reg) ap.add(32 * l0),
-                a01 = in(reg) ap.add(32 * l0 + 16),
-                a10 = in(reg) ap.add(32 * l1),
-                a11 = in(reg) ap.add(32 * l1 + 16),
-                c0 = in(reg) cp.add(16 * l0),
-                c1 = in(reg) cp.add(16 * l1),
-                s = in(reg) 64usize,
-                options(nostack),
-            );
-        }
-        let dyv = _mm512_load_ps(amx.dy.as_ptr().add(u) as *const f32);
-        let mp = amx.mins.as_ptr().add(u * 4) as *const __m512i;
-        let mv = [0, 1, 2, 3].map(|l| _mm512_load_si512(mp.add(l)));
-        let p = &prm[i];
-        for r in 0..nr {
-            let d = _mm512_mul_ps(dyv, _mm512_set1_ps(p.dx[r]));
-            let dm = _mm512_mul_ps(dyv, _mm512_set1_ps(p.ndmin[r]));
-            for l in 0..8 {
-                let s = _mm512_load_si512(cp.add(16 * l + r) as *const __m512i);
-                acc[l][r] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(s), acc[l][r]);
+    let mut lanes = [[_mm512_setzero_ps(); 16]; 12];
+    for l in 0..8 {
+        let mut acc = [_mm512_setzero_ps(); 16];
+        // Lane sums of block i land in the half i % 2 of `c` (tile set i % 2); block i + 1
+        // is issued before block i is folded, so the tile unit runs ahead of the fold.
+        let issue = |i: usize| {
+            // SAFETY (caller): lane l's A and B tiles of block i exist; `c` has 32 lines.
+            lane_tiles(
+                i % 2 == 1,
+                a.as_ptr().add(a_line(l, i, nb)),
+                amx.b.as_ptr().add(b_line(tt, l, i, nb)),
+                cp.add(16 * (i % 2)),
+            )
+        };
+        issue(0);
+        for i in 0..nb {
+            let u = tt * nb + i;
+            let cb = cp.add(16 * (i % 2));
+            if i + 1 < nb {
+                issue(i + 1);
             }
-            for l in 0..4 {
-                let s = _mm512_madd_epi16(mv[l], _mm512_set1_epi32(p.mp[r][l]));
-                acc[8 + l][r] = _mm512_fmadd_ps(dm, _mm512_cvtepi32_ps(s), acc[8 + l][r]);
+            let dyv = _mm512_load_ps(amx.dy.as_ptr().add(u) as *const f32);
+            let p = &prm[i];
+            for r in 0..16 {
+                let d = _mm512_mul_ps(dyv, _mm512_set1_ps(p.dx[r]));
+                let s = _mm512_load_si512(cb.add(r) as *const __m512i);
+                acc[r] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(s), acc[r]);
             }
         }
+        lanes[l] = acc;
     }
-    for r in 0..nr {
-        let a = |l: usize| acc[l][r];
+    for lm in 0..4 {
+        let mut acc = [_mm512_setzero_ps(); 16];
+        for i in 0..nb {
+            let u = tt * nb + i;
+            let dyv = _mm512_load_ps(amx.dy.as_ptr().add(u) as *const f32);
+            let mv = _mm512_load_si512(amx.mins.as_ptr().add(4 * u + lm) as *const __m512i);
+            let p = &prm[i];
+            for r in 0..16 {
+                let dm = _mm512_mul_ps(dyv, _mm512_set1_ps(p.ndmin[r]));
+                let s = _mm512_madd_epi16(mv, _mm512_set1_epi32(p.mp[r][lm]));
+                acc[r] = _mm512_fmadd_ps(dm, _mm512_cvtepi32_ps(s), acc[r]);
+            }
+        }
+        lanes[8 + lm] = acc;
+    }
+    for r in 0..16 {
+        let a = |l: usize| lanes[l][r];
         let t4 = [0, 1, 2, 3].map(|l| _mm512_add_ps(a(l), a(l + 4)));
         let s = _mm512_add_ps(_mm512_add_ps(t4[0], t4[2]), _mm512_add_ps(t4[1], t4[3]));
         let m = _mm512_add_ps(_mm512_add_ps(a(8), a(10)), _mm512_add_ps(a(9), a(11)));
@@ -588,7 +731,7 @@ mod tests {
                 rows,
                 cols,
             };
-            for k in [16usize, 17, 31, 32, 45] {
+            for k in [MIN_K, MIN_K + 1, 47, 48, 63] {
                 let mut x = rand_acts(&mut rng, k, cols);
                 // Token 3: every activation at the Q8_K extreme −128 (x = +max flips sign).
                 x[3 * cols..4 * cols].fill(5.0);
@@ -652,7 +795,7 @@ mod tests {
             return;
         }
         let mut rng = Rng::new(43);
-        let (rows, nb, k) = (45, 2, 24);
+        let (rows, nb, k) = (45, 2, 40);
         let cols = 256 * nb;
         let (g, u) = (rand_rows(&mut rng, rows, nb), rand_rows(&mut rng, rows, nb));
         let mat = |d| MatRef {
@@ -668,6 +811,33 @@ mod tests {
         a.ffn_gate_up_swiglu(mat(&g), mat(&u), &x, k, &mut want);
         b.ffn_gate_up_swiglu(mat(&g), mat(&u), &x, k, &mut got);
         assert_eq!(bits(&got), bits(&want));
+    }
+
+    #[test]
+    fn the_vector_repack_equals_the_scalar_repack() {
+        if !Isa::Amx.is_available() {
+            eprintln!("skipped: no AMX");
+            return;
+        }
+        let mut rng = Rng::new(47);
+        let nb = 3;
+        let data = rand_rows(&mut rng, 6, nb);
+        let blocks: &[BlockQ4K] = bytemuck::cast_slice(&data);
+        let (mut want, mut got) = (
+            vec![Line::default(); nb * 256],
+            vec![Line::default(); nb * 256],
+        );
+        let (mut pw, mut pg) = (RowPrm::default(), RowPrm::default());
+        for (n, b) in blocks.iter().enumerate() {
+            let (r, i) = (n % 16, n % nb);
+            repack_row(b, r, i, nb, &mut want, &mut pw);
+            // SAFETY: AVX-512 is part of `Isa::Amx` (checked); `got` has nb · 256 lines.
+            unsafe { repack_row_avx512(b, r, i, nb, &mut got, &mut pg) };
+        }
+        assert!(want.iter().zip(&got).all(|(x, y)| x.0 == y.0));
+        assert_eq!(bits(&pw.dx), bits(&pg.dx));
+        assert_eq!(bits(&pw.ndmin), bits(&pg.ndmin));
+        assert_eq!(pw.mp, pg.mp);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Memory-bound benchmark of the k-input mat-vec kernels on 27B FFN shapes.
 //!
 //! `kernel-bench [--threads N] [--types Q4_K,Q5_K,Q6_K,Q8_0] [--isas avx2,avx2vnni,avx512]
-//!  [--ks 1,2,4,8 (up to 64)] [--shapes gate,down] [--reps R] [--rotate-mb MB]`
+//!  [--ks 1,2,4,8 (up to 256)] [--shapes gate,down] [--reps R] [--rotate-mb MB]`
 //!
 //! Weights are replicated until the rotating set is at least 2× the last-level cache, and
 //! every call uses the next copy, so each call streams its weights from DRAM. Prints a
@@ -98,8 +98,8 @@ fn parse_args() -> Result<Args, String> {
     if a.threads == 0 || a.reps == 0 {
         return Err("--threads and --reps must be ≥ 1".into());
     }
-    if a.ks.iter().any(|&k| k == 0 || k > 64) {
-        return Err("--ks values must be in 1..=64".into());
+    if a.ks.iter().any(|&k| k == 0 || k > 256) {
+        return Err("--ks values must be in 1..=256".into());
     }
     Ok(a)
 }
