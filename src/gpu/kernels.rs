@@ -33,8 +33,6 @@ pub struct Kernels {
     pub(crate) mmv: Vec<[CudaFunction; MAX_K]>,
     pub(crate) quantize_q8_1: CudaFunction,
     pub(crate) rms_norm: CudaFunction,
-    /// Fused residual add + RMSNorm + activation quantization.
-    pub(crate) add_rms_norm_q8: CudaFunction,
     pub(crate) rms_norm_gated: CudaFunction,
     pub(crate) rope_neox: CudaFunction,
     pub(crate) add: CudaFunction,
@@ -144,7 +142,6 @@ impl Kernels {
             dequant,
             quantize_q8_1: m.get(Kernel::Mmvq, "quantize_q8_1")?,
             rms_norm: m.get(Kernel::Norm, "rms_norm")?,
-            add_rms_norm_q8: m.get(Kernel::Norm, "add_rms_norm_q8")?,
             rms_norm_gated: m.get(Kernel::Norm, "rms_norm_gated")?,
             rope_neox: m.get(Kernel::Rope, "rope_neox")?,
             add: m.get(Kernel::Elementwise, "add_f32")?,

@@ -223,58 +223,6 @@ pub fn norms_rope_elementwise(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8) -> R<
             TOL_POINTWISE,
         );
     }
-    // add_rms_norm_quant (the forward pass's fused residual add + norm + quantization) ==
-    // add_inplace + rms_norm + quantize_acts, bit for bit: x, y, and a Q4_K mat-vec on the
-    // quantized y; without `o` and without quantization too.
-    for &(rows, n, with_o) in &[
-        (1usize, 5120usize, true),
-        (8, 5120, true),
-        (3, 256, true),
-        (5, 5120, false),
-    ] {
-        let x = uniform(rng, rows * n, -2.0, 2.0);
-        let o = uniform(rng, rows * n, -1.0, 1.0);
-        let w = uniform(rng, n, 0.5, 1.5);
-        let (od, wd) = (gpu.upload(&o, "o")?, gpu.upload(&w, "w")?);
-        let mut xa = gpu.upload(&x, "x")?;
-        if with_o {
-            gpu.add_inplace(xa.view_mut(), od.view(), rows * n)?;
-        }
-        let mut ya = nan_buf(gpu, rows * n, "y")?;
-        gpu.rms_norm(xa.view(), n, wd.view(), ya.view_mut(), n, rows, n, eps)?;
-        let mut qa_a = QuantActs::new(gpu, rows, n)?;
-        gpu.quantize_acts(ya.view(), rows, n, &mut qa_a)?;
-        let mut xb = gpu.upload(&x, "x")?;
-        let mut yb = nan_buf(gpu, rows * n, "y")?;
-        let mut qa_b = QuantActs::new(gpu, rows, n)?;
-        gpu.add_rms_norm_quant(
-            xb.view_mut(),
-            with_o.then(|| od.view()),
-            wd.view(),
-            yb.view_mut(),
-            rows,
-            n,
-            eps,
-            Some(&mut qa_b),
-        )?;
-        let wbytes = refs::random_weights(rng, GgmlType::Q4_K, 33, n);
-        let wm = gpu.upload_matrix("test.fused", GgmlType::Q4_K, 33, n, &wbytes)?;
-        let mut ma = nan_buf(gpu, rows * 33, "out")?;
-        let mut mb = nan_buf(gpu, rows * 33, "out")?;
-        gpu.matvec(&wm, ya.view(), &qa_a, rows, ma.view_mut())?;
-        gpu.matvec(&wm, yb.view(), &qa_b, rows, mb.view_mut())?;
-        let same = |a: Vec<f32>, b: Vec<f32>| {
-            a.len() == b.len() && a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits())
-        };
-        let ok = same(gpu.download(xa.view())?, gpu.download(xb.view())?)
-            && same(gpu.download(ya.view())?, gpu.download(yb.view())?)
-            && same(gpu.download(ma.view())?, gpu.download(mb.view())?);
-        rep.truth(
-            &format!("add_rms_norm_quant rows={rows} n={n} add={with_o} == 3 kernels"),
-            ok,
-            "bit-identical x, y and mat-vec",
-        );
-    }
     // rms_norm_gated (GDN output): 3 tokens x 12 heads of 128.
     {
         let (rows, n) = (36, 128);

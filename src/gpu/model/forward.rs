@@ -263,7 +263,7 @@ impl FfnAt<'_, '_> {
             FfnAt::Host(f, pool, s, il) => {
                 let d = cfg.n_embd;
                 let ff = f.gate.info.rows() as usize;
-                add_norm(gpu, cfg, b, post_norm, true, false, t)?;
+                norm_into_xn(gpu, cfg, b, post_norm, t)?;
                 let t0 = std::time::Instant::now();
                 let n = t * d;
                 let stg = s.staging.as_mut().ok_or_else(|| {
@@ -284,7 +284,7 @@ impl FfnAt<'_, '_> {
                 stg.upload(gpu, b.o.view_mut().sub(0, n)?)?;
                 profile::record(Phase::Upload, il, p0);
                 s.secs += t0.elapsed().as_secs_f64();
-                Ok(())
+                gpu.add_inplace(b.x.view_mut(), b.o.view(), t * d)
             }
         }
     }
@@ -619,20 +619,18 @@ impl<'a> GpuModel<'a> {
                 snap,
                 pos0,
                 t,
-                il > 0,
             )?;
         }
-        // The last layer's FFN output is still in `b.o`: added by the output norm's launch.
         let d = cfg.n_embd;
-        gpu.add_rms_norm_quant(
-            b.x.view_mut().sub(0, t * d)?,
-            Some(first(&b.o, t * d)?),
+        gpu.rms_norm(
+            b.x.view(),
+            d,
             w.output_norm.view(),
-            b.hidden.view_mut().sub(0, t * d)?,
+            b.hidden.view_mut(),
+            d,
             t,
             d,
             cfg.rms_eps,
-            None,
         )?;
         lm_head(gpu, cfg, b, &w.output, rows)?;
         st.n_past += t;
@@ -903,6 +901,7 @@ impl<'a> GpuModel<'a> {
             )?;
             quant(gpu, first(&b.xn, t * d)?, t, d, &mut b.qa)?;
             attention(gpu, cfg, b, &m.attn, kv, &mut st.attn_scratch, pos0, t)?;
+            gpu.add_inplace(b.x.view_mut(), b.o.view(), t * d)?;
             ffn(
                 gpu,
                 cfg,
@@ -912,7 +911,6 @@ impl<'a> GpuModel<'a> {
                 m.ffn.gate.rows,
                 t,
             )?;
-            gpu.add_inplace(b.x.view_mut(), b.o.view(), t * d)?;
             gpu.rms_norm(
                 b.x.view(),
                 d,
@@ -955,9 +953,7 @@ fn lm_head(
     gpu.matvec(head, h, &b.qa, rows.len(), b.logits.view_mut())
 }
 
-/// One trunk layer: `x += mixer(attn_norm(x)); x += ffn(post_norm(x))`. Residual adds are
-/// fused into the following norm: `pending` says `b.o` still holds the previous layer's FFN
-/// output (added here), and this layer leaves its own FFN output in `b.o` the same way.
+/// One trunk layer: `x += mixer(attn_norm(x)); x += ffn(post_norm(x))`.
 #[allow(clippy::too_many_arguments)]
 fn layer(
     gpu: &Gpu,
@@ -970,9 +966,10 @@ fn layer(
     snap: Option<(ViewMut<'_, f32>, ViewMut<'_, f32>)>,
     pos0: usize,
     t: usize,
-    pending: bool,
 ) -> Result<()> {
-    add_norm(gpu, cfg, b, &lw.attn_norm, pending, true, t)?;
+    let d = cfg.n_embd;
+    norm_into_xn(gpu, cfg, b, &lw.attn_norm, t)?;
+    quant(gpu, first(&b.xn, t * d)?, t, d, &mut b.qa)?;
     match (&lw.mixer, ls) {
         (GpuMixer::Gdn(g), GpuLayerState::Gdn { conv, ssm }) => {
             gdn(gpu, cfg, b, g, conv, ssm, snap, t)?
@@ -987,6 +984,7 @@ fn layer(
             ))
         }
     }
+    gpu.add_inplace(b.x.view_mut(), b.o.view(), t * d)?;
     ffn_at.run(gpu, cfg, b, &lw.post_norm, t)
 }
 
@@ -1161,37 +1159,23 @@ impl DevMats<'_, '_> {
     }
 }
 
-/// `b.x += b.o` (when `add`: the residual add of the block before), `b.xn = RMSNorm(b.x) ·
-/// norm`, and with `quant` the mat-vec's quantization of `b.xn` (mat-vec sized chunks only;
-/// the GEMM path reads `b.xn` itself): one fused launch.
-fn add_norm(
-    gpu: &Gpu,
-    cfg: &Config,
-    b: &mut Bufs,
-    norm: &GpuBuf<f32>,
-    add: bool,
-    quant: bool,
-    t: usize,
-) -> Result<()> {
+/// `b.xn = RMSNorm(b.x) · norm` for t tokens.
+fn norm_into_xn(gpu: &Gpu, cfg: &Config, b: &mut Bufs, norm: &GpuBuf<f32>, t: usize) -> Result<()> {
     let d = cfg.n_embd;
-    let Bufs { x, o, xn, qa, .. } = b;
-    let o = if add { Some(first(o, t * d)?) } else { None };
-    let qa = (quant && t <= MAX_K && d % 32 == 0).then_some(qa);
-    gpu.add_rms_norm_quant(
-        x.view_mut().sub(0, t * d)?,
-        o,
+    gpu.rms_norm(
+        b.x.view(),
+        d,
         norm.view(),
-        xn.view_mut().sub(0, t * d)?,
+        b.xn.view_mut(),
+        d,
         t,
         d,
         cfg.rms_eps,
-        qa,
     )
 }
 
-/// `x += o` (the mixer output), then `o = down(swiglu(gate·n, up·n))` with `n = RMSNorm(x) ·
-/// post_norm`, on the device; `ff` is the FFN width (rows of gate). The FFN's own residual
-/// add is left to the caller (`b.o` holds it), which fuses it into the next norm.
+/// `x += down(swiglu(gate·n, up·n))` with `n = RMSNorm(x)·post_norm`, on the device; `ff`
+/// is the FFN width (rows of gate).
 fn ffn(
     gpu: &Gpu,
     cfg: &Config,
@@ -1201,7 +1185,9 @@ fn ffn(
     ff: usize,
     t: usize,
 ) -> Result<()> {
-    add_norm(gpu, cfg, b, post_norm, true, true, t)?;
+    let d = cfg.n_embd;
+    norm_into_xn(gpu, cfg, b, post_norm, t)?;
+    quant(gpu, first(&b.xn, t * d)?, t, d, &mut b.qa)?;
     let Bufs {
         xn,
         p0,
@@ -1220,5 +1206,6 @@ fn ffn(
     })?;
     gpu.swiglu(p0.view(), p1.view(), y.view_mut(), t * ff)?;
     quant(gpu, first(y, t * ff)?, t, ff, qa)?;
-    mats.with(gpu, 2, |w| mm(gpu, gemm, qa, w, y.view(), t, o.view_mut()))
+    mats.with(gpu, 2, |w| mm(gpu, gemm, qa, w, y.view(), t, o.view_mut()))?;
+    gpu.add_inplace(b.x.view_mut(), b.o.view(), t * d)
 }

@@ -9,7 +9,7 @@ use super::super::error::{GpuError, Result};
 use super::{as_i32, blocks_for, launch, launch_cfg, need};
 
 /// Threads per row of the norms: 256 for long rows, 128 for head-sized ones.
-pub(super) fn norm_threads(n: usize) -> u32 {
+fn norm_threads(n: usize) -> u32 {
     if n >= 1024 {
         256
     } else {
