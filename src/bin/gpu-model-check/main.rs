@@ -34,7 +34,7 @@
 //! and decode t/s with the oracle drafter at simulated acceptance 75/84/95% vs plain decoding.
 //!
 //! `--split-bench PATH [--vram-budget-gib G] [--split-ctx N] [--split-gpu-ffn N]` and
-//! `--ctx-bench PATH`: the planner's split under a budget, and decode at 0/8K/32K context
+//! `--ctx-bench PATH [--ctx-depths 0,8192,32768]`: the planner's split under a budget, and decode at 0/8K/32K context
 //! (`split.rs`).
 
 mod matvecs;
@@ -679,6 +679,10 @@ fn main() {
         .and_then(|s| s.parse::<usize>().ok());
     let split_bench = value("--split-bench");
     let ctx_bench = value("--ctx-bench");
+    let ctx_depths: Vec<usize> = value("--ctx-depths")
+        .first()
+        .map(|s| s.split(',').filter_map(|v| v.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![0, 8192, 32768]);
     let budget_gib = value("--vram-budget-gib")
         .first()
         .and_then(|s| s.parse::<f64>().ok())
@@ -768,7 +772,7 @@ fn main() {
         }
     }
     for m in &ctx_bench {
-        if let Err(e) = split::ctx_bench(Path::new(m)) {
+        if let Err(e) = split::ctx_bench(Path::new(m), &ctx_depths) {
             println!("gpu-model-check: ctx-bench {m}: error: {e}");
             rep.failed += 1;
         }

@@ -264,7 +264,7 @@ fn cpu_ffn_alone(
     Ok(())
 }
 
-pub fn ctx_bench(path: &Path) -> R<()> {
+pub fn ctx_bench(path: &Path, depths: &[usize]) -> R<()> {
     let file = GgufFile::open(path)?;
     let cfg = Config::from_gguf(&file)?;
     let sizes = SizeBreakdown::from_gguf(&file, &cfg);
@@ -272,10 +272,9 @@ pub fn ctx_bench(path: &Path) -> R<()> {
     let gpu = Gpu::new(0)?;
     let copy_bw = copy_bandwidth(&gpu)?;
     let mut m = GpuModel::new(gpu, cfg.clone(), &w)?;
-    let depths = [0usize, 8192, 32768];
-    let n_ctx = 32768 + 128;
+    let n_ctx = depths.iter().max().copied().unwrap_or(0) + 128;
     let mut st = m.new_state(n_ctx)?;
-    let toks = tokens(32768 + 16, cfg.n_vocab, 31);
+    let toks = tokens(n_ctx, cfg.n_vocab, 31);
     println!(
         "ctx-bench: {} on {}: {:.2} GiB read per token at depth 0, KV {} KiB per token of context, device copy {:.0} GB/s",
         path.display(),
@@ -286,7 +285,7 @@ pub fn ctx_bench(path: &Path) -> R<()> {
     );
     println!("| context | prefill t/s | decode t/s | roofline t/s | fraction |");
     println!("|---:|---:|---:|---:|---:|");
-    for d in depths {
+    for &d in depths {
         st.reset(m.gpu())?;
         let n = d.max(16);
         let t = Instant::now();

@@ -8,13 +8,24 @@ use super::super::device::Gpu;
 use super::super::error::{GpuError, Result};
 use super::{as_i32, blocks_for, launch, launch_cfg, need};
 
-/// Threads per row of the norms: 256 for long rows, 128 for head-sized ones.
+/// Threads per row of the norms: 128 for head-sized rows, 256 for long ones, and for rows of
+/// >= 4096 the `HYBRID_NORM_THREADS` override (tuning; 256, 512 or 1024, read once). A
+/// one-token norm is one block, so its latency is the serial passes over the row.
 fn norm_threads(n: usize) -> u32 {
-    if n >= 1024 {
-        256
-    } else {
-        128
+    static LONG: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    if n < 1024 {
+        return 128;
     }
+    if n < 4096 {
+        return 256;
+    }
+    *LONG.get_or_init(|| {
+        std::env::var("HYBRID_NORM_THREADS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|v| [256, 512, 1024].contains(v))
+            .unwrap_or(256)
+    })
 }
 
 impl Gpu {
