@@ -8,9 +8,11 @@ use super::super::device::Gpu;
 use super::super::error::{GpuError, Result};
 use super::{as_i32, blocks_for, launch, launch_cfg, need};
 
-/// Threads per row of the norms: 128 for head-sized rows, 256 for long ones, and for rows of
-/// >= 4096 the `HYBRID_NORM_THREADS` override (tuning; 256, 512 or 1024, read once). A
-/// one-token norm is one block, so its latency is the serial passes over the row.
+/// Threads per row of the norms: 128 for head-sized rows, 256 for long ones, 1024 for rows of
+/// >= 4096 (the n_embd norms). A one-token norm is one block, so its latency is the serial
+/// passes over the row: on the H200, 27B full-GPU decode went from 77.7 to 83.4 t/s with
+/// 1024 instead of 256 threads (same-call A/B, docs/benchmarks/gpu-hybrid-2026-11-22.md).
+/// `HYBRID_NORM_THREADS` (256, 512 or 1024, read once) overrides it for tuning.
 fn norm_threads(n: usize) -> u32 {
     static LONG: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     if n < 1024 {
@@ -24,7 +26,7 @@ fn norm_threads(n: usize) -> u32 {
             .ok()
             .and_then(|v| v.parse().ok())
             .filter(|v| [256, 512, 1024].contains(v))
-            .unwrap_or(256)
+            .unwrap_or(1024)
     })
 }
 
