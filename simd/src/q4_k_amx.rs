@@ -609,7 +609,7 @@ unsafe fn lane_tiles(odd: bool, a: *const Line, b: *const Line, c: *mut Line) {
 /// One 16-row tile × one 16-token tile `tt` over all blocks; `out[r][n]`.
 ///
 /// Lane by lane: the 16 rows' accumulators of the lane stay in registers over all blocks
-/// while the tile unit computes the next block's lane sums into the other half of `c`.
+/// while the tile unit computes the next step's lane sums into the other half of `c`.
 /// Rows past the matrix are zero blocks (`dx = 0`), harmless, and not read by the caller.
 ///
 /// # Safety
@@ -627,35 +627,40 @@ unsafe fn tile_pass(
     let nb = amx.nb;
     let cp = c.as_mut_ptr();
     let mut lanes = [[_mm512_setzero_ps(); 16]; 12];
-    for l in 0..8 {
-        let mut acc = [_mm512_setzero_ps(); 16];
-        // Lane sums of block i land in the half i % 2 of `c` (tile set i % 2); block i + 1
-        // is issued before block i is folded, so the tile unit runs ahead of the fold.
-        let issue = |i: usize| {
-            // SAFETY (caller): lane l's A and B tiles of block i exist; `c` has 32 lines.
-            lane_tiles(
-                i % 2 == 1,
-                a.as_ptr().add(a_line(l, i, nb)),
-                amx.b.as_ptr().add(b_line(tt, l, i, nb)),
-                cp.add(16 * (i % 2)),
-            )
-        };
-        issue(0);
-        for i in 0..nb {
-            let u = tt * nb + i;
-            let cb = cp.add(16 * (i % 2));
-            if i + 1 < nb {
-                issue(i + 1);
-            }
-            let dyv = _mm512_load_ps(amx.dy.as_ptr().add(u) as *const f32);
-            let p = &prm[i];
-            for r in 0..16 {
-                let d = _mm512_mul_ps(dyv, _mm512_set1_ps(p.dx[r]));
-                let s = _mm512_load_si512(cb.add(r) as *const __m512i);
-                acc[r] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(s), acc[r]);
-            }
+    // Step s = (lane s / nb, block s % nb). Its lane sums land in half s % 2 of `c` (tile
+    // set s % 2); step s + 1 is issued before step s is folded, also across lanes, so the
+    // tile unit runs ahead of the fold.
+    let issue = |s: usize| {
+        let (l, i) = (s / nb, s % nb);
+        // SAFETY (caller): lane l's A and B tiles of block i exist; `c` has 32 lines.
+        lane_tiles(
+            s % 2 == 1,
+            a.as_ptr().add(a_line(l, i, nb)),
+            amx.b.as_ptr().add(b_line(tt, l, i, nb)),
+            cp.add(16 * (s % 2)),
+        )
+    };
+    let steps = 8 * nb;
+    issue(0);
+    let mut acc = [_mm512_setzero_ps(); 16];
+    for s in 0..steps {
+        let (l, i) = (s / nb, s % nb);
+        if s + 1 < steps {
+            issue(s + 1);
         }
-        lanes[l] = acc;
+        let u = tt * nb + i;
+        let cb = cp.add(16 * (s % 2));
+        let dyv = _mm512_load_ps(amx.dy.as_ptr().add(u) as *const f32);
+        let p = &prm[i];
+        for r in 0..16 {
+            let d = _mm512_mul_ps(dyv, _mm512_set1_ps(p.dx[r]));
+            let v = _mm512_load_si512(cb.add(r) as *const __m512i);
+            acc[r] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(v), acc[r]);
+        }
+        if i + 1 == nb {
+            lanes[l] = acc;
+            acc = [_mm512_setzero_ps(); 16];
+        }
     }
     for lm in 0..4 {
         let mut acc = [_mm512_setzero_ps(); 16];

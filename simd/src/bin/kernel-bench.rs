@@ -1,7 +1,7 @@
 //! Memory-bound benchmark of the k-input mat-vec kernels on 27B FFN shapes.
 //!
 //! `kernel-bench [--threads N] [--types Q4_K,Q5_K,Q6_K,Q8_0] [--isas avx2,avx2vnni,avx512]
-//!  [--ks 1,2,4,8 (up to 256)] [--shapes gate,down] [--reps R] [--rotate-mb MB]`
+//!  [--ks 1,2,4,8 (up to 256)] [--shapes gate,down,narrow] [--reps R] [--rotate-mb MB]`
 //!
 //! Weights are replicated until the rotating set is at least 2× the last-level cache, and
 //! every call uses the next copy, so each call streams its weights from DRAM. Prints a
@@ -87,7 +87,8 @@ fn parse_args() -> Result<Args, String> {
                     .map(|s| match s {
                         "gate" => Ok("gate"),
                         "down" => Ok("down"),
-                        _ => Err(format!("unknown shape {s} (gate|down)")),
+                        "narrow" => Ok("narrow"),
+                        _ => Err(format!("unknown shape {s} (gate|down|narrow)")),
                     })
                     .collect::<Result<_, _>>()?
             }
@@ -335,10 +336,11 @@ fn main() {
         drop(proto);
         let mbytes = all.len() / copies;
         for &shape in &args.shapes {
-            let (rows, cols) = if shape == "gate" {
-                (17408, 5120)
-            } else {
-                (5120, 17408)
+            // "narrow": the same bytes as 43520 rows of 2048 (the `small` preset's width).
+            let (rows, cols) = match shape {
+                "gate" => (17408, 5120),
+                "narrow" => (43520, 2048),
+                _ => (5120, 17408),
             };
             for &isa in &args.isas {
                 let pool = Pool::with_isa(args.threads, isa);
