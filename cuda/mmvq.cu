@@ -49,9 +49,17 @@ extern "C" __global__ void quantize_q8_1(const float* __restrict__ x, i8* __rest
 #ifndef MMV_U_SMALL
 #define MMV_U_SMALL 2
 #endif
+// Measured on the H200 (gpu-check --bench, 27B FFN shapes): at K = 4, four rows per warp
+// instead of two cut Q4_K 32.5 -> 26.7 us (17408x5120) and 47.7 -> 34.6 us (5120x17408),
+// Q6_K 64.9 -> 44.6 and 85.1 -> 56.9 us, but slowed Q8_0 5120x17408 84 -> 113 us; so K >= 3
+// takes four rows except for Q8_0 (two up to K = 4).
 template <int K>
 struct RowsPerWarp {
-    static constexpr int R = K <= 4 ? MMV_R_SMALL : MMV_R_LARGE;
+    static constexpr int R = K <= 2 ? MMV_R_SMALL : MMV_R_LARGE;
+};
+template <int FMT, int K>
+struct RowsPerWarpQ {
+    static constexpr int R = (K <= 2 || (FMT == FMT_Q8_0 && K <= 4)) ? MMV_R_SMALL : MMV_R_LARGE;
 };
 
 // IPG activation ints (4 * IPG quants) from a 4 * IPG-byte aligned address.
@@ -86,7 +94,7 @@ __device__ __forceinline__ void mmvq_body(const u8* __restrict__ W, u64 row_byte
                                           const i8* __restrict__ aq, const float2* __restrict__ ads,
                                           float* __restrict__ out) {
     typedef Fmt<FMT> F;
-    constexpr int R = RowsPerWarp<K>::R;
+    constexpr int R = RowsPerWarpQ<FMT, K>::R;
     const int lane = threadIdx.x & 31, warps = blockDim.x >> 5;
     const int units = (n / F::QK) * F::PARTS;
     for (int row0 = (blockIdx.x * warps + (threadIdx.x >> 5)) * R; row0 < rows;

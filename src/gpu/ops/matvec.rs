@@ -36,8 +36,10 @@ fn grid_cap(sm_count: i32) -> u32 {
 }
 
 /// Rows per warp of the k-token kernel (RowsPerWarp in mmvq.cu).
+/// (Q8_0 keeps 2 up to k = 4; its kernels walk row groups grid-stride, so a grid sized for 4
+/// rows per warp still covers every row.)
 fn rows_per_warp(k: usize) -> usize {
-    if k <= 4 {
+    if k <= 2 {
         2
     } else {
         4
