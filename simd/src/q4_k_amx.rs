@@ -615,6 +615,8 @@ unsafe fn lane_tiles(odd: bool, a: *const Line, b: *const Line, c: *mut Line) {
 /// # Safety
 /// AMX usable and the tile configuration loaded; AVX-512 F/BW, FMA available; `a` holds
 /// `nb · 256` lines, `prm` `nb` entries, `c` ≥ 32 lines, `amx` has token tile `tt`.
+// Several arrays are indexed by the same row / block number.
+#[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
 unsafe fn tile_pass(
     a: &[Line],
