@@ -15,7 +15,7 @@ use crate::generate::{generate, GenParams};
 use crate::gpu::{Gpu, GpuModel, GpuSnapshotRing, MAX_K};
 use crate::model::qwen35::{Config, Qwen35Weights, SizeBreakdown};
 use crate::placement::{parse_size, Plan, PlanRequest, ScratchModel};
-use crate::sample::{Sampler, SamplerConfig};
+use crate::sample::Sampler;
 use crate::spec::{generate_speculative, make_drafter, GpuTarget, SpecParams};
 use crate::tokenizer::Tokenizer;
 
@@ -154,15 +154,7 @@ pub fn run(
     prompt: &[u32],
 ) -> anyhow::Result<GpuRunDone> {
     let threads = a.threads.unwrap_or_else(simd::pool::physical_cores).max(1);
-    let sampler_cfg = SamplerConfig {
-        temperature: a.temp,
-        top_k: a.top_k,
-        top_p: a.top_p,
-        min_p: a.min_p,
-        repeat_penalty: a.repeat_penalty,
-        repeat_last_n: a.repeat_last_n,
-        seed: a.seed,
-    };
+    let sampler_cfg = a.sampler_config();
     let n_draft = super::run::draft_n(a, cfg.mtp_block().is_some(), &sampler_cfg)?;
     if n_draft >= MAX_K {
         anyhow::bail!(

@@ -155,6 +155,22 @@ fn prompt_text(a: &Args) -> anyhow::Result<String> {
     Ok(text)
 }
 
+impl Args {
+    /// The sampler settings of `--temp`, `--top-k`, `--top-p`, `--min-p`, `--repeat-penalty`,
+    /// `--repeat-last-n` and `--seed` (the CPU and GPU engines share them).
+    pub fn sampler_config(&self) -> SamplerConfig {
+        SamplerConfig {
+            temperature: self.temp,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            repeat_last_n: self.repeat_last_n,
+            seed: self.seed,
+        }
+    }
+}
+
 /// The per-user cache folder (`$HYBRID_CACHE`, else `~/.cache/hybrid-run`).
 pub fn cache_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("HYBRID_CACHE") {
@@ -244,15 +260,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if a.profile {
         crate::placement::profile::enable();
     }
-    let sampler_cfg = SamplerConfig {
-        temperature: a.temp,
-        top_k: a.top_k,
-        top_p: a.top_p,
-        min_p: a.min_p,
-        repeat_penalty: a.repeat_penalty,
-        repeat_last_n: a.repeat_last_n,
-        seed: a.seed,
-    };
+    let sampler_cfg = a.sampler_config();
     let wants_plan = a.vram_budget.is_some() || a.gpu_layers.trim().eq_ignore_ascii_case("auto");
     let draft_slots = if wants_plan {
         draft_n(&a, cfg.mtp_block().is_some(), &sampler_cfg)?
