@@ -22,6 +22,29 @@ use crate::tokenizer::Tokenizer;
 use super::run::Args;
 use super::text_sink::TextSink;
 
+/// `--gpu-layers` and `--vram-budget`, the same for `hybrid-run` and `hybrid-run serve`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PlacementArgs {
+    /// Layers on the GPU: `all` runs the whole model on the first CUDA device (falling back to
+    /// the CPU, with a log line, when there is none); N keeps the dense FFN of layers N.. on
+    /// the CPU; `auto` lets the placement planner pick N under --vram-budget; 0 (default)
+    /// runs on the CPU.
+    #[arg(long = "gpu-layers", default_value = "0")]
+    pub gpu_layers: String,
+    /// Device memory the GPU placement may use, e.g. 16G, 15.5GiB, 12000M (binary units).
+    /// Default: the free device memory. Given with --gpu-layers 0 or auto, the planner picks
+    /// the number of GPU FFN layers; with N or all, it checks that they fit.
+    #[arg(long = "vram-budget")]
+    pub vram_budget: Option<String>,
+}
+
+impl PlacementArgs {
+    /// Whether the placement planner runs (a budget was given, or `--gpu-layers auto`).
+    pub fn wants_plan(&self) -> bool {
+        self.vram_budget.is_some() || self.gpu_layers.trim().eq_ignore_ascii_case("auto")
+    }
+}
+
 /// The opened GPU and how many layers' dense FFN it holds.
 pub struct GpuPlacement {
     pub gpu: Gpu,

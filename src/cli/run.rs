@@ -84,17 +84,8 @@ pub struct Args {
     /// acceptance rate and measured step times.
     #[arg(long = "draft-adaptive")]
     pub draft_adaptive: bool,
-    /// Layers on the GPU: `all` runs the whole model on the first CUDA device (falling back to
-    /// the CPU, with a log line, when there is none); N keeps the dense FFN of layers N.. on
-    /// the CPU; `auto` lets the placement planner pick N under --vram-budget; 0 (default)
-    /// runs on the CPU.
-    #[arg(long = "gpu-layers", default_value = "0")]
-    pub gpu_layers: String,
-    /// Device memory the GPU placement may use, e.g. 16G, 15.5GiB, 12000M (binary units).
-    /// Default: the free device memory. Given with --gpu-layers 0 or auto, the planner picks
-    /// the number of GPU FFN layers; with N or all, it checks that they fit.
-    #[arg(long = "vram-budget")]
-    pub vram_budget: Option<String>,
+    #[command(flatten)]
+    pub place: super::gpu_run::PlacementArgs,
     /// Print where each step's time went (GPU trunk, copies, CPU FFN per layer, waits) at
     /// the end.
     #[arg(long = "profile")]
@@ -261,15 +252,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         crate::placement::profile::enable();
     }
     let sampler_cfg = a.sampler_config();
-    let wants_plan = a.vram_budget.is_some() || a.gpu_layers.trim().eq_ignore_ascii_case("auto");
+    let wants_plan = a.place.wants_plan();
     let draft_slots = if wants_plan {
         draft_n(&a, cfg.mtp_block().is_some(), &sampler_cfg)?
     } else {
         0
     };
     if let Some(gpu) = super::gpu_run::open_planned(
-        &a.gpu_layers,
-        a.vram_budget.as_deref(),
+        &a.place.gpu_layers,
+        a.place.vram_budget.as_deref(),
         &sizes,
         &cfg,
         a.ctx,

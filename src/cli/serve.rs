@@ -48,17 +48,8 @@ pub struct EngineArgs {
     /// Pick each step's draft length from the running acceptance rate.
     #[arg(long = "draft-adaptive")]
     pub draft_adaptive: bool,
-    /// Layers whose dense FFN runs on the GPU: `all` (whole model on the GPU), N (hybrid:
-    /// trunk on the GPU, FFN of layers N.. on the CPU) or 0 (CPU only). Without a usable GPU
-    /// the CPU engine runs, with a warning.
-    /// `auto` lets the placement planner pick N under --vram-budget.
-    #[arg(long = "gpu-layers", default_value = "0")]
-    pub gpu_layers: String,
-    /// Device memory the GPU placement may use, e.g. 16G, 15.5GiB, 12000M (binary units).
-    /// Default: the free device memory. With --gpu-layers 0 or auto the planner picks the
-    /// number of GPU FFN layers; with N or all it checks that they fit.
-    #[arg(long = "vram-budget")]
-    pub vram_budget: Option<String>,
+    #[command(flatten)]
+    pub place: super::gpu_run::PlacementArgs,
 }
 
 impl EngineArgs {
@@ -82,8 +73,8 @@ impl EngineArgs {
 
     /// The GPU engine's factory when `--gpu-layers` asks for one and a GPU is usable.
     fn gpu_factory(&self) -> anyhow::Result<Option<GeneratorFactory>> {
-        let spec = self.gpu_layers.clone();
-        let budget = self.vram_budget.clone();
+        let spec = self.place.gpu_layers.clone();
+        let budget = self.place.vram_budget.clone();
         if let Some(b) = &budget {
             crate::placement::parse_size(b).with_context(|| format!("--vram-budget {b:?}"))?;
         }
