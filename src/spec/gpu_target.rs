@@ -52,6 +52,56 @@ impl<'m, 'a> GpuTarget<'m, 'a> {
     }
 }
 
+impl GpuTarget<'_, '_> {
+    /// The verify forward behind [`Target::verify`] (logit rows downloaded) and
+    /// [`Target::verify_argmax`] (`argmax` given: only each row's argmax comes back).
+    fn verify_with(
+        &mut self,
+        tokens: &[u32],
+        out: &mut ForwardOutput,
+        argmax: Option<&mut Vec<u32>>,
+    ) -> Result<(), SpecError> {
+        let k = tokens.len();
+        if k == 0 || k - 1 > self.max_drafts() {
+            return Err(SpecError::BatchTooWide {
+                k,
+                slots: self.max_drafts(),
+            });
+        }
+        let pos0 = self.st.n_past;
+        self.pending = None;
+        match argmax {
+            Some(a) => {
+                self.model
+                    .forward_with_snapshots_argmax(self.st, tokens, out, &mut self.ring, a)?
+            }
+            None => self
+                .model
+                .forward_with_snapshots(self.st, tokens, out, &mut self.ring)?,
+        }
+        self.pending = Some((pos0, k));
+        Ok(())
+    }
+
+    /// The checks and position update shared by the MTP forwards.
+    fn begin_mtp(
+        &mut self,
+        pos: usize,
+        tokens: &[u32],
+        hidden_in: &[f32],
+    ) -> Result<(), SpecError> {
+        super::target::check_mtp_args(
+            pos,
+            self.st.mtp_n_past,
+            tokens,
+            hidden_in,
+            self.model.cfg.n_embd,
+        )?;
+        self.st.mtp_n_past = pos;
+        Ok(())
+    }
+}
+
 impl Target for GpuTarget<'_, '_> {
     fn n_embd(&self) -> usize {
         self.model.cfg.n_embd
@@ -86,19 +136,7 @@ impl Target for GpuTarget<'_, '_> {
     }
 
     fn verify(&mut self, tokens: &[u32], out: &mut ForwardOutput) -> Result<(), SpecError> {
-        let k = tokens.len();
-        if k == 0 || k - 1 > self.max_drafts() {
-            return Err(SpecError::BatchTooWide {
-                k,
-                slots: self.max_drafts(),
-            });
-        }
-        let pos0 = self.st.n_past;
-        self.pending = None;
-        self.model
-            .forward_with_snapshots(self.st, tokens, out, &mut self.ring)?;
-        self.pending = Some((pos0, k));
-        Ok(())
+        self.verify_with(tokens, out, None)
     }
 
     fn verify_argmax(
@@ -107,19 +145,7 @@ impl Target for GpuTarget<'_, '_> {
         out: &mut ForwardOutput,
         argmax: &mut Vec<u32>,
     ) -> Result<(), SpecError> {
-        let k = tokens.len();
-        if k == 0 || k - 1 > self.max_drafts() {
-            return Err(SpecError::BatchTooWide {
-                k,
-                slots: self.max_drafts(),
-            });
-        }
-        let pos0 = self.st.n_past;
-        self.pending = None;
-        self.model
-            .forward_with_snapshots_argmax(self.st, tokens, out, &mut self.ring, argmax)?;
-        self.pending = Some((pos0, k));
-        Ok(())
+        self.verify_with(tokens, out, Some(argmax))
     }
 
     fn mtp_forward_argmax(
@@ -129,14 +155,7 @@ impl Target for GpuTarget<'_, '_> {
         hidden_in: &[f32],
         out: &mut ForwardOutput,
     ) -> Result<u32, SpecError> {
-        super::target::check_mtp_args(
-            pos,
-            self.st.mtp_n_past,
-            &[token],
-            hidden_in,
-            self.model.cfg.n_embd,
-        )?;
-        self.st.mtp_n_past = pos;
+        self.begin_mtp(pos, &[token], hidden_in)?;
         let mut a = Vec::with_capacity(1);
         self.model
             .mtp_forward_argmax(self.st, &[token], hidden_in, out, &mut a)?;
@@ -167,14 +186,7 @@ impl Target for GpuTarget<'_, '_> {
         _want: Logits,
         out: &mut ForwardOutput,
     ) -> Result<(), SpecError> {
-        super::target::check_mtp_args(
-            pos,
-            self.st.mtp_n_past,
-            tokens,
-            hidden_in,
-            self.model.cfg.n_embd,
-        )?;
-        self.st.mtp_n_past = pos;
+        self.begin_mtp(pos, tokens, hidden_in)?;
         // The GPU MTP forward always computes every row's logits (one weight-stationary LM
         // head pass per chunk); callers that asked for fewer ignore them.
         Ok(self.model.mtp_forward(self.st, tokens, hidden_in, out)?)

@@ -17,7 +17,7 @@ use hybrid_run::spec::{
     SpecParams, Target,
 };
 
-use super::{tokens, Report, R};
+use super::{median, tokens, Report, R};
 
 const N_GEN: usize = 256;
 
@@ -196,11 +196,6 @@ pub fn check(path: &Path, threads: usize, rep: &mut Report) -> R<()> {
         &format!("{wide} {nobatch} {badkeep}"),
     );
     Ok(())
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 /// T(k) for k = 1..=6 (verify forward of k tokens with snapshots, then keep(1)), and decode

@@ -687,6 +687,31 @@ impl<'a> GpuModel<'a> {
         out: &mut ForwardOutput,
         ring: &mut GpuSnapshotRing,
     ) -> Result<(), ModelError> {
+        self.forward_with_snapshots_impl(st, tokens, out, ring, None)
+    }
+
+    /// [`GpuModel::forward_with_snapshots`] for greedy verification: the argmax of every
+    /// token's logit row is taken on the device and only the `t` indices come back (not `t`
+    /// vocabulary-sized rows); `out.hidden` gets the hN rows, `out.logits` is left empty.
+    pub fn forward_with_snapshots_argmax(
+        &mut self,
+        st: &mut GpuSeqState,
+        tokens: &[u32],
+        out: &mut ForwardOutput,
+        ring: &mut GpuSnapshotRing,
+        argmax: &mut Vec<u32>,
+    ) -> Result<(), ModelError> {
+        self.forward_with_snapshots_impl(st, tokens, out, ring, Some(argmax))
+    }
+
+    fn forward_with_snapshots_impl(
+        &mut self,
+        st: &mut GpuSeqState,
+        tokens: &[u32],
+        out: &mut ForwardOutput,
+        ring: &mut GpuSnapshotRing,
+        argmax: Option<&mut Vec<u32>>,
+    ) -> Result<(), ModelError> {
         self.check_tokens(st.n_ctx, st.n_past, tokens)?;
         let t = tokens.len();
         if t > MAX_BATCH || !ring.begin(t) {
@@ -701,37 +726,12 @@ impl<'a> GpuModel<'a> {
         out.logits.clear();
         out.hidden
             .extend_from_slice(&self.gpu.download(first(&self.b.hidden, t * d)?)?);
-        out.logits
-            .extend_from_slice(&self.gpu.download(first(&self.b.logits, t * nv)?)?);
-        Ok(())
-    }
-
-    /// [`GpuModel::forward_with_snapshots`] for greedy verification: the argmax of every
-    /// token's logit row is taken on the device and only the `t` indices come back (not `t`
-    /// vocabulary-sized rows); `out.hidden` gets the hN rows, `out.logits` is left empty.
-    pub fn forward_with_snapshots_argmax(
-        &mut self,
-        st: &mut GpuSeqState,
-        tokens: &[u32],
-        out: &mut ForwardOutput,
-        ring: &mut GpuSnapshotRing,
-        argmax: &mut Vec<u32>,
-    ) -> Result<(), ModelError> {
-        self.check_tokens(st.n_ctx, st.n_past, tokens)?;
-        let t = tokens.len();
-        if t > MAX_BATCH || !ring.begin(t) {
-            return Err(unsupported(format!(
-                "a verify batch of {t} tokens (at most {MAX_BATCH}, and {} snapshot slots)",
-                ring.n_slots()
-            )));
+        match argmax {
+            Some(a) => self.device_argmax(t, a)?,
+            None => out
+                .logits
+                .extend_from_slice(&self.gpu.download(first(&self.b.logits, t * nv)?)?),
         }
-        let d = self.cfg.n_embd;
-        self.chunk(st, tokens, 0..t, Some(ring))?;
-        out.hidden.clear();
-        out.logits.clear();
-        self.device_argmax(t, argmax)?;
-        out.hidden
-            .extend_from_slice(&self.gpu.download(first(&self.b.hidden, t * d)?)?);
         Ok(())
     }
 
@@ -789,24 +789,10 @@ impl<'a> GpuModel<'a> {
             let rows = if pos == tokens.len() { t - 1..t } else { 0..0 };
             self.chunk(st, chunk, rows, None)?;
         }
-        let nv = self.cfg.n_vocab;
-        let b = &mut self.b;
-        self.gpu.argmax(
-            first(&b.logits, nv)?,
-            1,
-            nv,
-            b.am_idx.view_mut(),
-            b.am_val.view_mut(),
-        )?;
-        let idx = self.gpu.download(b.am_idx.view().sub(0, 1)?)?[0];
-        let val = self.gpu.download(b.am_val.view().sub(0, 1)?)?[0];
-        if idx < 0 || idx as usize >= nv {
-            return Err(ModelError::Gpu(GpuError::shape(
-                "forward_greedy",
-                "every logit is NaN",
-            )));
-        }
-        Ok((idx as u32, val))
+        let mut idx = Vec::with_capacity(1);
+        self.device_argmax(1, &mut idx)?;
+        let val = self.gpu.download(self.b.am_val.view().sub(0, 1)?)?[0];
+        Ok((idx[0], val))
     }
 
     /// The MTP block on `tokens` at positions `st.mtp_n_past..`, each paired with a row of

@@ -51,7 +51,7 @@ struct Slot {
 }
 
 /// Which matrix of a layer's FFN an item is.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Which {
     Gate,
     Up,
@@ -244,7 +244,7 @@ impl FfnStreamer {
     fn take(&mut self, gpu: &Gpu, il: usize, which: Which) -> Result<&GpuMatrix> {
         let i = self.next_take;
         match self.queue.get(i) {
-            Some(&(l, w)) if l == il && w as u8 == which as u8 && i < self.next_load => {}
+            Some(&(l, w)) if l == il && w == which && i < self.next_load => {}
             _ => {
                 return Err(GpuError::shape(
                     "FfnStreamer",
