@@ -103,7 +103,7 @@ mod avx2 {
 
     use super::{blocks, ActRow};
     use crate::kq::x86::{bsums_madd, fold, fold_min4, hsum4, mins_dup16};
-    use crate::x86::{f16_to_f32_f16c, hsum8, madd_acc_avx2, madd_acc_avxvnni};
+    use crate::x86::{f16_to_f32_f16c, hsum8, madd_acc_avx2, madd_acc_avxvnni, prefetch_ahead};
 
     macro_rules! matvec {
         ($name:ident, $feat:literal, $madd_acc:ident) => {
@@ -123,6 +123,7 @@ mod avx2 {
                 let mut acc_m = [_mm_setzero_ps(); N];
                 let m4 = _mm256_set1_epi8(0x0F);
                 for (i, b) in blocks(row).iter().enumerate() {
+                    prefetch_ahead::<2>(b.d.as_ptr());
                     let (sc, m) = crate::kq::scale_min_k4(&b.scales);
                     let mins = mins_dup16(&m);
                     let mut w = [_mm256_setzero_si256(); 8];
@@ -164,7 +165,7 @@ mod avx512 {
 
     use super::{blocks, ActRow};
     use crate::kq::x86::{bsums_madd, hsum4, mins_dup16, scaled_dot256, up16_index};
-    use crate::x86::{f16_to_f32_f16c, hsum8};
+    use crate::x86::{hsum8, prefetch_ahead};
 
     /// k-input Q4_K × Q8_K kernel with 512-bit integer work (`vpdpbusd`, `vpmaddwd`).
     ///
@@ -197,19 +198,22 @@ mod avx512 {
             )
         });
         let up16 = up16_index();
+        let d_idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+        let neg_hi =
+            _mm512_mask_blend_epi32(0xFF00, _mm512_setzero_si512(), _mm512_set1_epi32(i32::MIN));
         for (i, b) in blocks(row).iter().enumerate() {
+            prefetch_ahead::<2>(b.d.as_ptr());
             let (sc, m) = crate::kq::scale_min_k4(&b.scales);
             let mins = mins_dup16(&m);
-            // w[v] = elements 64v..64v+63 (sub-blocks 2v, 2v+1), built from the low and
-            // high nibbles of bytes 64p..64p+63 by swapping 256-bit halves.
-            let mut w = [_mm512_setzero_si512(); 4];
-            for p in 0..2 {
-                let q = _mm512_loadu_si512(b.qs.as_ptr().add(64 * p) as *const __m512i);
-                let lo = _mm512_and_si512(q, m4);
-                let hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-                w[2 * p] = _mm512_shuffle_i64x2(lo, hi, 0x44);
-                w[2 * p + 1] = _mm512_shuffle_i64x2(lo, hi, 0xEE);
-            }
+            // w[v] = elements 64v..64v+63 (sub-blocks 2v, 2v+1): chunk v's 32 bytes loaded
+            // into both 256-bit halves (a broadcast load, no shuffle uop), the upper half's
+            // words shifted right by 4 (masked shift), then the low nibble of every byte.
+            let w = [0, 1, 2, 3].map(|v| {
+                let q = _mm512_broadcast_i64x4(_mm256_loadu_si256(
+                    b.qs.as_ptr().add(32 * v) as *const __m256i
+                ));
+                _mm512_and_si512(_mm512_mask_srli_epi16(q, 0xFFFF_0000, q, 4), m4)
+            });
             let sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64(
                 sc.as_ptr() as *const __m128i
             )));
@@ -217,8 +221,14 @@ mod avx512 {
                 _mm512_permutexvar_epi16(sidx[0], sc16),
                 _mm512_permutexvar_epi16(sidx[1], sc16),
             );
-            let (dx, dminx) = (f16_to_f32_f16c(b.d), f16_to_f32_f16c(b.dmin));
-            let dv = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(dx), _mm512_set1_ps(-dminx));
+            // [dx ×8, −dminx ×8] from one 4-byte load of (d, dmin) and one f16 convert.
+            let dd = _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from_le_bytes([
+                b.d[0], b.d[1], b.dmin[0], b.dmin[1],
+            ])));
+            let dv = _mm512_castsi512_ps(_mm512_xor_si512(
+                _mm512_castps_si512(_mm512_permutexvar_ps(d_idx, _mm512_castps128_ps512(dd))),
+                neg_hi,
+            ));
             for t in 0..N {
                 let q8 = x[t].qs.as_ptr().add(256 * i);
                 let sumi = scaled_dot256(&w, q8, s01, s23, up16);
