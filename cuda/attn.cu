@@ -1,6 +1,9 @@
 // attn.cu: gated-attention decode over an f16 KV cache (spec/qwen35-forward.md §3 steps 5-6).
 //
 // kv_store writes k and v of the new tokens (rounded to f16, nearest even) at cells pos0.. .
+// pos0 = *pos_p (+ pos_off) is read from device memory, so a captured CUDA graph replays at any
+// position; a graph launches attn_partial with the splits of the whole context, and the splits
+// past a token's position only write an empty (m = -inf, l = 0) partial that attn_combine skips.
 // attn_partial/attn_combine are split-KV ("flash decoding"): block (g, t, s) handles KV head
 // g, batch token t and the cache positions [s*CHUNK, (s+1)*CHUNK) up to t's own position
 // pos0 + t (causal), for all n_head / n_kv query heads of the group at once, so each K/V row
@@ -17,9 +20,10 @@
 // k, v: [ntok][kv_dim] f32; caches: [n_ctx][kv_dim] f16 bits. One thread per element.
 extern "C" __global__ void kv_store(const float* __restrict__ k, const float* __restrict__ v,
                                     u16* __restrict__ k_cache, u16* __restrict__ v_cache, int kv_dim,
-                                    int ntok, int pos0) {
+                                    int ntok, const int* __restrict__ pos_p) {
     const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (long long)ntok * kv_dim) return;
+    const int pos0 = *pos_p;
     const size_t dst = (size_t)pos0 * kv_dim + i;
     k_cache[dst] = f32_to_f16(k[i]);
     v_cache[dst] = f32_to_f16(v[i]);
@@ -60,8 +64,9 @@ __device__ __forceinline__ void load_f16s<2>(const u16* p, float* f) {
 template <int ATTN_HD>
 __device__ __forceinline__ void attn_partial_body(const float* __restrict__ q, const u16* __restrict__ k_cache,
                                                   const u16* __restrict__ v_cache, float* __restrict__ part_o,
-                                                  float2* __restrict__ part_ml, int n_head, int n_kv, int pos0,
-                                                  int n_split, float scale) {
+                                                  float2* __restrict__ part_ml, int n_head, int n_kv,
+                                                  const int* __restrict__ pos_p, int pos_off, int n_split,
+                                                  float scale) {
     constexpr int EPL = ATTN_HD / 32;  // dims per lane in the score loop
     __shared__ float qs[ATTN_MAXG][ATTN_HD];
     __shared__ float ps[ATTN_MAXG][ATTN_CHUNK];
@@ -70,10 +75,19 @@ __device__ __forceinline__ void attn_partial_body(const float* __restrict__ q, c
     const int G = n_head / n_kv;
     const int kv_dim = n_kv * ATTN_HD;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = ATTN_THREADS / 32;
-    const int len = pos0 + t + 1;  // causal: positions 0..pos0+t
+    const int len = *pos_p + pos_off + t + 1;  // causal: positions 0..pos0+t
     const int start = s * ATTN_CHUNK;
     const int end = min(len, start + ATTN_CHUNK);
     const size_t prow = (size_t)t * n_head + (size_t)g * G;  // first query head row of the group
+    if (start >= len) {  // a split past this token: an empty partial (the whole block leaves)
+        if (threadIdx.x < G) {
+            float2 ml;
+            ml.x = NEG_INF;
+            ml.y = 0.0f;
+            part_ml[(prow + threadIdx.x) * n_split + s] = ml;
+        }
+        return;
+    }
 
     for (int i = threadIdx.x; i < G * ATTN_HD; i += ATTN_THREADS)
         qs[i / ATTN_HD][i % ATTN_HD] = q[prow * ATTN_HD + i];
@@ -138,10 +152,10 @@ __device__ __forceinline__ void attn_partial_body(const float* __restrict__ q, c
 #define ATTN_PARTIAL(HD)                                                                         \
     extern "C" __global__ void __launch_bounds__(ATTN_THREADS)                                   \
         attn_partial_hd##HD(const float* q, const u16* k_cache, const u16* v_cache, float* part_o, \
-                            float2* part_ml, int n_head, int n_kv, int pos0, int n_split,        \
-                            float scale) {                                                       \
-        attn_partial_body<HD>(q, k_cache, v_cache, part_o, part_ml, n_head, n_kv, pos0, n_split,  \
-                              scale);                                                            \
+                            float2* part_ml, int n_head, int n_kv, const int* pos_p, int pos_off, \
+                            int n_split, float scale) {                                          \
+        attn_partial_body<HD>(q, k_cache, v_cache, part_o, part_ml, n_head, n_kv, pos_p, pos_off, \
+                              n_split, scale);                                                   \
     }
 ATTN_PARTIAL(64)
 ATTN_PARTIAL(128)

@@ -111,7 +111,11 @@ impl Gpu {
             .map_err(GpuError::driver("reading the driver version"))?;
         let nvrtc_version = compile::nvrtc_version()?;
         let (k, load_stats) = Kernels::load(&ctx, cc, driver_version)?;
-        let stream = ctx.default_stream();
+        // A stream of our own, not the legacy default stream: CUDA graphs can only be
+        // captured from a created stream (`graph.rs`).
+        let stream = ctx
+            .new_stream()
+            .map_err(GpuError::driver("creating the stream"))?;
         let info = DeviceInfo {
             ordinal,
             name,
@@ -371,6 +375,18 @@ impl Gpu {
         // stream every kernel uses, so it is ordered with them.
         unsafe { drv::memcpy_dtod_async(dst.ptr, src.ptr, bytes, self.stream.cu_stream()) }
             .map_err(GpuError::driver("device-to-device copy"))
+    }
+
+    /// Sets the first element of `dst` to `v` (stream-ordered, no host memory involved).
+    pub fn set_i32(&self, dst: &mut ViewMut<'_, i32>, v: i32) -> Result<()> {
+        if dst.is_empty() {
+            return Err(GpuError::shape("set_i32", "an empty view"));
+        }
+        // SAFETY: `dst` borrows at least one live i32 of device memory; the memset is queued
+        // on the one stream every kernel uses, so it is ordered with them.
+        unsafe { sys::cuMemsetD32Async(dst.ptr, v as u32, 1, self.stream.cu_stream()) }
+            .result()
+            .map_err(GpuError::driver("setting a device integer"))
     }
 
     /// An event recorded now on the stream (for timing).

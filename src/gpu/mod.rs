@@ -4,7 +4,7 @@
 //! `GpuError::NoDevice`.
 //!
 //! Layout: `compile` (NVRTC + cache, `enum Kernel`), `kernels` (functions in fields),
-//! `device` (`Gpu`: detection, allocation, uploads), `buffer` (buffers and views), `ops`
+//! `device` (`Gpu`: detection, allocation, uploads), `graph` (CUDA graph capture/replay), `buffer` (buffers and views), `ops`
 //! (typed launch wrappers, one file per kernel module), `model` (the whole qwen35 forward on
 //! the device). All activations are f32, row-major
 //! `[tokens][features]`; every wrapper documents its shapes.
@@ -13,6 +13,7 @@ mod buffer;
 mod compile;
 mod device;
 mod error;
+mod graph;
 mod kernels;
 pub mod model;
 mod ops;
@@ -21,11 +22,12 @@ pub use buffer::{GpuBuf, GpuMatrix, View, ViewMut};
 pub use compile::{cache_dir, compile_only, Kernel};
 pub use device::{DeviceInfo, Gpu, HostStaging, MIN_CC};
 pub use error::GpuError;
+pub use graph::{graphs_enabled_by_env, Graph};
 pub use kernels::{LoadStats, MAX_K, MMV_FORMATS};
 pub use model::{
     GpuModel, GpuSeqState, GpuSnapshotRing, GEMM_CHUNK, GEMM_MIN_TOKENS, STREAM_MIN_TOKENS,
 };
 pub use ops::{
-    AttnScratch, GdnConvArgs, GdnRecurrenceArgs, Gemm, KvCache, QuantActs, ATTN_HEAD_DIMS,
+    AttnScratch, DevPos, GdnConvArgs, GdnRecurrenceArgs, Gemm, KvCache, QuantActs, ATTN_HEAD_DIMS,
     GDN_HEAD_DIM, GDN_HEAD_DIMS,
 };

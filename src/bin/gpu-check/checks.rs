@@ -259,7 +259,11 @@ pub fn norms_rope_elementwise(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8) -> R<
         let (nt, nh, hd, nr, base) = (3usize, 5usize, 256usize, 64usize, 1e7f32);
         let x = uniform(rng, nt * nh * hd, -1.0, 1.0);
         let mut xd = gpu.upload(&x, "x")?;
-        gpu.rope_neox(xd.view_mut(), nt, nh, hd, nr, pos0, base)?;
+        // The position is read from device memory (as in a replayed CUDA graph); the kernel
+        // adds the offset, so half of it goes through each.
+        let slot = gpu.upload(&[(pos0 - pos0 / 2) as i32], "position")?;
+        let pos = hybrid_run::gpu::DevPos::new(slot.view(), pos0 - pos0 / 2).add(pos0 / 2);
+        gpu.rope_neox(xd.view_mut(), nt, nh, hd, nr, pos, base)?;
         let got = gpu.download(xd.view())?;
         let ts = base.powf(-2.0 / nr as f32);
         let mut want: Vec<f64> = x.iter().map(|&v| v as f64).collect();

@@ -198,7 +198,9 @@ pub fn attention(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8, quick: bool) -> R<
             gpu.upload(&v, "v")?,
             gpu.upload(&q, "q")?,
         );
-        gpu.kv_store(&mut cache, kd.view(), vd.view(), t, pos0)?;
+        let slot = gpu.upload(&[pos0 as i32], "position")?;
+        let pos = hybrid_run::gpu::DevPos::new(slot.view(), pos0);
+        gpu.kv_store(&mut cache, kd.view(), vd.view(), t, pos)?;
         let mut scratch = AttnScratch::new(gpu, t, nh, n_ctx)?;
         let mut od = nan_buf(gpu, t * nh * hd, "o")?;
         let scale = 1.0 / (hd as f32).sqrt();
@@ -209,10 +211,22 @@ pub fn attention(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8, quick: bool) -> R<
             od.view_mut(),
             nh,
             t,
-            pos0,
+            pos,
             scale,
         )?;
         let got = gpu.download(od.view())?;
+        // The grid a CUDA graph launches (every split of the context, the ones past the
+        // position empty) must give the same bits.
+        scratch.set_whole_context_grid(true);
+        let mut od2 = nan_buf(gpu, t * nh * hd, "o")?;
+        gpu.attn_decode(qd.view(), &cache, &mut scratch, od2.view_mut(), nh, t, pos, scale)?;
+        scratch.set_whole_context_grid(false);
+        let got2 = gpu.download(od2.view())?;
+        rep.truth(
+            &format!("attn_decode whole-context grid n_ctx={n_ctx} pos0={pos0} ntok={t}"),
+            got.iter().zip(&got2).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "bit-identical to the exact grid",
+        );
         let ck = gpu.download(cache.k().sub(0, (pos0 + t) * kv_dim)?)?;
         let cv = gpu.download(cache.v().sub(0, (pos0 + t) * kv_dim)?)?;
         let stored_ok = (0..t * kv_dim).all(|i| {

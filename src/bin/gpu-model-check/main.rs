@@ -23,6 +23,8 @@
 //!   margin may flip); the device argmax path equals argmax over downloaded logits;
 //! - MTP logits against the CPU's `mtp_forward`;
 //! - a token id outside the vocabulary and a full context are typed errors;
+//! - CUDA graphs (`graphs.rs`): replayed decode steps, prompt chunks and verify batches give
+//!   the same bits as eager launches, whole GPU and hybrid, across an attention split;
 //! - speculative decoding through `GpuTarget` (`spec.rs`, on tiny-q4_k_m and the trained
 //!   model unless --no-spec): greedy output equals plain greedy decoding on the GPU, token for
 //!   token over 256 tokens, whole GPU and hybrid, MTP / lookup / cycling oracle, N = 1..4.
@@ -37,6 +39,7 @@
 //! `--ctx-bench PATH [--ctx-depths 0,8192,32768]`: the planner's split under a budget, and decode at 0/8K/32K context
 //! (`split.rs`).
 
+mod graphs;
 mod matvecs;
 mod prefill;
 mod spec;
@@ -737,6 +740,10 @@ fn main() {
         }
         if let Err(e) = check_model(m, threads, &mut rep) {
             println!("gpu-model-check: {}: error: {e}", m.display());
+            rep.failed += 1;
+        }
+        if let Err(e) = graphs::check(m, threads, &mut rep) {
+            println!("gpu-model-check: {}: CUDA graph check error: {e}", m.display());
             rep.failed += 1;
         }
         let fname = m.file_name().map(|s| s.to_string_lossy().into_owned());

@@ -109,7 +109,7 @@ fn first_diff(a: &[u32], b: &[u32]) -> Option<usize> {
     (0..a.len().max(b.len())).find(|&i| a.get(i) != b.get(i))
 }
 
-fn open_model<'a>(
+pub(crate) fn open_model<'a>(
     gpu: Gpu,
     cfg: &Config,
     w: &Qwen35Weights<'a>,

@@ -184,6 +184,22 @@ pub fn split_bench(
         c_s * 1e3,
         x_s * 1e3
     );
+    // Same call: eager launches, then graphs again (A/B/A).
+    for graphs in [false, true] {
+        m.set_graphs(graphs);
+        for _ in 0..4 {
+            t = m.forward_greedy(&mut st, &[t])?.0;
+        }
+        let t1 = Instant::now();
+        for _ in 0..n_dec {
+            t = m.forward_greedy(&mut st, &[t])?.0;
+        }
+        println!(
+            "decode tg{n_dec}, CUDA graphs {}: {:.2} t/s",
+            if graphs { "on " } else { "off" },
+            n_dec as f64 / t1.elapsed().as_secs_f64()
+        );
+    }
     println!(
         "peak device memory in use (total - free, CUDA context and ring included): {:.2} GiB ({:.2} GiB before our allocations); budget {budget_gib:.2} GiB: {}",
         peak as f64 / GIB,
@@ -291,15 +307,25 @@ pub fn ctx_bench(path: &Path, depths: &[usize]) -> R<()> {
         let t = Instant::now();
         let (mut tok, _) = m.forward_greedy(&mut st, &toks[..n])?;
         let pp = n as f64 / t.elapsed().as_secs_f64();
-        for _ in 0..4 {
-            tok = m.forward_greedy(&mut st, &[tok])?.0;
-        }
+        // Graphs on, off, on (same call); the first and last are averaged.
         let n_dec = 32;
-        let t = Instant::now();
-        for _ in 0..n_dec {
-            tok = m.forward_greedy(&mut st, &[tok])?.0;
+        let mut tgs = [0.0f64; 3];
+        for (i, graphs) in [true, false, true].into_iter().enumerate() {
+            m.set_graphs(graphs);
+            for _ in 0..4 {
+                tok = m.forward_greedy(&mut st, &[tok])?.0;
+            }
+            let t = Instant::now();
+            for _ in 0..n_dec {
+                tok = m.forward_greedy(&mut st, &[tok])?.0;
+            }
+            tgs[i] = n_dec as f64 / t.elapsed().as_secs_f64();
         }
-        let tg = n_dec as f64 / t.elapsed().as_secs_f64();
+        let tg = (tgs[0] + tgs[2]) / 2.0;
+        println!(
+            "depth {d}: decode with CUDA graphs {:.1} / {:.1} t/s, eager {:.1} t/s",
+            tgs[0], tgs[2], tgs[1]
+        );
         let bytes =
             m.bytes_per_token() as f64 + (sizes.kv_bytes_per_token as f64) * (n + 20) as f64;
         let roof = copy_bw / bytes;

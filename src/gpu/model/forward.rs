@@ -31,10 +31,11 @@ use crate::placement::profile::{self, Phase};
 use super::super::buffer::{GpuBuf, GpuMatrix, View, ViewMut};
 use super::super::device::{Gpu, HostStaging};
 use super::super::error::{GpuError, Result};
+use super::super::graph::{graphs_enabled_by_env, Graph};
 use super::super::kernels::MAX_K;
 use super::super::ops::{
-    AttnScratch, GdnConvArgs, GdnRecurrenceArgs, Gemm, KvCache, QuantActs, ATTN_HEAD_DIMS,
-    GDN_HEAD_DIMS,
+    AttnScratch, DevPos, GdnConvArgs, GdnRecurrenceArgs, Gemm, KvCache, QuantActs,
+    ATTN_HEAD_DIMS, GDN_HEAD_DIMS,
 };
 use super::snapshot::GpuSnapshotRing;
 use super::state::{GpuLayerState, GpuSeqState};
@@ -194,6 +195,93 @@ pub struct GpuModel<'a> {
     /// chunks of at least `stream_min` tokens (`stream.rs`).
     streamer: Option<FfnStreamer>,
     stream_min: usize,
+    /// Device positions the kernels read: [0] the trunk's, [1] the MTP block's.
+    pos: GpuBuf<i32>,
+    graphs: GraphCache,
+}
+
+/// What a captured chunk depends on besides the contents of device memory: the sequence
+/// state and snapshot ring whose buffers it addresses, the token count, the logit rows and
+/// the snapshot slots written.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+struct GraphKey {
+    state: u64,
+    ring: Option<(u64, usize)>,
+    t: usize,
+    rows: (usize, usize),
+}
+
+/// One step of a captured chunk: a graph, or a CPU-placed FFN layer between two graphs
+/// (download, CPU kernels, upload: host work a graph cannot hold).
+enum GraphStep {
+    Graph(Graph),
+    HostFfn(usize),
+}
+
+/// Captured chunks. A shape is captured the second time it is seen (one-off shapes such as
+/// a short prompt stay eager: a capture costs more than one eager run).
+struct GraphCache {
+    enabled: bool,
+    seen: std::collections::HashMap<GraphKey, u32>,
+    graphs: std::collections::HashMap<GraphKey, Vec<GraphStep>>,
+    /// Replays and captures since the model was built (statistics).
+    replays: u64,
+    captures: u64,
+}
+
+/// Most cached chunk shapes; past it the cache starts over (states and rings come and go).
+const MAX_GRAPHS: usize = 64;
+
+impl GraphCache {
+    fn new() -> GraphCache {
+        GraphCache {
+            enabled: graphs_enabled_by_env(),
+            seen: Default::default(),
+            graphs: Default::default(),
+            replays: 0,
+            captures: 0,
+        }
+    }
+
+    /// Whether `key` should run from a graph now (captured, or seen before).
+    fn wants(&mut self, key: GraphKey) -> bool {
+        if !self.enabled {
+            return false;
+        }
+        if self.graphs.contains_key(&key) {
+            return true;
+        }
+        if self.seen.len() >= 4 * MAX_GRAPHS {
+            self.seen.clear();
+        }
+        let n = self.seen.entry(key).or_insert(0);
+        *n += 1;
+        *n >= 2
+    }
+
+    fn insert(&mut self, key: GraphKey, steps: Vec<GraphStep>) {
+        if self.graphs.len() >= MAX_GRAPHS {
+            self.graphs.clear();
+        }
+        self.graphs.insert(key, steps);
+        self.captures += 1;
+    }
+}
+
+/// Collects the steps of a chunk being captured: a CPU-placed FFN layer ends the current
+/// graph, records the host step, and starts the next graph.
+#[derive(Default)]
+struct Recorder {
+    steps: Vec<GraphStep>,
+}
+
+impl Recorder {
+    fn host_ffn(&mut self, gpu: &Gpu, il: usize) -> Result<()> {
+        let g = gpu.end_capture()?;
+        self.steps.push(GraphStep::Graph(g));
+        self.steps.push(GraphStep::HostFfn(il));
+        gpu.begin_capture()
+    }
 }
 
 /// Host activation buffers of the CPU FFN (grown to the largest chunk, never shrunk).
@@ -213,8 +301,15 @@ struct CpuFfnScratch {
 enum FfnAt<'w, 'a> {
     Device(&'w GpuFfn),
     /// On the CPU with the `simd` kernels; activations go down and up through host memory.
-    /// The last field is the layer index (for `--profile`).
-    Host(&'w FfnWeights<'a>, &'w Pool, &'w mut CpuFfnScratch, usize),
+    /// Fields: the weights, the pool, the host buffers, the layer index, and while a graph is
+    /// being captured its recorder (the host step is then recorded, not run).
+    Host(
+        &'w FfnWeights<'a>,
+        &'w Pool,
+        &'w mut CpuFfnScratch,
+        usize,
+        Option<&'w mut Recorder>,
+    ),
     /// A CPU-placed layer whose weights are streamed to the GPU for this chunk (large
     /// prefill chunks): the FFN runs on the device on the streamed copies. Fields: the
     /// streamer, every layer's host placement, the layer index.
@@ -260,34 +355,55 @@ impl FfnAt<'_, '_> {
                     t,
                 )
             }
-            FfnAt::Host(f, pool, s, il) => {
-                let d = cfg.n_embd;
-                let ff = f.gate.info.rows() as usize;
+            FfnAt::Host(f, pool, s, il, rec) => {
                 norm_into_xn(gpu, cfg, b, post_norm, t)?;
-                let t0 = std::time::Instant::now();
-                let n = t * d;
-                let stg = s.staging.as_mut().ok_or_else(|| {
-                    GpuError::shape("FfnAt::Host", "no pinned activation buffers")
-                })?;
-                let p0 = profile::start();
-                stg.download(gpu, first(&b.xn, n)?)?;
-                profile::record(Phase::Download, il, p0);
-                let p0 = profile::start();
-                if s.hid.len() < t * ff {
-                    s.hid.resize(t * ff, 0.0);
+                match rec {
+                    Some(r) => r.host_ffn(gpu, il)?,
+                    None => cpu_ffn(gpu, cfg, b, f, pool, s, il, t)?,
                 }
-                let (xn, o) = stg.io(n, n)?;
-                pool.ffn_gate_up_swiglu(mat(&f.gate), mat(&f.up), xn, t, &mut s.hid[..t * ff]);
-                pool.matmul(mat(&f.down), &s.hid[..t * ff], t, o);
-                profile::record(Phase::CpuFfn, il, p0);
-                let p0 = profile::start();
-                stg.upload(gpu, b.o.view_mut().sub(0, n)?)?;
-                profile::record(Phase::Upload, il, p0);
-                s.secs += t0.elapsed().as_secs_f64();
-                gpu.add_inplace(b.x.view_mut(), b.o.view(), t * d)
+                gpu.add_inplace(b.x.view_mut(), b.o.view(), t * cfg.n_embd)
             }
         }
     }
+}
+
+/// The host part of a CPU-placed FFN layer: `b.o = down(swiglu(gate·n, up·n))` for the
+/// normed input `n` in `b.xn`, which goes down to pinned memory; the result comes back up.
+#[allow(clippy::too_many_arguments)]
+fn cpu_ffn(
+    gpu: &Gpu,
+    cfg: &Config,
+    b: &mut Bufs,
+    f: &FfnWeights<'_>,
+    pool: &Pool,
+    s: &mut CpuFfnScratch,
+    il: usize,
+    t: usize,
+) -> Result<()> {
+    let d = cfg.n_embd;
+    let ff = f.gate.info.rows() as usize;
+    let t0 = std::time::Instant::now();
+    let n = t * d;
+    let stg = s
+        .staging
+        .as_mut()
+        .ok_or_else(|| GpuError::shape("FfnAt::Host", "no pinned activation buffers"))?;
+    let p0 = profile::start();
+    stg.download(gpu, first(&b.xn, n)?)?;
+    profile::record(Phase::Download, il, p0);
+    let p0 = profile::start();
+    if s.hid.len() < t * ff {
+        s.hid.resize(t * ff, 0.0);
+    }
+    let (xn, o) = stg.io(n, n)?;
+    pool.ffn_gate_up_swiglu(mat(&f.gate), mat(&f.up), xn, t, &mut s.hid[..t * ff]);
+    pool.matmul(mat(&f.down), &s.hid[..t * ff], t, o);
+    profile::record(Phase::CpuFfn, il, p0);
+    let p0 = profile::start();
+    stg.upload(gpu, b.o.view_mut().sub(0, n)?)?;
+    profile::record(Phase::Upload, il, p0);
+    s.secs += t0.elapsed().as_secs_f64();
+    Ok(())
 }
 
 fn unsupported(msg: String) -> ModelError {
@@ -416,6 +532,7 @@ impl<'a> GpuModel<'a> {
             None
         };
         let host = vec![0.0; b.t_max * cfg.n_embd];
+        let pos = gpu.alloc_zeros::<i32>(2, "token positions")?;
         let mut cpu_scratch = CpuFfnScratch::default();
         if pool.is_some() {
             cpu_scratch.staging = Some(HostStaging::new(&gpu, b.t_max * cfg.n_embd)?);
@@ -442,7 +559,29 @@ impl<'a> GpuModel<'a> {
             gemm_min: GEMM_MIN_TOKENS,
             streamer,
             stream_min: STREAM_MIN_TOKENS,
+            pos,
+            graphs: GraphCache::new(),
         })
+    }
+
+    /// Turns CUDA graphs for chunks of up to [`MAX_BATCH`] tokens on or off (on by default
+    /// unless `HYBRID_CUDA_GRAPHS=0`; tests and benchmarks compare both).
+    pub fn set_graphs(&mut self, on: bool) {
+        self.graphs.enabled = on;
+        if !on {
+            self.graphs.graphs.clear();
+            self.graphs.seen.clear();
+        }
+    }
+
+    /// Whether chunks may run from CUDA graphs.
+    pub fn graphs_enabled(&self) -> bool {
+        self.graphs.enabled
+    }
+
+    /// (replays, captures) of chunk graphs since the model was built.
+    pub fn graph_stats(&self) -> (u64, u64) {
+        (self.graphs.replays, self.graphs.captures)
     }
 
     /// Whether prefill chunks can take the GEMM path (cuBLAS loaded, buffers allocated).
@@ -553,7 +692,8 @@ impl<'a> GpuModel<'a> {
 
     /// Runs one chunk through the trunk, leaving hN in `b.hidden` and the logits of batch
     /// rows `rows` in `b.logits` (row `rows.start` first). With `ring`, the GDN kernels also
-    /// write the state after each token into the slots `ring.begin` prepared.
+    /// write the state after each token into the slots `ring.begin` prepared. Chunks of up to
+    /// MAX_BATCH tokens whose shape was seen before run from a captured CUDA graph.
     fn chunk(
         &mut self,
         st: &mut GpuSeqState,
@@ -565,7 +705,112 @@ impl<'a> GpuModel<'a> {
         let table = self.token_embd;
         self.embed(&table, tokens)?;
         let t = tokens.len();
-        let pos0 = st.n_past;
+        let pos0 = i32::try_from(st.n_past + t)
+            .map_err(|_| unsupported(format!("position {} past i32", st.n_past + t)))?
+            - t as i32;
+        self.gpu.set_i32(&mut self.pos.view_mut(), pos0)?;
+        let streamed = self.streamer.is_some() && t >= self.stream_min && t > MAX_BATCH;
+        let key = GraphKey {
+            state: st.id,
+            ring: ring.as_deref().map(|r| (r.id, r.recording())),
+            t,
+            rows: (rows.start, rows.end),
+        };
+        if t <= MAX_BATCH && !streamed && self.graphs.wants(key) {
+            if !self.graphs.graphs.contains_key(&key) {
+                match self.capture(st, t, rows.clone(), ring.as_deref_mut()) {
+                    Ok(steps) => self.graphs.insert(key, steps),
+                    Err(e) => {
+                        tracing::warn!("CUDA graphs off: capturing a decode step failed: {e}");
+                        self.set_graphs(false);
+                    }
+                }
+            }
+        }
+        if self.graphs.enabled && self.graphs.graphs.contains_key(&key) {
+            self.replay(key, t)?;
+        } else {
+            self.layers(st, t, rows, ring, None)?;
+        }
+        st.n_past += t;
+        if step_t0.is_some() {
+            // --profile: wait for the queued kernels so the step time includes them.
+            self.gpu.synchronize()?;
+            profile::record(Phase::Step, 0, step_t0);
+        }
+        Ok(())
+    }
+
+    /// Records the chunk's launches (nothing runs): one graph per stretch of device work,
+    /// with the CPU-placed FFN layers as host steps between them.
+    fn capture(
+        &mut self,
+        st: &mut GpuSeqState,
+        t: usize,
+        rows: std::ops::Range<usize>,
+        ring: Option<&mut GpuSnapshotRing>,
+    ) -> Result<Vec<GraphStep>, ModelError> {
+        self.gpu.begin_capture()?;
+        st.attn_scratch.whole_context_grid = true;
+        let mut rec = Recorder::default();
+        let r = self.layers(st, t, rows, ring, Some(&mut rec));
+        st.attn_scratch.whole_context_grid = false;
+        match r.and_then(|()| Ok(self.gpu.end_capture()?)) {
+            Ok(g) => {
+                rec.steps.push(GraphStep::Graph(g));
+                Ok(rec.steps)
+            }
+            Err(e) => {
+                self.gpu.abort_capture();
+                Err(e)
+            }
+        }
+    }
+
+    /// Replays the captured chunk `key` of `t` tokens (the embeddings and the position are
+    /// already on the device), running the CPU-placed FFN layers between its graphs.
+    fn replay(&mut self, key: GraphKey, t: usize) -> Result<(), ModelError> {
+        let GpuModel {
+            cfg,
+            gpu,
+            b,
+            host_ffn,
+            pool,
+            cpu_scratch,
+            graphs,
+            ..
+        } = self;
+        let steps = graphs
+            .graphs
+            .get(&key)
+            .ok_or_else(|| ModelError::Inconsistent("a chunk graph vanished".into()))?;
+        for step in steps {
+            match step {
+                GraphStep::Graph(g) => g.launch()?,
+                GraphStep::HostFfn(il) => {
+                    let (Some(f), Some(p)) = (host_ffn[*il].as_ref(), pool.as_ref()) else {
+                        return Err(ModelError::Inconsistent(format!(
+                            "layer {il}: a host FFN step without host weights"
+                        )));
+                    };
+                    cpu_ffn(gpu, cfg, b, f, p, cpu_scratch, *il, t)?;
+                }
+            }
+        }
+        graphs.replays += 1;
+        Ok(())
+    }
+
+    /// The chunk's work after the embedding: every layer, the final norm and the LM head
+    /// for `rows`. With `rec`, a graph capture is in progress.
+    fn layers(
+        &mut self,
+        st: &mut GpuSeqState,
+        t: usize,
+        rows: std::ops::Range<usize>,
+        mut ring: Option<&mut GpuSnapshotRing>,
+        mut rec: Option<&mut Recorder>,
+    ) -> Result<(), ModelError> {
         let GpuModel {
             cfg,
             gpu,
@@ -576,8 +821,10 @@ impl<'a> GpuModel<'a> {
             cpu_scratch,
             streamer,
             stream_min,
+            pos,
             ..
         } = self;
+        let pos = DevPos::new(pos.view().sub(0, 1)?, st.n_past);
         // Large chunks stream the CPU-placed FFN weights to the GPU (needs the GEMM path,
         // which chunks wider than MAX_BATCH always take).
         let mut streamer = streamer
@@ -597,7 +844,9 @@ impl<'a> GpuModel<'a> {
                     })?;
                     FfnAt::Streamed(s, host_ffn, il)
                 }
-                (None, Some(f), Some(p)) => FfnAt::Host(f, p, &mut *cpu_scratch, il),
+                (None, Some(f), Some(p)) => {
+                    FfnAt::Host(f, p, &mut *cpu_scratch, il, rec.as_deref_mut())
+                }
                 _ => {
                     return Err(ModelError::Inconsistent(format!(
                         "layer {il}: its FFN is neither on the GPU nor on the CPU"
@@ -617,7 +866,7 @@ impl<'a> GpuModel<'a> {
                 ffn_at,
                 &mut st.attn_scratch,
                 snap,
-                pos0,
+                pos,
                 t,
             )?;
         }
@@ -633,12 +882,6 @@ impl<'a> GpuModel<'a> {
             cfg.rms_eps,
         )?;
         lm_head(gpu, cfg, b, &w.output, rows)?;
-        st.n_past += t;
-        if step_t0.is_some() {
-            // --profile: wait for the queued kernels so the step time includes them.
-            gpu.synchronize()?;
-            profile::record(Phase::Step, 0, step_t0);
-        }
         Ok(())
     }
 
@@ -851,8 +1094,14 @@ impl<'a> GpuModel<'a> {
             self.embed(&table, chunk)?;
             let h = &hidden_in[ci * MAX_BATCH * d..][..t * d];
             self.gpu.write(h, &mut self.b.hidden)?;
-            let pos0 = st.mtp_n_past;
-            let GpuModel { cfg, gpu, w, b, .. } = self;
+            let mtp_pos = i32::try_from(st.mtp_n_past)
+                .map_err(|_| unsupported(format!("MTP position {} past i32", st.mtp_n_past)))?;
+            let GpuModel {
+                cfg, gpu, w, b, pos, ..
+            } = self;
+            let mut slot = pos.view_mut().sub(1, 1)?;
+            gpu.set_i32(&mut slot, mtp_pos)?;
+            let pos0 = DevPos::new(pos.view().sub(1, 1)?, st.mtp_n_past);
             let (Some(m), Some(kv)) = (w.mtp.as_ref(), st.mtp_kv.as_mut()) else {
                 return Err(ModelError::Inconsistent(
                     "MTP weights without an MTP cache".into(),
@@ -950,7 +1199,7 @@ fn layer(
     ffn_at: FfnAt<'_, '_>,
     scratch: &mut AttnScratch,
     snap: Option<(ViewMut<'_, f32>, ViewMut<'_, f32>)>,
-    pos0: usize,
+    pos0: DevPos<'_>,
     t: usize,
 ) -> Result<()> {
     let d = cfg.n_embd;
@@ -1054,7 +1303,7 @@ fn attention(
     a: &GpuAttn,
     kv: &mut KvCache,
     scratch: &mut AttnScratch,
-    pos0: usize,
+    pos0: DevPos<'_>,
     t: usize,
 ) -> Result<()> {
     let (nh, nkv, hd) = (cfg.n_head, cfg.n_head_kv, cfg.head_dim);
@@ -1113,7 +1362,7 @@ fn attention(
         let n = (t - s0).min(MAX_BATCH);
         let q = b.g.view().sub(s0 * qd_all, n * qd_all)?;
         let out = b.y.view_mut().sub(s0 * qd_all, n * qd_all)?;
-        gpu.attn_decode(q, kv, scratch, out, nh, n, pos0 + s0, scale)?;
+        gpu.attn_decode(q, kv, scratch, out, nh, n, pos0.add(s0), scale)?;
         s0 += n;
     }
     let gates = b.p0.view().sub(hd, b.p0.len() - hd)?;

@@ -21,6 +21,8 @@ struct LayerSlots {
 }
 
 pub struct GpuSnapshotRing {
+    /// Unique per ring: CUDA graphs that captured its slots' addresses are keyed by it.
+    pub(crate) id: u64,
     n_slots: usize,
     conv_len: usize,
     ssm_len: usize,
@@ -55,6 +57,7 @@ impl GpuSnapshotRing {
             });
         }
         Ok(GpuSnapshotRing {
+            id: super::super::graph::next_id(),
             n_slots,
             conv_len,
             ssm_len,
@@ -71,6 +74,11 @@ impl GpuSnapshotRing {
     /// Device bytes held.
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// Slots the current batch records (`begin`'s k − 1, at most `n_slots`).
+    pub(crate) fn recording(&self) -> usize {
+        self.recording
     }
 
     /// Prepares to record a batch of `k` tokens (slots `0..k−1`). Returns false when the

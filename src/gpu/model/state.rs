@@ -22,6 +22,8 @@ pub enum GpuLayerState {
 }
 
 pub struct GpuSeqState {
+    /// Unique per state: CUDA graphs that captured this state's buffers are keyed by it.
+    pub(crate) id: u64,
     /// Tokens already in the caches (the position of the next token).
     pub n_past: usize,
     /// Capacity of the KV caches in tokens.
@@ -64,6 +66,7 @@ impl GpuSeqState {
         bytes += 4 * (cfg.gdn_conv_state_len() + cfg.gdn_ssm_state_len()) * cfg.n_gdn_layers();
         let attn_scratch = AttnScratch::new(gpu, MAX_BATCH, cfg.n_head, n_ctx)?;
         Ok(GpuSeqState {
+            id: super::super::graph::next_id(),
             n_past: 0,
             n_ctx,
             layers,

@@ -5,7 +5,7 @@ use cudarc::driver::PushKernelArg;
 use super::super::buffer::{GpuBuf, View, ViewMut};
 use super::super::device::Gpu;
 use super::super::error::{GpuError, Result};
-use super::{as_i32, blocks_for, launch, launch_cfg, need};
+use super::{as_i32, blocks_for, launch, launch_cfg, need, DevPos};
 
 /// head_dims `attn_partial` is instanced for (`attn_partial_hd{64,128,256}`; the 27B uses
 /// 256, the small test models 64 and 128).
@@ -74,9 +74,18 @@ pub struct AttnScratch {
     max_tok: usize,
     n_head: usize,
     max_split: usize,
+    /// Launch the splits of the whole context (CUDA graph capture: the grid cannot follow
+    /// the position at replay); otherwise just the splits up to the last token.
+    pub(crate) whole_context_grid: bool,
 }
 
 impl AttnScratch {
+    /// Launch the splits of the whole context (as a captured CUDA graph does) instead of
+    /// those up to the last token; the results are the same (tests).
+    pub fn set_whole_context_grid(&mut self, on: bool) {
+        self.whole_context_grid = on;
+    }
+
     pub fn new(gpu: &Gpu, max_tok: usize, n_head: usize, n_ctx: usize) -> Result<AttnScratch> {
         let max_split = n_ctx.div_ceil(CHUNK).max(1);
         let rows = max_tok * n_head * max_split;
@@ -86,6 +95,7 @@ impl AttnScratch {
             max_tok,
             n_head,
             max_split,
+            whole_context_grid: false,
         })
     }
 }
@@ -99,9 +109,10 @@ impl Gpu {
         k: View<'_, f32>,
         v: View<'_, f32>,
         ntok: usize,
-        pos0: usize,
+        pos: DevPos<'_>,
     ) -> Result<()> {
         const OP: &str = "kv_store";
+        let pos0 = pos.host;
         let kv_dim = cache.n_kv * cache.head_dim;
         if pos0 + ntok > cache.n_ctx {
             return Err(GpuError::shape(
@@ -115,12 +126,11 @@ impl Gpu {
         }
         need(OP, "k", k.len(), ntok * kv_dim)?;
         need(OP, "v", v.len(), ntok * kv_dim)?;
-        let (kp, vp, kc, vc) = (k.ptr, v.ptr, cache.k.ptr, cache.v.ptr);
-        let (kd, nt, p0) = (
-            as_i32(OP, "kv_dim", kv_dim)?,
-            as_i32(OP, "ntok", ntok)?,
-            as_i32(OP, "pos0", pos0)?,
-        );
+        if pos.off != 0 {
+            return Err(GpuError::shape(OP, "a position offset (the kernel reads *pos only)"));
+        }
+        let (kp, vp, kc, vc, pp) = (k.ptr, v.ptr, cache.k.ptr, cache.v.ptr, pos.ptr);
+        let (kd, nt) = (as_i32(OP, "kv_dim", kv_dim)?, as_i32(OP, "ntok", ntok)?);
         let mut b = self.stream.launch_builder(&self.k.kv_store);
         b.arg(&kp) /* k */
             .arg(&vp) /* v */
@@ -128,7 +138,7 @@ impl Gpu {
             .arg(&vc) /* v_cache */
             .arg(&kd) /* kv_dim */
             .arg(&nt) /* ntok */
-            .arg(&p0); /* pos0 */
+            .arg(&pp); /* pos_p */
         launch(
             OP,
             &mut b,
@@ -149,10 +159,11 @@ impl Gpu {
         out: ViewMut<'_, f32>,
         n_head: usize,
         ntok: usize,
-        pos0: usize,
+        pos: DevPos<'_>,
         scale: f32,
     ) -> Result<()> {
         const OP: &str = "attn_decode";
+        let pos0 = pos.host;
         let n_kv = cache.n_kv;
         let hd = cache.head_dim;
         let fi = ATTN_HEAD_DIMS
@@ -174,7 +185,11 @@ impl Gpu {
                 format!("ntok {ntok} at pos0 {pos0} with n_ctx {}", cache.n_ctx),
             ));
         }
-        let n_split = len.div_ceil(CHUNK);
+        let n_split = if scratch.whole_context_grid {
+            scratch.max_split
+        } else {
+            len.div_ceil(CHUNK)
+        };
         if ntok > scratch.max_tok || n_head != scratch.n_head || n_split > scratch.max_split {
             return Err(GpuError::shape(
                 OP,
@@ -194,10 +209,11 @@ impl Gpu {
             scratch.part_ml.ptr,
             out.ptr,
         );
-        let (nh, nk, p0, ns) = (
+        let (nh, nk, pp, poff, ns) = (
             as_i32(OP, "n_head", n_head)?,
             as_i32(OP, "n_kv", n_kv)?,
-            as_i32(OP, "pos0", pos0)?,
+            pos.ptr,
+            as_i32(OP, "position offset", pos.off)?,
             as_i32(OP, "n_split", n_split)?,
         );
         let mut b = self.stream.launch_builder(&self.k.attn_partial[fi]);
@@ -208,7 +224,8 @@ impl Gpu {
             .arg(&pml) /* part_ml */
             .arg(&nh) /* n_head */
             .arg(&nk) /* n_kv */
-            .arg(&p0) /* pos0 */
+            .arg(&pp) /* pos_p */
+            .arg(&poff) /* pos_off */
             .arg(&ns) /* n_split */
             .arg(&scale); /* scale */
         launch(

@@ -6,7 +6,7 @@ use cudarc::driver::PushKernelArg;
 use super::super::buffer::{View, ViewMut};
 use super::super::device::Gpu;
 use super::super::error::{GpuError, Result};
-use super::{as_i32, blocks_for, launch, launch_cfg, need};
+use super::{as_i32, blocks_for, launch, launch_cfg, need, DevPos};
 
 /// Threads per row of the norms: 128 for head-sized rows, 256 for long ones, 1024 for rows of
 /// >= 4096 (the n_embd norms). A one-token norm is one block, so its latency is the serial
@@ -122,7 +122,7 @@ impl Gpu {
         n_heads: usize,
         head_dim: usize,
         n_rot: usize,
-        pos0: usize,
+        pos: DevPos<'_>,
         freq_base: f32,
     ) -> Result<()> {
         const OP: &str = "rope_neox";
@@ -141,14 +141,16 @@ impl Gpu {
             as_i32(OP, "head_dim", head_dim)?,
             as_i32(OP, "n_rot", n_rot)?,
         );
-        let p0 = as_i32(OP, "pos0", pos0 + ntok)? - nt;
+        as_i32(OP, "last position", pos.host + ntok)?;
+        let (pp, po) = (pos.ptr, as_i32(OP, "position offset", pos.off)?);
         let mut b = self.stream.launch_builder(&self.k.rope_neox);
         b.arg(&xp) /* x */
             .arg(&nt) /* ntok */
             .arg(&nh) /* n_heads */
             .arg(&hd) /* head_dim */
             .arg(&nr) /* n_rot */
-            .arg(&p0) /* pos0 */
+            .arg(&pp) /* pos_p */
+            .arg(&po) /* pos_off */
             .arg(&theta_scale); /* theta_scale */
         launch(
             OP,

@@ -13,9 +13,45 @@ pub use gdn::{GdnConvArgs, GdnRecurrenceArgs, GDN_HEAD_DIM, GDN_HEAD_DIMS};
 pub use gemm::Gemm;
 pub use matvec::QuantActs;
 
+use std::marker::PhantomData;
+
 use cudarc::driver::{LaunchArgs, LaunchConfig};
 
+use super::buffer::View;
 use super::error::{GpuError, Result};
+
+/// A token position the kernels read from device memory (`*ptr + off`), so that a captured
+/// CUDA graph replays at whatever position the device slot holds. `host` is the same value
+/// on the host: the size checks and the grid of eager launches use it, and the caller makes
+/// sure the slot holds `host - off` when the work runs (`Gpu::set_i32` before the launches).
+#[derive(Clone, Copy)]
+pub struct DevPos<'a> {
+    pub(crate) ptr: u64,
+    pub(crate) off: usize,
+    pub host: usize,
+    _m: PhantomData<&'a i32>,
+}
+
+impl<'a> DevPos<'a> {
+    /// The position held by `slot[0]`, which is (or will be, by the time the work runs) `host`.
+    pub fn new(slot: View<'a, i32>, host: usize) -> DevPos<'a> {
+        DevPos {
+            ptr: slot.ptr,
+            off: 0,
+            host,
+            _m: PhantomData,
+        }
+    }
+
+    /// The position `n` further on.
+    pub fn add(self, n: usize) -> DevPos<'a> {
+        DevPos {
+            off: self.off + n,
+            host: self.host + n,
+            ..self
+        }
+    }
+}
 
 pub(crate) fn launch_cfg(grid: (u32, u32, u32), block: u32) -> LaunchConfig {
     LaunchConfig {
