@@ -19,8 +19,8 @@ pub enum Isa {
     Avx2Vnni,
     /// AVX-512 F/BW/VL + AVX512-VNNI (512-bit integer work, `vpdpwssd`/`vpdpbusd`).
     Avx512,
-    /// `Avx512` plus the AMX tile unit (AMX-TILE/INT8, OS permission granted) for Q4_K
-    /// mat-muls of at least `q4_k_amx::MIN_K` tokens; every other kernel is `Avx512`'s.
+    /// `Avx512` plus the AMX tile unit (AMX-TILE/INT8, OS permission granted) for Q4_K and
+    /// Q6_K mat-muls of at least `q4_k_amx::MIN_K` tokens; every other kernel is `Avx512`'s.
     Amx,
 }
 

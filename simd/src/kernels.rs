@@ -42,8 +42,8 @@ pub struct KernelSet {
     ty: GgmlType,
     isa: Isa,
     k: Kernels,
-    /// Q4_K on `Isa::Amx`: batches of `q4_k_amx::MIN_K`+ tokens whose activations carry
-    /// the tile layout (`QuantizedActs::build_amx`) go through the tile unit.
+    /// Q4_K and Q6_K on `Isa::Amx`: batches of `q4_k_amx::MIN_K`+ tokens whose activations
+    /// carry the tile layout (`QuantizedActs::build_amx`) go through the tile unit.
     amx: bool,
 }
 
@@ -59,7 +59,7 @@ impl KernelSet {
             GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => crate::float::kernels(ty, isa),
             GgmlType::Q8_K => panic!("Q8_K is an activation type, not a weight type"),
         };
-        let amx = isa == Isa::Amx && ty == GgmlType::Q4_K;
+        let amx = isa == Isa::Amx && matches!(ty, GgmlType::Q4_K | GgmlType::Q6_K);
         KernelSet { ty, isa, k, amx }
     }
 
@@ -173,7 +173,11 @@ pub(crate) fn compute_rows(
     #[cfg(target_arch = "x86_64")]
     if ks.wants_amx(k) {
         if let Some(amx) = acts.amx(w.cols / 256) {
-            crate::q4_k_amx::compute_rows(w, amx, rows, sink);
+            if w.ty == GgmlType::Q6_K {
+                crate::q6_k_amx::compute_rows(w, amx, rows, sink);
+            } else {
+                crate::q4_k_amx::compute_rows(w, amx, rows, sink);
+            }
             return;
         }
     }

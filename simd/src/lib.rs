@@ -22,6 +22,8 @@ pub mod q4_k;
 mod q4_k_amx;
 pub mod q5_k;
 pub mod q6_k;
+#[cfg(target_arch = "x86_64")]
+mod q6_k_amx;
 pub mod q8_0;
 
 #[cfg(test)]

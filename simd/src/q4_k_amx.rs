@@ -46,7 +46,7 @@ pub(crate) const MIN_K: usize = 32;
 /// One 64-byte, 64-byte aligned line: one tile row.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
-pub(crate) struct Line([u8; 64]);
+pub(crate) struct Line(pub(crate) [u8; 64]);
 
 impl Default for Line {
     fn default() -> Self {
@@ -148,7 +148,7 @@ unsafe fn tile_config() {
 
 /// # Safety
 /// AMX must be usable.
-unsafe fn tile_release() {
+pub(crate) unsafe fn tile_release() {
     // SAFETY: caller: AMX usable; releasing the tile state has no memory effects.
     unsafe { asm!("tilerelease", options(nostack, nomem)) };
 }
@@ -194,16 +194,18 @@ fn self_check() -> bool {
 
 /// Activations of one matmul in the B-tile layout, built once per call (see module docs):
 /// per (token tile `T`, block `i`): 8 lanes × 16 lines of quants, 4 lines of the min-term
-/// pairs `(S(2l), S(2l+1))` as int16 per token, one line of the 16 tokens' `dy`.
+/// pairs `(S(2l), S(2l+1))` as int16 per token, one line of the 16 tokens' `dy`, and for
+/// Q6_K (`q6_k_amx`) 8 lines of the bsums pairs `(bsums[2l], bsums[2l+1])` per token.
 /// Tokens past `k` in the last tile are zero.
 #[derive(Clone, Default)]
 pub(crate) struct AmxActs {
     ready: bool,
-    k: usize,
-    nb: usize,
-    b: Vec<Line>,
+    pub(crate) k: usize,
+    pub(crate) nb: usize,
+    pub(crate) b: Vec<Line>,
     mins: Vec<Line>,
-    dy: Vec<Line>,
+    pub(crate) dy: Vec<Line>,
+    pub(crate) bs6: Vec<Line>,
 }
 
 impl std::fmt::Debug for AmxActs {
@@ -221,6 +223,7 @@ struct RawAmx {
     b: *mut Line,
     mins: *mut Line,
     dy: *mut Line,
+    bs6: *mut Line,
 }
 // SAFETY: each thread writes only the units of its own range (disjoint), while `build`
 // holds `&mut AmxActs`.
@@ -233,7 +236,11 @@ impl RawAmx {
     /// # Safety
     /// `u` must be inside the buffers, and no other reference to unit `u` may be live.
     #[allow(clippy::mut_from_ref)]
-    unsafe fn unit(&self, u: usize, nb: usize) -> ([&mut [Line]; 8], &mut [Line], &mut Line) {
+    unsafe fn unit(
+        &self,
+        u: usize,
+        nb: usize,
+    ) -> ([&mut [Line]; 8], &mut [Line], &mut Line, &mut [Line]) {
         let (tt, i) = (u / nb, u % nb);
         // SAFETY: see the function's contract; the 8 lane ranges are disjoint.
         unsafe {
@@ -243,6 +250,7 @@ impl RawAmx {
                 }),
                 std::slice::from_raw_parts_mut(self.mins.add(u * 4), 4),
                 &mut *self.dy.add(u),
+                std::slice::from_raw_parts_mut(self.bs6.add(u * 8), 8),
             )
         }
     }
@@ -250,7 +258,7 @@ impl RawAmx {
 
 /// First line of the B tile of token tile `tt`, lane `l`, block `i`: lanes outermost so one
 /// lane's tiles of consecutive blocks are contiguous (the order `tile_pass` reads them in).
-fn b_line(tt: usize, l: usize, i: usize, nb: usize) -> usize {
+pub(crate) fn b_line(tt: usize, l: usize, i: usize, nb: usize) -> usize {
     ((tt * 8 + l) * nb + i) * 16
 }
 
@@ -294,24 +302,28 @@ impl AmxActs {
             b: grow(&mut self.b, units * 128),
             mins: grow(&mut self.mins, units * 4),
             dy: grow(&mut self.dy, units),
+            bs6: grow(&mut self.bs6, units * 8),
         };
         let fill = |r: Range<usize>| {
             for u in r {
                 let (tt, i) = (u / nb, u % nb);
                 // SAFETY: the buffers were sized for `units` above; ranges of different
                 // threads are disjoint, so no unit is borrowed twice.
-                let (bl, ml, dl) = unsafe { raw.unit(u, nb) };
+                let (bl, ml, dl, b6) = unsafe { raw.unit(u, nb) };
                 for n in 0..16 {
                     let t = 16 * tt + n;
-                    let (dw, pairs, dy) = if t < k {
+                    let (dw, pairs, pairs6, dy) = if t < k {
                         let q = &qs[(t * nb + i) * 256..(t * nb + i + 1) * 256];
                         let bs = &bsums[(t * nb + i) * 16..(t * nb + i + 1) * 16];
                         let s = |j: usize| (bs[2 * j] as i32 + bs[2 * j + 1] as i32) as u16;
                         let pairs: [u32; 4] =
                             std::array::from_fn(|l| s(2 * l) as u32 | (s(2 * l + 1) as u32) << 16);
-                        (Some(q), pairs, d[t * nb + i])
+                        let pairs6: [u32; 8] = std::array::from_fn(|l| {
+                            bs[2 * l] as u16 as u32 | (bs[2 * l + 1] as u16 as u32) << 16
+                        });
+                        (Some(q), pairs, pairs6, d[t * nb + i])
                     } else {
-                        (None, [0; 4], 0.0)
+                        (None, [0; 4], [0; 8], 0.0)
                     };
                     for g in 0..8 {
                         for l in 0..8 {
@@ -325,6 +337,9 @@ impl AmxActs {
                     }
                     for l in 0..4 {
                         ml[l].0[4 * n..4 * n + 4].copy_from_slice(&pairs[l].to_le_bytes());
+                    }
+                    for l in 0..8 {
+                        b6[l].0[4 * n..4 * n + 4].copy_from_slice(&pairs6[l].to_le_bytes());
                     }
                     dl.0[4 * n..4 * n + 4].copy_from_slice(&dy.to_le_bytes());
                 }
@@ -859,7 +874,8 @@ mod tests {
         if Isa::Amx.is_available() {
             assert!(KernelSet::new(GgmlType::Q4_K, Isa::Amx).wants_amx(MIN_K));
             assert!(!KernelSet::new(GgmlType::Q4_K, Isa::Amx).wants_amx(MIN_K - 1));
-            assert!(!KernelSet::new(GgmlType::Q6_K, Isa::Amx).wants_amx(256));
+            assert!(KernelSet::new(GgmlType::Q6_K, Isa::Amx).wants_amx(256));
+            assert!(!KernelSet::new(GgmlType::Q5_K, Isa::Amx).wants_amx(256));
         }
     }
 }

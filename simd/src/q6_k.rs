@@ -37,7 +37,7 @@ fn blocks(data: &[u8]) -> &[BlockQ6K] {
 
 /// The unsigned 6-bit value (q + 32) of element `e` of a block (spec §3.4 table).
 #[inline]
-fn u_of(b: &BlockQ6K, e: usize) -> u8 {
+pub(crate) fn u_of(b: &BlockQ6K, e: usize) -> u8 {
     let (n, w) = (e / 128, e % 128);
     let (part, l) = (w / 32, w % 32);
     let lq = &b.ql[64 * n..64 * n + 64];
