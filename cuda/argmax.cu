@@ -13,7 +13,7 @@ __device__ __forceinline__ bool better(float v, int i, float bv, int bi, int n) 
 
 // x: [ntok][n]; one block of ARGMAX_THREADS per token.
 extern "C" __global__ void __launch_bounds__(ARGMAX_THREADS)
-    argmax_f32(const float* __restrict__ x, int n, int* __restrict__ idx, float* __restrict__ val) {
+    argmax_f32(const float* __restrict__ x, int n, int* __restrict__ idx, float* __restrict__ val) { PDL_ENTER();
     __shared__ float sv[32];
     __shared__ int si[32];
     const float* row = x + (size_t)blockIdx.x * n;

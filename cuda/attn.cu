@@ -20,7 +20,7 @@
 // k, v: [ntok][kv_dim] f32; caches: [n_ctx][kv_dim] f16 bits. One thread per element.
 extern "C" __global__ void kv_store(const float* __restrict__ k, const float* __restrict__ v,
                                     u16* __restrict__ k_cache, u16* __restrict__ v_cache, int kv_dim,
-                                    int ntok, const int* __restrict__ pos_p) {
+                                    int ntok, const int* __restrict__ pos_p) { PDL_ENTER();
     const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (long long)ntok * kv_dim) return;
     const int pos0 = *pos_p;
@@ -153,7 +153,7 @@ __device__ __forceinline__ void attn_partial_body(const float* __restrict__ q, c
     extern "C" __global__ void __launch_bounds__(ATTN_THREADS)                                   \
         attn_partial_hd##HD(const float* q, const u16* k_cache, const u16* v_cache, float* part_o, \
                             float2* part_ml, int n_head, int n_kv, const int* pos_p, int pos_off, \
-                            int n_split, float scale) {                                          \
+                            int n_split, float scale) { PDL_ENTER();                                          \
         attn_partial_body<HD>(q, k_cache, v_cache, part_o, part_ml, n_head, n_kv, pos_p, pos_off, \
                               n_split, scale);                                                   \
     }
@@ -164,7 +164,7 @@ ATTN_PARTIAL(256)
 // grid (n_head, ntok), block hd (<= 256): o[t][h] = sum_s o_s e^(m_s - M) / sum_s l_s e^(m_s - M).
 extern "C" __global__ void __launch_bounds__(256)
     attn_combine(const float* __restrict__ part_o, const float2* __restrict__ part_ml, float* __restrict__ o,
-                 int n_head, int n_split, int hd) {
+                 int n_head, int n_split, int hd) { PDL_ENTER();
     const int ATTN_HD = hd;
     const size_t row = (size_t)blockIdx.y * n_head + blockIdx.x;
     const int d = threadIdx.x;

@@ -14,6 +14,23 @@ typedef unsigned long long u64;
 #define FULL_MASK 0xffffffffu
 #define NEG_INF __int_as_float(0xff800000)
 
+// Programmatic dependent launch (sm_90+; src/gpu/ops/mod.rs launches every kernel with it
+// there). Every kernel starts with PDL_ENTER(): wait until the previous kernel of the stream
+// has completed and its writes are visible (before any global memory is touched), then allow
+// the next kernel to be scheduled, so its launch overlaps this kernel's run and tail. On a
+// launch without the attribute, and before sm_90, both are no-ops.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define PDL_ENTER()                                            \
+    do {                                                       \
+        asm volatile("griddepcontrol.wait;" ::: "memory");     \
+        asm volatile("griddepcontrol.launch_dependents;" :::); \
+    } while (0)
+#else
+#define PDL_ENTER() \
+    do {            \
+    } while (0)
+#endif
+
 __device__ __forceinline__ float f16_to_f32(u16 h) {
     float f;
     asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));

@@ -72,11 +72,11 @@ __device__ __forceinline__ void dequant_float_body(const u8* __restrict__ W, u64
 }
 
 #define DEQ(name, FMT)                                                                           \
-    extern "C" __global__ void name(const u8* W, u64 row_bytes, int rows, int n, u32* out) {     \
+    extern "C" __global__ void name(const u8* W, u64 row_bytes, int rows, int n, u32* out) { PDL_ENTER();     \
         dequant_body<FMT>(W, row_bytes, rows, n, out);                                           \
     }
 #define DEQF(name, FMT)                                                                          \
-    extern "C" __global__ void name(const u8* W, u64 row_bytes, int rows, int n, u32* out) {     \
+    extern "C" __global__ void name(const u8* W, u64 row_bytes, int rows, int n, u32* out) { PDL_ENTER();     \
         dequant_float_body<FMT>(W, row_bytes, rows, n, out);                                     \
     }
 
@@ -88,7 +88,7 @@ DEQF(dequant_f32_f16, FMT_F32)
 DEQF(dequant_f16_f16, FMT_F16)
 DEQF(dequant_bf16_f16, FMT_BF16)
 
-extern "C" __global__ void f32_to_f16_rn(const float* __restrict__ x, u16* __restrict__ y, long long n) {
+extern "C" __global__ void f32_to_f16_rn(const float* __restrict__ x, u16* __restrict__ y, long long n) { PDL_ENTER();
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (long long)gridDim.x * blockDim.x)
         y[i] = f32_to_f16(x[i]);

@@ -17,7 +17,7 @@
 // the state after tokens 0..n_snap-1 (a verify batch skips the last: it is the live state).
 extern "C" __global__ void gdn_conv(const float* __restrict__ x, const float* __restrict__ w,
                                     float* __restrict__ state, float* __restrict__ u,
-                                    float* __restrict__ snap, int n_snap, int channels, int ntok) {
+                                    float* __restrict__ snap, int n_snap, int channels, int ntok) { PDL_ENTER();
     const int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= channels) return;
     float s0 = state[c], s1 = state[channels + c], s2 = state[2 * channels + c];
@@ -130,7 +130,7 @@ __device__ __forceinline__ void gdn_recurrence_body(const float* __restrict__ u,
         gdn_recurrence_d##D(const float* u, int u_stride, const float* b, const float* a,          \
                             const float* dt_bias, const float* ssm_a, float* state, float* out,   \
                             float* snap, int n_snap, int h_k, int h_v, int ntok, float eps,  \
-                            float out_scale) {                                                 \
+                            float out_scale) { PDL_ENTER();                                                 \
         gdn_recurrence_body<D>(u, u_stride, b, a, dt_bias, ssm_a, state, out, snap, n_snap, h_k, h_v, \
                                ntok, eps, out_scale);                                            \
     }

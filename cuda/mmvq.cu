@@ -18,7 +18,7 @@
 
 // x: [nblocks][32] f32 -> q: int8 [nblocks][32], ds: [nblocks] (d, s). One warp per block.
 extern "C" __global__ void quantize_q8_1(const float* __restrict__ x, i8* __restrict__ q,
-                                         float2* __restrict__ ds, int nblocks) {
+                                         float2* __restrict__ ds, int nblocks) { PDL_ENTER();
     const int b = (int)((blockIdx.x * blockDim.x + threadIdx.x) >> 5);
     const int lane = threadIdx.x & 31;
     if (b >= nblocks) return;  // whole warps leave together
@@ -235,12 +235,12 @@ __device__ __forceinline__ void mmvf_body(const u8* __restrict__ W, u64 row_byte
 #define MMVQ(name, FMT, K)                                                                       \
     extern "C" __global__ void __launch_bounds__(32 * MMV_WARPS)                                 \
         name(const u8* W, u64 row_bytes, int rows, int n, const i8* aq, const float2* ads,       \
-             float* out) {                                                                       \
+             float* out) { PDL_ENTER();                                                                       \
         mmvq_body<FMT, K>(W, row_bytes, rows, n, aq, ads, out);                                  \
     }
 #define MMVF(name, FMT, K)                                                                       \
     extern "C" __global__ void __launch_bounds__(32 * MMV_WARPS)                                 \
-        name(const u8* W, u64 row_bytes, int rows, int n, const float* x, float* out) {          \
+        name(const u8* W, u64 row_bytes, int rows, int n, const float* x, float* out) { PDL_ENTER();          \
         mmvf_body<FMT, K>(W, row_bytes, rows, n, x, out);                                        \
     }
 #define ALL_K(M, fmt, FMT)                                                                       \

@@ -7,7 +7,7 @@
 // One block per row. x row r starts at x + r * x_stride, y row r at y + r * y_stride
 // (strides let the per-head q norm read from the interleaved q|gate projection).
 extern "C" __global__ void rms_norm(const float* __restrict__ x, int x_stride, const float* __restrict__ w,
-                                    float* __restrict__ y, int y_stride, int n, float eps) {
+                                    float* __restrict__ y, int y_stride, int n, float eps) { PDL_ENTER();
     __shared__ float red[32];
     const float* xr = x + (size_t)blockIdx.x * x_stride;
     float* yr = y + (size_t)blockIdx.x * y_stride;
@@ -22,7 +22,7 @@ extern "C" __global__ void rms_norm(const float* __restrict__ x, int x_stride, c
 // contiguous in x, z and y; w ([n]) is shared by all rows.
 extern "C" __global__ void rms_norm_gated(const float* __restrict__ x, const float* __restrict__ w,
                                           const float* __restrict__ z, float* __restrict__ y, int n,
-                                          float eps) {
+                                          float eps) { PDL_ENTER();
     __shared__ float red[32];
     const size_t off = (size_t)blockIdx.x * n;
     float s = 0.0f;

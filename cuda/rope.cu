@@ -8,7 +8,7 @@
 
 // x: [ntok][n_heads][head_dim]; one thread per (token, head, pair i < n_rot / 2).
 extern "C" __global__ void rope_neox(float* __restrict__ x, int ntok, int n_heads, int head_dim, int n_rot,
-                                     const int* __restrict__ pos_p, int pos_off, float theta_scale) {
+                                     const int* __restrict__ pos_p, int pos_off, float theta_scale) { PDL_ENTER();
     const int half = n_rot / 2;
     const long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (long long)ntok * n_heads * half) return;

@@ -13,6 +13,7 @@ use super::buffer::{GpuBuf, GpuMatrix, View, ViewMut};
 use super::compile;
 use super::error::{GpuError, Result};
 use super::kernels::{Kernels, LoadStats};
+use super::ops::Launch;
 
 /// Oldest compute capability the kernels are written for (dp4a, warp shuffles, NVRTC 13).
 pub const MIN_CC: (i32, i32) = (7, 5);
@@ -41,6 +42,8 @@ pub struct Gpu {
     pub(crate) k: Kernels,
     info: DeviceInfo,
     load_stats: LoadStats,
+    /// Launch kernels with programmatic dependent launch (sm_90+, unless `HYBRID_PDL=0`).
+    pdl: bool,
 }
 
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
@@ -141,13 +144,35 @@ impl Gpu {
             load_stats.cached,
             load_stats.compile_ms
         );
+        let pdl = cc.0 >= 9
+            && !matches!(
+                std::env::var("HYBRID_PDL").as_deref(),
+                Ok("0") | Ok("off") | Ok("false")
+            );
         Ok(Gpu {
             ctx,
             stream,
             k,
             info,
             load_stats,
+            pdl,
         })
+    }
+
+    /// A launch of kernel `f` on the stream (`ops::launch` queues it).
+    pub(crate) fn launcher<'a>(&'a self, f: &'a cudarc::driver::CudaFunction) -> Launch<'a> {
+        Launch::new(f, &self.stream, self.pdl)
+    }
+
+    /// Whether kernels are launched with programmatic dependent launch.
+    pub fn pdl(&self) -> bool {
+        self.pdl
+    }
+
+    /// Turns programmatic dependent launch off or back on (only on devices that have it;
+    /// benchmarks compare both).
+    pub fn set_pdl(&mut self, on: bool) {
+        self.pdl = on && self.info.cc.0 >= 9;
     }
 
     pub fn info(&self) -> &DeviceInfo {

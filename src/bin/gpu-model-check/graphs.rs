@@ -1,5 +1,6 @@
-//! CUDA graphs against eager launches: replaying a captured decode step must give the same
-//! bits as launching its kernels one by one, at every position (the position is read from
+//! CUDA graphs (with programmatic dependent launch where the device has it) against eager
+//! launches in plain stream order: replaying a captured decode step must give the same bits
+//! as launching its kernels one by one, at every position (the position is read from
 //! device memory), whole GPU and hybrid (graphs between the CPU FFN layers), for plain
 //! decode steps, short prompt chunks and verify batches with snapshots.
 
@@ -67,14 +68,19 @@ pub fn check(path: &Path, threads: usize, rep: &mut Report) -> R<()> {
         // Chunks of 5 tokens: keep the GEMM path out of the prompt, so both runs take the
         // graph-able path everywhere.
         gm.set_gemm_min_tokens(usize::MAX);
+        // The reference: eager launches, plain stream order (no programmatic dependent
+        // launch); then graphs with PDL where the device has it.
+        let pdl = gm.gpu().pdl();
+        gm.set_pdl(false);
         let eager = run(&mut gm, &cfg, &prompt, false)?;
+        gm.set_pdl(pdl);
         let (r0, c0) = gm.graph_stats();
         let graphed = run(&mut gm, &cfg, &prompt, true)?;
         let (r1, c1) = gm.graph_stats();
         let same = eager == graphed;
         let first = eager.iter().zip(&graphed).position(|(a, b)| a != b);
         rep.truth(
-            &format!("{name} CUDA graphs {place}: every logit/hidden bit == eager"),
+            &format!("{name} graphs+PDL {place}: every logit/hidden bit == eager"),
             same && r1 - r0 > 40 && c1 > c0 && r0 == 0,
             &format!(
                 "{} replays, {} captures{}",

@@ -184,9 +184,11 @@ pub fn split_bench(
         c_s * 1e3,
         x_s * 1e3
     );
-    // Same call: eager launches, then graphs again (A/B/A).
-    for graphs in [false, true] {
+    // Same call: eager launches, graphs without PDL, then both again.
+    let pdl = m.gpu().pdl();
+    for (graphs, p) in [(false, pdl), (true, false), (true, pdl)] {
         m.set_graphs(graphs);
+        m.set_pdl(p);
         for _ in 0..4 {
             t = m.forward_greedy(&mut st, &[t])?.0;
         }
@@ -195,8 +197,9 @@ pub fn split_bench(
             t = m.forward_greedy(&mut st, &[t])?.0;
         }
         println!(
-            "decode tg{n_dec}, CUDA graphs {}: {:.2} t/s",
+            "decode tg{n_dec}, CUDA graphs {}, PDL {}: {:.2} t/s",
             if graphs { "on " } else { "off" },
+            if p { "on " } else { "off" },
             n_dec as f64 / t1.elapsed().as_secs_f64()
         );
     }
@@ -288,7 +291,8 @@ pub fn ctx_bench(path: &Path, depths: &[usize]) -> R<()> {
     let gpu = Gpu::new(0)?;
     let copy_bw = copy_bandwidth(&gpu)?;
     let mut m = GpuModel::new(gpu, cfg.clone(), &w)?;
-    let n_ctx = depths.iter().max().copied().unwrap_or(0) + 128;
+    // Room for the prompt and 4 x (4 + 32) decoded tokens.
+    let n_ctx = depths.iter().max().copied().unwrap_or(0).max(16) + 256;
     let mut st = m.new_state(n_ctx)?;
     let toks = tokens(n_ctx, cfg.n_vocab, 31);
     println!(
@@ -307,11 +311,17 @@ pub fn ctx_bench(path: &Path, depths: &[usize]) -> R<()> {
         let t = Instant::now();
         let (mut tok, _) = m.forward_greedy(&mut st, &toks[..n])?;
         let pp = n as f64 / t.elapsed().as_secs_f64();
-        // Graphs on, off, on (same call); the first and last are averaged.
+        // Graphs and PDL on, graphs off, PDL off, both on again (same call); the first and
+        // last are averaged.
         let n_dec = 32;
-        let mut tgs = [0.0f64; 3];
-        for (i, graphs) in [true, false, true].into_iter().enumerate() {
+        let mut tgs = [0.0f64; 4];
+        let pdl = m.gpu().pdl();
+        for (i, (graphs, p)) in [(true, pdl), (false, pdl), (true, false), (true, pdl)]
+            .into_iter()
+            .enumerate()
+        {
             m.set_graphs(graphs);
+            m.set_pdl(p);
             for _ in 0..4 {
                 tok = m.forward_greedy(&mut st, &[tok])?.0;
             }
@@ -321,10 +331,14 @@ pub fn ctx_bench(path: &Path, depths: &[usize]) -> R<()> {
             }
             tgs[i] = n_dec as f64 / t.elapsed().as_secs_f64();
         }
-        let tg = (tgs[0] + tgs[2]) / 2.0;
+        let tg = (tgs[0] + tgs[3]) / 2.0;
         println!(
-            "depth {d}: decode with CUDA graphs {:.1} / {:.1} t/s, eager {:.1} t/s",
-            tgs[0], tgs[2], tgs[1]
+            "depth {d}: decode t/s: graphs+PDL {:.1} / {:.1}, eager (PDL {}) {:.1}, graphs without PDL {:.1}",
+            tgs[0],
+            tgs[3],
+            if pdl { "on" } else { "off" },
+            tgs[1],
+            tgs[2]
         );
         let bytes =
             m.bytes_per_token() as f64 + (sizes.kv_bytes_per_token as f64) * (n + 20) as f64;

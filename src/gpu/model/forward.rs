@@ -574,6 +574,14 @@ impl<'a> GpuModel<'a> {
         }
     }
 
+    /// Turns programmatic dependent launch on or off (devices that have it; captured graphs
+    /// are dropped, they hold the launches as they were made).
+    pub fn set_pdl(&mut self, on: bool) {
+        self.gpu.set_pdl(on);
+        self.graphs.graphs.clear();
+        self.graphs.seen.clear();
+    }
+
     /// Whether chunks may run from CUDA graphs.
     pub fn graphs_enabled(&self) -> bool {
         self.graphs.enabled

@@ -1,6 +1,5 @@
 //! Gated-attention decode over an f16 KV cache (`cuda/attn.cu`), spec/qwen35-forward.md §3.
 
-use cudarc::driver::PushKernelArg;
 
 use super::super::buffer::{GpuBuf, View, ViewMut};
 use super::super::device::Gpu;
@@ -131,7 +130,7 @@ impl Gpu {
         }
         let (kp, vp, kc, vc, pp) = (k.ptr, v.ptr, cache.k.ptr, cache.v.ptr, pos.ptr);
         let (kd, nt) = (as_i32(OP, "kv_dim", kv_dim)?, as_i32(OP, "ntok", ntok)?);
-        let mut b = self.stream.launch_builder(&self.k.kv_store);
+        let mut b = self.launcher(&self.k.kv_store);
         b.arg(&kp) /* k */
             .arg(&vp) /* v */
             .arg(&kc) /* k_cache */
@@ -216,7 +215,7 @@ impl Gpu {
             as_i32(OP, "position offset", pos.off)?,
             as_i32(OP, "n_split", n_split)?,
         );
-        let mut b = self.stream.launch_builder(&self.k.attn_partial[fi]);
+        let mut b = self.launcher(&self.k.attn_partial[fi]);
         b.arg(&qp) /* q */
             .arg(&kc) /* k_cache */
             .arg(&vc) /* v_cache */
@@ -234,7 +233,7 @@ impl Gpu {
             launch_cfg((n_kv as u32, ntok as u32, n_split as u32), 256),
         )?;
         let hdi = as_i32(OP, "head_dim", hd)?;
-        let mut b = self.stream.launch_builder(&self.k.attn_combine);
+        let mut b = self.launcher(&self.k.attn_combine);
         b.arg(&po) /* part_o */
             .arg(&pml) /* part_ml */
             .arg(&op) /* o */

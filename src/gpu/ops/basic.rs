@@ -1,7 +1,6 @@
 //! Norms, RoPE, elementwise ops and argmax (`cuda/norm.cu`, `rope.cu`, `elementwise.cu`,
 //! `argmax.cu`).
 
-use cudarc::driver::PushKernelArg;
 
 use super::super::buffer::{View, ViewMut};
 use super::super::device::Gpu;
@@ -61,7 +60,7 @@ impl Gpu {
             as_i32(OP, "y_stride", y_stride)?,
             as_i32(OP, "n", n)?,
         );
-        let mut b = self.stream.launch_builder(&self.k.rms_norm);
+        let mut b = self.launcher(&self.k.rms_norm);
         b.arg(&xp) /* x */
             .arg(&xs) /* x_stride */
             .arg(&wp) /* w */
@@ -97,7 +96,7 @@ impl Gpu {
         need(OP, "w", w.len(), n)?;
         let (xp, wp, zp, yp) = (x.ptr, w.ptr, z.ptr, y.ptr);
         let ni = as_i32(OP, "n", n)?;
-        let mut b = self.stream.launch_builder(&self.k.rms_norm_gated);
+        let mut b = self.launcher(&self.k.rms_norm_gated);
         b.arg(&xp) /* x */
             .arg(&wp) /* w */
             .arg(&zp) /* z */
@@ -143,7 +142,7 @@ impl Gpu {
         );
         as_i32(OP, "last position", pos.host + ntok)?;
         let (pp, po) = (pos.ptr, as_i32(OP, "position offset", pos.off)?);
-        let mut b = self.stream.launch_builder(&self.k.rope_neox);
+        let mut b = self.launcher(&self.k.rope_neox);
         b.arg(&xp) /* x */
             .arg(&nt) /* ntok */
             .arg(&nh) /* n_heads */
@@ -165,7 +164,7 @@ impl Gpu {
     fn add_raw(&self, a: u64, b_: u64, y: u64, n: usize) -> Result<()> {
         const OP: &str = "add";
         let nn = n as i64;
-        let mut b = self.stream.launch_builder(&self.k.add);
+        let mut b = self.launcher(&self.k.add);
         b.arg(&a) /* a */
             .arg(&b_) /* b */
             .arg(&y) /* y */
@@ -207,7 +206,7 @@ impl Gpu {
         need(OP, "u", u.len(), n)?;
         need(OP, "y", y.len(), n)?;
         let (gp, up, yp, nn) = (g.ptr, u.ptr, y.ptr, n as i64);
-        let mut b = self.stream.launch_builder(&self.k.swiglu);
+        let mut b = self.launcher(&self.k.swiglu);
         b.arg(&gp) /* g */
             .arg(&up) /* u */
             .arg(&yp) /* y */
@@ -239,7 +238,7 @@ impl Gpu {
             as_i32(OP, "n", n)?,
             as_i32(OP, "gate_stride", gate_stride)?,
         );
-        let mut b = self.stream.launch_builder(&self.k.sigmoid_gate);
+        let mut b = self.launcher(&self.k.sigmoid_gate);
         b.arg(&op) /* o */
             .arg(&gp) /* gate */
             .arg(&r) /* rows */
@@ -271,7 +270,7 @@ impl Gpu {
         need(OP, "val", val.len(), ntok)?;
         let (xp, ip, vp) = (x.ptr, idx.ptr, val.ptr);
         let ni = as_i32(OP, "n", n)?;
-        let mut b = self.stream.launch_builder(&self.k.argmax);
+        let mut b = self.launcher(&self.k.argmax);
         b.arg(&xp) /* x */
             .arg(&ni) /* n */
             .arg(&ip) /* idx */

@@ -1,7 +1,6 @@
 //! Gated DeltaNet decode (`cuda/gdn.cu`): short conv + silu, then the gated delta rule with
 //! the tiled head mapping (value head j reads key head j mod H_k), spec/qwen35-forward.md §4.
 
-use cudarc::driver::PushKernelArg;
 
 use super::super::buffer::{View, ViewMut};
 use super::super::device::Gpu;
@@ -90,7 +89,7 @@ impl Gpu {
         let (snap, n_snap) = snapshot_slots(OP, a.snapshot.as_ref(), t, 3 * c)?;
         let (xp, wp, sp, up) = (a.x.ptr, a.w.ptr, a.state.ptr, a.u.ptr);
         let (ci, ti) = (as_i32(OP, "channels", c)?, as_i32(OP, "ntok", t)?);
-        let mut b = self.stream.launch_builder(&self.k.gdn_conv);
+        let mut b = self.launcher(&self.k.gdn_conv);
         b.arg(&xp) /* x */
             .arg(&wp) /* w */
             .arg(&sp) /* state */
@@ -157,7 +156,7 @@ impl Gpu {
         );
         let eps = a.eps;
         let out_scale = 1.0f32 / (d as f32).sqrt();
-        let mut b = self.stream.launch_builder(&self.k.gdn_recurrence[fi]);
+        let mut b = self.launcher(&self.k.gdn_recurrence[fi]);
         b.arg(&up) /* u */
             .arg(&us) /* u_stride */
             .arg(&bp) /* b */

@@ -15,7 +15,6 @@
 use std::ffi::c_void;
 
 use cudarc::cublas::{result as blas, sys as blas_sys};
-use cudarc::driver::PushKernelArg;
 
 use super::super::buffer::{GpuBuf, GpuMatrix, View, ViewMut};
 use super::super::device::Gpu;
@@ -129,7 +128,7 @@ impl Gpu {
                 "the f16 conversion kernels (cuda/dequant.cu) did not load",
             )
         })?;
-        let mut b = self.stream.launch_builder(&dq.by_fmt[fmt]);
+        let mut b = self.launcher(&dq.by_fmt[fmt]);
         b.arg(&wp) /* W */
             .arg(&row_bytes) /* row_bytes */
             .arg(&rows) /* rows */
@@ -153,7 +152,7 @@ impl Gpu {
                 "the f16 conversion kernels (cuda/dequant.cu) did not load",
             )
         })?;
-        let mut b = self.stream.launch_builder(&dq.f32_to_f16);
+        let mut b = self.launcher(&dq.f32_to_f16);
         b.arg(&xp) /* x */
             .arg(&op) /* y */
             .arg(&nn); /* n */

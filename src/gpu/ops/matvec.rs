@@ -11,7 +11,6 @@
 
 use simd::GgmlType;
 
-use cudarc::driver::PushKernelArg;
 
 use super::super::buffer::{GpuBuf, GpuMatrix, View, ViewMut};
 use super::super::device::Gpu;
@@ -94,7 +93,7 @@ impl Gpu {
         need(OP, "scale buffer", qa.ds.len(), 2 * k * n / 32)?;
         let nblocks = as_i32(OP, "k*n/32", k * n / 32)?;
         let (xp, qp, dp) = (x.ptr, qa.q.ptr, qa.ds.ptr);
-        let mut b = self.stream.launch_builder(&self.k.quantize_q8_1);
+        let mut b = self.launcher(&self.k.quantize_q8_1);
         b.arg(&xp) /* x */
             .arg(&qp) /* q */
             .arg(&dp) /* ds */
@@ -149,7 +148,7 @@ impl Gpu {
                 ));
             }
             let (aq, ads) = (qa.q.ptr, qa.ds.ptr);
-            let mut b = self.stream.launch_builder(f);
+            let mut b = self.launcher(f);
             b.arg(&wp) /* W */
                 .arg(&row_bytes) /* row_bytes */
                 .arg(&rows) /* rows */
@@ -176,7 +175,7 @@ impl Gpu {
                 ));
             }
             let xp = x.ptr;
-            let mut b = self.stream.launch_builder(f);
+            let mut b = self.launcher(f);
             b.arg(&wp) /* W */
                 .arg(&row_bytes) /* row_bytes */
                 .arg(&rows) /* rows */

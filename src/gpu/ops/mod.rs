@@ -15,7 +15,9 @@ pub use matvec::QuantActs;
 
 use std::marker::PhantomData;
 
-use cudarc::driver::{LaunchArgs, LaunchConfig};
+use std::ffi::c_void;
+
+use cudarc::driver::{sys, CudaFunction, CudaStream, DeviceRepr, LaunchConfig};
 
 use super::buffer::View;
 use super::error::{GpuError, Result};
@@ -83,12 +85,80 @@ pub(crate) fn need(op: &'static str, what: &str, have: usize, need: usize) -> Re
     Ok(())
 }
 
+/// A kernel launch being built: the kernel, its arguments (by reference, in the order of
+/// the `extern "C"` signature) and whether it may use programmatic dependent launch.
+pub(crate) struct Launch<'a> {
+    f: &'a CudaFunction,
+    stream: &'a CudaStream,
+    pdl: bool,
+    args: Vec<*mut c_void>,
+}
+
+impl<'a> Launch<'a> {
+    pub(crate) fn new(f: &'a CudaFunction, stream: &'a CudaStream, pdl: bool) -> Launch<'a> {
+        Launch {
+            f,
+            stream,
+            pdl,
+            args: Vec::with_capacity(12),
+        }
+    }
+
+    /// The next kernel argument; it must outlive the launch (a local of the wrapper).
+    pub(crate) fn arg<T: DeviceRepr>(&mut self, v: &'a T) -> &mut Launch<'a> {
+        self.args.push(v as *const T as *mut c_void);
+        self
+    }
+}
+
 /// Queues the launch; the error names the op.
-pub(crate) fn launch(op: &'static str, b: &mut LaunchArgs<'_>, cfg: LaunchConfig) -> Result<()> {
+///
+/// With `pdl` (sm_90 and newer, `Gpu::pdl`), the launch carries programmatic stream
+/// serialization: the kernel's blocks may be scheduled while the previous kernel's last
+/// blocks still run. Every kernel starts with `PDL_ENTER()` (`cuda/common.cuh`), which waits
+/// for the previous grid to complete and its writes to be visible before anything is read,
+/// then lets the next kernel launch; so only the launch latency and the tail overlap.
+pub(crate) fn launch(op: &'static str, b: &mut Launch<'_>, cfg: LaunchConfig) -> Result<()> {
+    b.stream
+        .context()
+        .bind_to_thread()
+        .map_err(GpuError::driver(format!("binding the context for {op}")))?;
+    let mut attr = sys::CUlaunchAttribute {
+        id: sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION,
+        pad: [0; 4],
+        value: sys::CUlaunchAttributeValue {
+            programmaticStreamSerializationAllowed: 1,
+        },
+    };
+    let config = sys::CUlaunchConfig {
+        gridDimX: cfg.grid_dim.0,
+        gridDimY: cfg.grid_dim.1,
+        gridDimZ: cfg.grid_dim.2,
+        blockDimX: cfg.block_dim.0,
+        blockDimY: cfg.block_dim.1,
+        blockDimZ: cfg.block_dim.2,
+        sharedMemBytes: cfg.shared_mem_bytes,
+        hStream: b.stream.cu_stream(),
+        attrs: if b.pdl {
+            &mut attr
+        } else {
+            std::ptr::null_mut()
+        },
+        numAttrs: b.pdl as u32,
+    };
     // SAFETY: every wrapper pushes exactly the arguments of the kernel's extern "C"
-    // signature, in order and with matching types (u64 device pointers, i32, f32), and has
-    // checked that each pointer addresses enough live device memory for the shapes passed.
-    unsafe { b.launch(cfg) }
-        .map(|_| ())
-        .map_err(GpuError::driver(format!("launching {op}")))
+    // signature, in order and with matching types (u64 device pointers, i32, f32), each a
+    // reference that outlives this call, and has checked that each pointer addresses enough
+    // live device memory for the shapes passed. `config` and `attr` live across the call, and
+    // the function belongs to the context bound above.
+    unsafe {
+        sys::cuLaunchKernelEx(
+            &config,
+            b.f.cu_function(),
+            b.args.as_mut_ptr(),
+            std::ptr::null_mut(),
+        )
+    }
+    .result()
+    .map_err(GpuError::driver(format!("launching {op}")))
 }
