@@ -13,6 +13,7 @@ use super::buffer::{GpuBuf, GpuMatrix, View, ViewMut};
 use super::compile;
 use super::error::{GpuError, Result};
 use super::kernels::{Kernels, LoadStats};
+use super::kprof::{KernelProfile, KernelTime};
 use super::ops::Launch;
 
 /// Oldest compute capability the kernels are written for (dp4a, warp shuffles, NVRTC 13).
@@ -44,6 +45,8 @@ pub struct Gpu {
     load_stats: LoadStats,
     /// Launch kernels with programmatic dependent launch (sm_90+, unless `HYBRID_PDL=0`).
     pdl: bool,
+    /// GPU time per launch kind, while on (`set_kernel_profile`).
+    prof: Option<KernelProfile>,
 }
 
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
@@ -156,12 +159,27 @@ impl Gpu {
             info,
             load_stats,
             pdl,
+            prof: None,
         })
     }
 
     /// A launch of kernel `f` on the stream (`ops::launch` queues it).
     pub(crate) fn launcher<'a>(&'a self, f: &'a cudarc::driver::CudaFunction) -> Launch<'a> {
-        Launch::new(f, &self.stream, self.pdl)
+        Launch::new(f, &self.stream, self.pdl, self.prof.as_ref())
+    }
+
+    /// Starts (or stops) timing every launch with a pair of events (eager launches only:
+    /// not while a CUDA graph is captured).
+    pub fn set_kernel_profile(&mut self, on: bool) {
+        self.prof = on.then(KernelProfile::default);
+    }
+
+    /// GPU time per launch label since profiling started or the last call, largest first.
+    pub fn take_kernel_profile(&self) -> Result<Vec<KernelTime>> {
+        match &self.prof {
+            Some(p) => p.take(&self.stream),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Whether kernels are launched with programmatic dependent launch.

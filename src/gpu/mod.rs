@@ -15,6 +15,7 @@ mod device;
 mod error;
 mod graph;
 mod kernels;
+mod kprof;
 pub mod model;
 mod ops;
 
@@ -24,6 +25,7 @@ pub use device::{DeviceInfo, Gpu, HostStaging, MIN_CC};
 pub use error::GpuError;
 pub use graph::{graphs_enabled_by_env, Graph};
 pub use kernels::{LoadStats, MAX_K, MMV_FORMATS};
+pub use kprof::KernelTime;
 pub use model::{
     GpuModel, GpuSeqState, GpuSnapshotRing, GEMM_CHUNK, GEMM_MIN_TOKENS, STREAM_MIN_TOKENS,
 };

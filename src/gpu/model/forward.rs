@@ -34,8 +34,8 @@ use super::super::error::{GpuError, Result};
 use super::super::graph::{graphs_enabled_by_env, Graph};
 use super::super::kernels::MAX_K;
 use super::super::ops::{
-    AttnScratch, DevPos, GdnConvArgs, GdnRecurrenceArgs, Gemm, KvCache, QuantActs,
-    ATTN_HEAD_DIMS, GDN_HEAD_DIMS,
+    AttnScratch, DevPos, GdnConvArgs, GdnRecurrenceArgs, Gemm, KvCache, QuantActs, ATTN_HEAD_DIMS,
+    GDN_HEAD_DIMS,
 };
 use super::snapshot::GpuSnapshotRing;
 use super::state::{GpuLayerState, GpuSeqState};
@@ -582,6 +582,15 @@ impl<'a> GpuModel<'a> {
         self.graphs.seen.clear();
     }
 
+    /// Starts or stops the kernel profile (`Gpu::set_kernel_profile`); graphs are turned off
+    /// while it runs (the profile times eager launches).
+    pub fn set_kernel_profile(&mut self, on: bool) {
+        if on {
+            self.set_graphs(false);
+        }
+        self.gpu.set_kernel_profile(on);
+    }
+
     /// Whether chunks may run from CUDA graphs.
     pub fn graphs_enabled(&self) -> bool {
         self.graphs.enabled
@@ -1105,7 +1114,12 @@ impl<'a> GpuModel<'a> {
             let mtp_pos = i32::try_from(st.mtp_n_past)
                 .map_err(|_| unsupported(format!("MTP position {} past i32", st.mtp_n_past)))?;
             let GpuModel {
-                cfg, gpu, w, b, pos, ..
+                cfg,
+                gpu,
+                w,
+                b,
+                pos,
+                ..
             } = self;
             let mut slot = pos.view_mut().sub(1, 1)?;
             gpu.set_i32(&mut slot, mtp_pos)?;

@@ -1,6 +1,5 @@
 //! Gated-attention decode over an f16 KV cache (`cuda/attn.cu`), spec/qwen35-forward.md §3.
 
-
 use super::super::buffer::{GpuBuf, View, ViewMut};
 use super::super::device::Gpu;
 use super::super::error::{GpuError, Result};
@@ -126,7 +125,10 @@ impl Gpu {
         need(OP, "k", k.len(), ntok * kv_dim)?;
         need(OP, "v", v.len(), ntok * kv_dim)?;
         if pos.off != 0 {
-            return Err(GpuError::shape(OP, "a position offset (the kernel reads *pos only)"));
+            return Err(GpuError::shape(
+                OP,
+                "a position offset (the kernel reads *pos only)",
+            ));
         }
         let (kp, vp, kc, vc, pp) = (k.ptr, v.ptr, cache.k.ptr, cache.v.ptr, pos.ptr);
         let (kd, nt) = (as_i32(OP, "kv_dim", kv_dim)?, as_i32(OP, "ntok", ntok)?);

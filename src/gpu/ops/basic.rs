@@ -1,7 +1,6 @@
 //! Norms, RoPE, elementwise ops and argmax (`cuda/norm.cu`, `rope.cu`, `elementwise.cu`,
 //! `argmax.cu`).
 
-
 use super::super::buffer::{View, ViewMut};
 use super::super::device::Gpu;
 use super::super::error::{GpuError, Result};

@@ -1,7 +1,6 @@
 //! Gated DeltaNet decode (`cuda/gdn.cu`): short conv + silu, then the gated delta rule with
 //! the tiled head mapping (value head j reads key head j mod H_k), spec/qwen35-forward.md §4.
 
-
 use super::super::buffer::{View, ViewMut};
 use super::super::device::Gpu;
 use super::super::error::{GpuError, Result};

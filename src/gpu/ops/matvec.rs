@@ -11,7 +11,6 @@
 
 use simd::GgmlType;
 
-
 use super::super::buffer::{GpuBuf, GpuMatrix, View, ViewMut};
 use super::super::device::Gpu;
 use super::super::error::{GpuError, Result};
@@ -149,6 +148,9 @@ impl Gpu {
             }
             let (aq, ads) = (qa.q.ptr, qa.ds.ptr);
             let mut b = self.launcher(f);
+            if b.profiling() {
+                b.label(format!("matvec {} {}x{} k={k}", w.ty, w.rows, w.cols));
+            }
             b.arg(&wp) /* W */
                 .arg(&row_bytes) /* row_bytes */
                 .arg(&rows) /* rows */

@@ -21,6 +21,7 @@ use cudarc::driver::{sys, CudaFunction, CudaStream, DeviceRepr, LaunchConfig};
 
 use super::buffer::View;
 use super::error::{GpuError, Result};
+use super::kprof::KernelProfile;
 
 /// A token position the kernels read from device memory (`*ptr + off`), so that a captured
 /// CUDA graph replays at whatever position the device slot holds. `host` is the same value
@@ -92,16 +93,37 @@ pub(crate) struct Launch<'a> {
     stream: &'a CudaStream,
     pdl: bool,
     args: Vec<*mut c_void>,
+    /// The kernel profile, while one is being taken.
+    prof: Option<&'a KernelProfile>,
+    /// Its label in the profile (default: the op name).
+    label: Option<String>,
 }
 
 impl<'a> Launch<'a> {
-    pub(crate) fn new(f: &'a CudaFunction, stream: &'a CudaStream, pdl: bool) -> Launch<'a> {
+    pub(crate) fn new(
+        f: &'a CudaFunction,
+        stream: &'a CudaStream,
+        pdl: bool,
+        prof: Option<&'a KernelProfile>,
+    ) -> Launch<'a> {
         Launch {
             f,
             stream,
             pdl,
             args: Vec::with_capacity(12),
+            prof,
+            label: None,
         }
+    }
+
+    /// Whether a kernel profile is being taken (so a label is worth formatting).
+    pub(crate) fn profiling(&self) -> bool {
+        self.prof.is_some()
+    }
+
+    /// The launch's label in a kernel profile.
+    pub(crate) fn label(&mut self, l: String) {
+        self.label = Some(l);
     }
 
     /// The next kernel argument; it must outlive the launch (a local of the wrapper).
@@ -146,6 +168,10 @@ pub(crate) fn launch(op: &'static str, b: &mut Launch<'_>, cfg: LaunchConfig) ->
         },
         numAttrs: b.pdl as u32,
     };
+    let e0 = match b.prof {
+        Some(p) => Some(p.start(b.stream)?),
+        None => None,
+    };
     // SAFETY: every wrapper pushes exactly the arguments of the kernel's extern "C"
     // signature, in order and with matching types (u64 device pointers, i32, f32), each a
     // reference that outlives this call, and has checked that each pointer addresses enough
@@ -160,5 +186,13 @@ pub(crate) fn launch(op: &'static str, b: &mut Launch<'_>, cfg: LaunchConfig) ->
         )
     }
     .result()
-    .map_err(GpuError::driver(format!("launching {op}")))
+    .map_err(GpuError::driver(format!("launching {op}")))?;
+    if let (Some(p), Some(e0)) = (b.prof, e0) {
+        p.finish(
+            b.label.take().unwrap_or_else(|| op.to_string()),
+            b.stream,
+            e0,
+        )?;
+    }
+    Ok(())
 }
