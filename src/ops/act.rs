@@ -24,32 +24,14 @@ pub fn softplus(x: f32) -> f32 {
 /// with fused multiply-adds, its fixed reduction, then the leftover elements in f32 the way
 /// GCC compiled its tail loop (first `rem & !3` products added unfused, the last `rem & 3`
 /// fused; checked in the wheel's disassembly).
+/// Vectorised in `simd::fdot` (same lanes, same bits).
 pub fn dot_f32(x: &[f32], y: &[f32]) -> f32 {
-    assert_eq!(x.len(), y.len(), "dot_f32: lengths");
-    let n = x.len();
-    let n32 = n / 32 * 32;
-    let mut acc = [0.0f32; 32];
-    for i in (0..n32).step_by(32) {
-        for (l, a) in acc.iter_mut().enumerate() {
-            *a = x[i + l].mul_add(y[i + l], *a);
-        }
-    }
-    let mut sum = reduce32(&acc);
-    let unfused_end = n32 + (n - n32) / 4 * 4;
-    for i in n32..unfused_end {
-        sum += x[i] * y[i];
-    }
-    for i in unfused_end..n {
-        sum = x[i].mul_add(y[i], sum);
-    }
-    sum
+    simd::fdot::dot_f32(x, y)
 }
 
 /// ggml's `GGML_F32x8_REDUCE` over 4×8 lanes.
 pub fn reduce32(acc: &[f32; 32]) -> f32 {
-    let r: [f32; 8] = std::array::from_fn(|l| (acc[l] + acc[16 + l]) + (acc[8 + l] + acc[24 + l]));
-    let t0: [f32; 4] = std::array::from_fn(|l| r[l] + r[l + 4]);
-    (t0[0] + t0[1]) + (t0[2] + t0[3])
+    simd::fdot::reduce32(acc)
 }
 
 #[cfg(test)]

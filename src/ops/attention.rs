@@ -9,7 +9,7 @@ use half::f16;
 use simd::par::for_each_chunk_mut;
 use simd::pool::Pool;
 
-use super::act::{reduce32, sigmoid};
+use super::act::sigmoid;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AttnDims {
@@ -82,14 +82,11 @@ pub fn attend_one(
                 let old = max;
                 max = s;
                 ms = (old - max).exp();
-                for a in vkq.iter_mut() {
-                    *a = f16::from_f32(a.to_f32() * ms);
-                }
+                // vkq = f16(vkq·ms), then vkq = f16(v·1 + vkq), each rounded to f16.
+                simd::fdot::f16_scale_mad(vkq, v, Some(ms), vs);
             } else {
                 vs = (s - max).exp();
-            }
-            for (a, &vv) in vkq.iter_mut().zip(v) {
-                *a = f16::from_f32(vv.to_f32().mul_add(vs, a.to_f32()));
+                simd::fdot::f16_scale_mad(vkq, v, None, vs);
             }
             sum = sum.mul_add(ms, vs); // `S = S*ms + vs`, contracted to an fma by GCC
         }
@@ -107,20 +104,9 @@ pub fn attend_one(
 /// f16·f16 dot accumulated in f32 with the lane layout of ggml's AVX2 `ggml_vec_dot_f16`
 /// (4 accumulators × 8 lanes, fused multiply-add, then its fixed reduction order).
 /// Lengths that are not a multiple of 32 finish with a plain f64 tail, as ggml does.
+/// Vectorised in `simd::fdot` (same lanes, same bits).
 pub fn dot_f16(x: &[f16], y: &[f16]) -> f32 {
-    assert_eq!(x.len(), y.len(), "dot_f16: lengths");
-    let n32 = x.len() / 32 * 32;
-    let mut acc = [0.0f32; 32];
-    for i in (0..n32).step_by(32) {
-        for (l, a) in acc.iter_mut().enumerate() {
-            *a = x[i + l].to_f32().mul_add(y[i + l].to_f32(), *a);
-        }
-    }
-    let mut sum = reduce32(&acc) as f64;
-    for i in n32..x.len() {
-        sum += (x[i].to_f32() * y[i].to_f32()) as f64;
-    }
-    sum as f32
+    simd::fdot::dot_f16(x, y)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! the gated delta rule, laid out as llama.cpp lays out its state so snapshots could be
 //! exchanged with it.
 
-use super::act::{dot_f32, sigmoid, silu_inplace, softplus};
+use super::act::{sigmoid, silu_inplace, softplus};
 use simd::par::for_each_chunk_mut2;
 use simd::pool::Pool;
 
@@ -82,18 +82,13 @@ pub fn delta_rule_step(
         "delta_rule_step: shapes"
     );
     let decay = g.exp();
-    for x in s.iter_mut() {
-        *x *= decay;
-    }
     let scale = 1.0 / (d as f32).sqrt();
+    // Per column: `col *= decay` (ggml scales the whole state first; columns are
+    // independent, so the values are the same), `kv = dot_f32(col, k)`, `delta = (v[b] −
+    // kv)·beta`, `col = fma(k, delta, col)` (ggml_vec_mad_f32: fused), `dot_f32(col, q)`.
     for b in 0..d {
         let col = &mut s[b * d..(b + 1) * d];
-        let kv = dot_f32(col, k);
-        let delta = (v[b] - kv) * beta;
-        for (x, &ka) in col.iter_mut().zip(k) {
-            *x = ka.mul_add(delta, *x); // ggml_vec_mad_f32: fused
-        }
-        out[b] = dot_f32(col, q) * scale;
+        out[b] = simd::fdot::delta_rule_column(col, k, q, decay, v[b], beta) * scale;
     }
 }
 
