@@ -9,7 +9,6 @@
 //! dispatch latency of the pool vs a crossbeam-channel pool, then per (type, shape, ISA, k)
 //! the median time, effective weight GB/s, % of read bandwidth and T(k)/T(1).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use simd::pool::physical_cores;
