@@ -35,7 +35,7 @@ use super::super::graph::{graphs_enabled_by_env, Graph};
 use super::super::kernels::MAX_K;
 use super::super::ops::{
     AttnScratch, DevPos, GdnConvArgs, GdnRecurrenceArgs, Gemm, KvCache, QuantActs, ATTN_HEAD_DIMS,
-    GDN_HEAD_DIMS,
+    GDN_HEAD_DIMS, MMV_MULTI,
 };
 use super::snapshot::GpuSnapshotRing;
 use super::state::{GpuLayerState, GpuSeqState};
@@ -151,6 +151,60 @@ fn mm(
             format!("{}: a chunk of {t} tokens without the GEMM path", w.name),
         )),
     }
+}
+
+/// Whether matrices that read the same input share one mat-vec launch: off unless
+/// `HYBRID_MMV_MULTI=1` (not yet measured on a GPU; see docs/benchmarks/gpu-graphs-*).
+fn multi_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        matches!(
+            std::env::var("HYBRID_MMV_MULTI").as_deref(),
+            Ok("1") | Ok("on") | Ok("true")
+        )
+    })
+}
+
+/// `outs[i] = x · ws[i]ᵀ` for t tokens, for matrices that read the same input `x` (`qa`
+/// holds it quantized): on the mat-vec path, the quantized matrices of each type and width
+/// share one launch ([`Gpu::matvec_multi`], bit-identical to separate launches); otherwise
+/// one [`mm`] each.
+fn mm_many(
+    gpu: &Gpu,
+    gemm: &mut Option<Gemm>,
+    qa: &QuantActs,
+    ws: &[&GpuMatrix],
+    x: View<'_, f32>,
+    t: usize,
+    outs: Vec<ViewMut<'_, f32>>,
+) -> Result<()> {
+    if t > MAX_K || !multi_enabled() {
+        for (w, o) in ws.iter().zip(outs) {
+            mm(gpu, gemm, qa, w, x, t, o)?;
+        }
+        return Ok(());
+    }
+    let mut rest: Vec<(&GpuMatrix, ViewMut<'_, f32>)> = ws.iter().copied().zip(outs).collect();
+    while !rest.is_empty() {
+        let (ty, cols) = (rest[0].0.ty, rest[0].0.cols);
+        let (same, other): (Vec<_>, Vec<_>) = rest
+            .into_iter()
+            .partition(|(w, _)| w.ty == ty && w.cols == cols);
+        rest = other;
+        if same.len() == 1 || !ty.is_quantized() {
+            for (w, o) in same {
+                mm(gpu, gemm, qa, w, x, t, o)?;
+            }
+        } else {
+            for chunk in same.chunks(MMV_MULTI) {
+                let ws: Vec<&GpuMatrix> = chunk.iter().map(|(w, _)| *w).collect();
+                let outs: Vec<ViewMut<'_, f32>> =
+                    chunk.iter().map(|(_, o)| ViewMut::clone_of(o)).collect();
+                gpu.matvec_multi(&ws, x, qa, t, outs)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Largest trunk matrix (elements) and widest trunk input (columns): the GEMM scratch sizes.
@@ -1264,11 +1318,27 @@ fn gdn(
     };
     let (hk, hv, dk) = (cfg.ssm_n_group, cfg.ssm_dt_rank, cfg.ssm_d_state);
     let (cd, vd) = (cfg.gdn_conv_dim(), cfg.gdn_value_dim());
-    let xn = b.xn.view();
-    mm(gpu, &mut b.gemm, &b.qa, &g.qkv, xn, t, b.p0.view_mut())?;
-    mm(gpu, &mut b.gemm, &b.qa, &g.gate, xn, t, b.p1.view_mut())?;
-    mm(gpu, &mut b.gemm, &b.qa, &g.beta, xn, t, b.p2.view_mut())?;
-    mm(gpu, &mut b.gemm, &b.qa, &g.alpha, xn, t, b.p3.view_mut())?;
+    {
+        let Bufs {
+            xn,
+            p0,
+            p1,
+            p2,
+            p3,
+            qa,
+            gemm,
+            ..
+        } = &mut *b;
+        mm_many(
+            gpu,
+            gemm,
+            qa,
+            &[&g.qkv, &g.gate, &g.beta, &g.alpha],
+            xn.view(),
+            t,
+            vec![p0.view_mut(), p1.view_mut(), p2.view_mut(), p3.view_mut()],
+        )?;
+    }
     gpu.gdn_conv(GdnConvArgs {
         x: b.p0.view(),
         w: g.conv_w.view(),
@@ -1331,10 +1401,26 @@ fn attention(
     let (nh, nkv, hd) = (cfg.n_head, cfg.n_head_kv, cfg.head_dim);
     let qd = nh * hd;
     let eps = cfg.rms_eps;
-    let xn = b.xn.view();
-    mm(gpu, &mut b.gemm, &b.qa, &a.q, xn, t, b.p0.view_mut())?;
-    mm(gpu, &mut b.gemm, &b.qa, &a.k, xn, t, b.p1.view_mut())?;
-    mm(gpu, &mut b.gemm, &b.qa, &a.v, xn, t, b.p2.view_mut())?;
+    {
+        let Bufs {
+            xn,
+            p0,
+            p1,
+            p2,
+            qa,
+            gemm,
+            ..
+        } = &mut *b;
+        mm_many(
+            gpu,
+            gemm,
+            qa,
+            &[&a.q, &a.k, &a.v],
+            xn.view(),
+            t,
+            vec![p0.view_mut(), p1.view_mut(), p2.view_mut()],
+        )?;
+    }
     // Per head the projection is [q_h | gate_h]: the q norm reads every other hd-row.
     gpu.rms_norm(
         b.p0.view(),
@@ -1455,12 +1541,25 @@ fn ffn(
         gemm,
         ..
     } = &mut *b;
-    mats.with(gpu, 0, |w| {
-        mm(gpu, gemm, qa, w, xn.view(), t, p0.view_mut())
-    })?;
-    mats.with(gpu, 1, |w| {
-        mm(gpu, gemm, qa, w, xn.view(), t, p1.view_mut())
-    })?;
+    match &mats {
+        DevMats::Resident(f) => mm_many(
+            gpu,
+            gemm,
+            qa,
+            &[&f.gate, &f.up],
+            xn.view(),
+            t,
+            vec![p0.view_mut(), p1.view_mut()],
+        )?,
+        DevMats::Streamed(..) => {
+            mats.with(gpu, 0, |w| {
+                mm(gpu, gemm, qa, w, xn.view(), t, p0.view_mut())
+            })?;
+            mats.with(gpu, 1, |w| {
+                mm(gpu, gemm, qa, w, xn.view(), t, p1.view_mut())
+            })?;
+        }
+    }
     gpu.swiglu(p0.view(), p1.view(), y.view_mut(), t * ff)?;
     quant(gpu, first(y, t * ff)?, t, ff, qa)?;
     mats.with(gpu, 2, |w| mm(gpu, gemm, qa, w, y.view(), t, o.view_mut()))?;

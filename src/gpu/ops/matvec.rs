@@ -44,6 +44,16 @@ fn rows_per_warp(k: usize) -> usize {
     }
 }
 
+/// Rows per warp of the quantized k-token kernel for `ty` (RowsPerWarpQ in mmvq.cu): the
+/// multi-matrix launch numbers its row groups with it, so it must match exactly.
+fn rows_per_warp_q(ty: GgmlType, k: usize) -> usize {
+    if k <= 2 || (ty == GgmlType::Q8_0 && k <= 4) {
+        2
+    } else {
+        4
+    }
+}
+
 /// Activations of up to `max_k` tokens of up to `max_n` values, quantized to 8 bits per
 /// 32-block for the quantized mat-vec. Quantize once, then use for every matrix that reads
 /// the same input (e.g. the q, k, v projections).
@@ -186,5 +196,113 @@ impl Gpu {
                 .arg(&op); /* out */
             launch(OP, &mut b, launch_cfg(grid, 32 * WARPS as u32))
         }
+    }
+}
+
+/// Most matrices of one multi-matrix launch (`MMV_MULTI` in cuda/mmvq.cu).
+pub const MMV_MULTI: usize = 4;
+
+/// The kernel's `MultiMats` parameter (same field order and C layout).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct MultiMats {
+    w: [u64; MMV_MULTI],
+    row_bytes: [u64; MMV_MULTI],
+    out: [u64; MMV_MULTI],
+    rows: [i32; MMV_MULTI],
+    n_mats: i32,
+}
+
+// SAFETY: a plain #[repr(C)] struct of integers (device pointers as u64), laid out like the
+// kernel's `MultiMats` (pointers and u64 first, then the i32 fields; 8-byte alignment).
+unsafe impl cudarc::driver::DeviceRepr for MultiMats {}
+
+impl Gpu {
+    /// `outs[i] = x · ws[i]ᵀ` for t < k (1..=8) in one launch: quantized matrices of one type
+    /// and one column count that read the same activations (`qa`, quantized from `x`), at
+    /// most [`MMV_MULTI`]. Bit-identical to one [`Gpu::matvec`] per matrix.
+    pub fn matvec_multi(
+        &self,
+        ws: &[&GpuMatrix],
+        x: View<'_, f32>,
+        qa: &QuantActs,
+        k: usize,
+        outs: Vec<ViewMut<'_, f32>>,
+    ) -> Result<()> {
+        const OP: &str = "matvec_multi";
+        if ws.is_empty() || ws.len() > MMV_MULTI || outs.len() != ws.len() {
+            return Err(GpuError::shape(
+                OP,
+                format!(
+                    "{} matrices and {} outputs (1..={MMV_MULTI})",
+                    ws.len(),
+                    outs.len()
+                ),
+            ));
+        }
+        if k == 0 || k > MAX_K {
+            return Err(GpuError::shape(OP, format!("k = {k}, must be 1..={MAX_K}")));
+        }
+        let (ty, cols) = (ws[0].ty, ws[0].cols);
+        if !ty.is_quantized() || ws.iter().any(|w| w.ty != ty || w.cols != cols) {
+            return Err(GpuError::shape(
+                OP,
+                format!(
+                    "{}: the matrices must share one quantized type and column count",
+                    ws[0].name
+                ),
+            ));
+        }
+        let fmt =
+            mmv_index(ty).ok_or_else(|| GpuError::shape(OP, format!("no mat-vec for {ty}")))?;
+        need(OP, "x", x.len(), k * cols)?;
+        if qa.src != x.ptr || qa.k != k || qa.n != cols {
+            return Err(GpuError::shape(
+                OP,
+                format!(
+                    "{}: activations were not quantized from this x ({k} x {cols})",
+                    ws[0].name
+                ),
+            ));
+        }
+        let mut m = MultiMats {
+            w: [0; MMV_MULTI],
+            row_bytes: [0; MMV_MULTI],
+            out: [0; MMV_MULTI],
+            rows: [0; MMV_MULTI],
+            n_mats: ws.len() as i32,
+        };
+        let mut groups = 0usize;
+        for (i, (w, o)) in ws.iter().zip(&outs).enumerate() {
+            need(OP, "out", o.len(), k * w.rows)?;
+            m.w[i] = w.data.ptr;
+            m.row_bytes[i] = w.row_bytes as u64;
+            m.out[i] = o.ptr;
+            m.rows[i] = as_i32(OP, "rows", w.rows)?;
+            groups += w.rows.div_ceil(rows_per_warp_q(ty, k));
+        }
+        let blocks = blocks_for(OP, groups, WARPS)?.min(grid_cap(self.info().sm_count));
+        let n = as_i32(OP, "cols", cols)?;
+        let (aq, ads) = (qa.q.ptr, qa.ds.ptr);
+        let f = self
+            .k
+            .mmv_multi
+            .get(fmt)
+            .map(|a| &a[k - 1])
+            .ok_or_else(|| GpuError::shape(OP, format!("no multi-matrix mat-vec for {ty}")))?;
+        let mut b = self.launcher(f);
+        if b.profiling() {
+            let shapes: Vec<String> = ws
+                .iter()
+                .map(|w| format!("{}x{}", w.rows, w.cols))
+                .collect();
+            b.label(format!("matvec_multi {ty} {} k={k}", shapes.join("+")));
+        }
+        b.arg(&m) /* m */
+            .arg(&n) /* n */
+            .arg(&aq) /* aq */
+            .arg(&ads); /* ads */
+        drop(outs);
+        launch(OP, &mut b, launch_cfg((blocks, 1, 1), 32 * WARPS as u32))
     }
 }
