@@ -61,13 +61,94 @@ pub fn attend_one(
         "attend_one: head dim {hd} > {MAX_HEAD_DIM}"
     );
     let group = dims.n_head / dims.n_head_kv;
-    let scale = 1.0 / (hd as f32).sqrt();
     for_each_chunk_mut(pool, out, hd, &|h, o| {
-        let g = h / group;
+        let (qh, gh) = (&q[h * hd..(h + 1) * hd], &gate[h * hd..(h + 1) * hd]);
+        attend_head(hd, row, h / group, qh, gh, k_cache, v_cache, n_kv, o);
+    });
+}
+
+/// `attend_one` for `t_n` consecutive query tokens at positions `pos0..` (token `t` sees
+/// cache rows `0..pos0 + t + 1`) in one parallel region over the heads: each head walks
+/// its queries in order with exactly `attend_one`'s arithmetic. `q`, `gate`, `out` are
+/// [t_n][n_head·head_dim]; `scratch` is reused for the head-major results.
+#[allow(clippy::too_many_arguments)]
+pub fn attend_batch(
+    pool: &Pool,
+    dims: &AttnDims,
+    q: &[f32],
+    gate: &[f32],
+    k_cache: &[f16],
+    v_cache: &[f16],
+    pos0: usize,
+    t_n: usize,
+    scratch: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    let (hd, qd, row) = (dims.head_dim, dims.q_dim(), dims.kv_row());
+    assert!(
+        q.len() == t_n * qd && gate.len() == t_n * qd && out.len() == t_n * qd,
+        "attend_batch: shapes"
+    );
+    assert!(
+        k_cache.len() >= (pos0 + t_n) * row && v_cache.len() >= (pos0 + t_n) * row,
+        "attend_batch: cache too short"
+    );
+    assert!(
+        hd <= MAX_HEAD_DIM,
+        "attend_batch: head dim {hd} > {MAX_HEAD_DIM}"
+    );
+    if t_n == 0 {
+        return;
+    }
+    let group = dims.n_head / dims.n_head_kv;
+    if scratch.len() < t_n * qd {
+        scratch.resize(t_n * qd, 0.0);
+    }
+    let hm = &mut scratch[..t_n * qd];
+    for_each_chunk_mut(pool, hm, t_n * hd, &|h, o| {
+        for (t, ot) in o.chunks_exact_mut(hd).enumerate() {
+            let at = t * qd + h * hd;
+            let (qh, gh) = (&q[at..at + hd], &gate[at..at + hd]);
+            attend_head(
+                hd,
+                row,
+                h / group,
+                qh,
+                gh,
+                k_cache,
+                v_cache,
+                pos0 + t + 1,
+                ot,
+            );
+        }
+    });
+    for h in 0..dims.n_head {
+        for t in 0..t_n {
+            out[t * qd + h * hd..t * qd + (h + 1) * hd]
+                .copy_from_slice(&hm[(h * t_n + t) * hd..(h * t_n + t + 1) * hd]);
+        }
+    }
+}
+
+/// One query head over cache rows `0..n_kv` of KV head `g` (see `attend_one`).
+#[allow(clippy::too_many_arguments)]
+fn attend_head(
+    hd: usize,
+    row: usize,
+    g: usize,
+    qh: &[f32],
+    gh: &[f32],
+    k_cache: &[f16],
+    v_cache: &[f16],
+    n_kv: usize,
+    o: &mut [f32],
+) {
+    let scale = 1.0 / (hd as f32).sqrt();
+    {
         let mut q16 = [f16::ZERO; MAX_HEAD_DIM];
         let mut vkq = [f16::ZERO; MAX_HEAD_DIM];
         let (q16, vkq) = (&mut q16[..hd], &mut vkq[..hd]);
-        for (d, &s) in q16.iter_mut().zip(&q[h * hd..(h + 1) * hd]) {
+        for (d, &s) in q16.iter_mut().zip(qh) {
             *d = f16::from_f32(s);
         }
         let mut sum = 0.0f32;
@@ -91,14 +172,10 @@ pub fn attend_one(
             sum = sum.mul_add(ms, vs); // `S = S*ms + vs`, contracted to an fma by GCC
         }
         let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
-        for ((dst, &a), &gt) in o
-            .iter_mut()
-            .zip(vkq.iter())
-            .zip(&gate[h * hd..(h + 1) * hd])
-        {
+        for ((dst, &a), &gt) in o.iter_mut().zip(vkq.iter()).zip(gh) {
             *dst = a.to_f32() * inv * sigmoid(gt);
         }
-    });
+    }
 }
 
 /// f16·f16 dot accumulated in f32 with the lane layout of ggml's AVX2 `ggml_vec_dot_f16`
@@ -163,6 +240,55 @@ mod tests {
                     "head {h} dim {d}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn the_batched_attention_equals_one_query_at_a_time_bit_for_bit() {
+        let dims = AttnDims {
+            n_head: 6,
+            n_head_kv: 2,
+            head_dim: 64,
+        };
+        let (pos0, t_n) = (5, 11);
+        let n_ctx = pos0 + t_n;
+        let f = |i: usize, s: f32| (i as f32 * s).sin() * 2.5;
+        let q: Vec<f32> = (0..t_n * dims.q_dim()).map(|i| f(i, 0.37)).collect();
+        let gate: Vec<f32> = (0..t_n * dims.q_dim()).map(|i| f(i, 0.11)).collect();
+        let kc = to16(
+            &(0..n_ctx * dims.kv_row())
+                .map(|i| f(i, 0.53))
+                .collect::<Vec<_>>(),
+        );
+        let vc = to16(
+            &(0..n_ctx * dims.kv_row())
+                .map(|i| f(i, 0.29))
+                .collect::<Vec<_>>(),
+        );
+        let qd = dims.q_dim();
+        for threads in [1, 2] {
+            let pool = Pool::new(threads);
+            let mut want = vec![0.0f32; t_n * qd];
+            for t in 0..t_n {
+                let r = t * qd..(t + 1) * qd;
+                let (qt, gt) = (&q[r.clone()], &gate[r.clone()]);
+                attend_one(&pool, &dims, qt, gt, &kc, &vc, pos0 + t + 1, &mut want[r]);
+            }
+            let (mut got, mut scratch) = (vec![f32::NAN; t_n * qd], Vec::new());
+            attend_batch(
+                &pool,
+                &dims,
+                &q,
+                &gate,
+                &kc,
+                &vc,
+                pos0,
+                t_n,
+                &mut scratch,
+                &mut got,
+            );
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{threads} threads");
         }
     }
 

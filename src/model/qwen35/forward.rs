@@ -12,7 +12,7 @@ use half::f16;
 use simd::{MatRef, Pool};
 
 use crate::gguf::{GgmlType, TensorView};
-use crate::ops::attention::{attend_one, AttnDims};
+use crate::ops::attention::{attend_batch, attend_one, AttnDims};
 use crate::ops::gdn::{gdn_token, GdnDims, GdnParams};
 use crate::ops::norm::{rms_norm, rms_norm_chunks_inplace};
 use crate::ops::rope::{rope_neox_inplace, rope_table_sections};
@@ -587,17 +587,11 @@ fn attention(
         }
     }
     let ao = grow(s.ao, t_n * qd);
-    for t in 0..t_n {
-        attend_one(
-            pool,
-            &dims,
-            &qs[t * qd..(t + 1) * qd],
-            &gates[t * qd..(t + 1) * qd],
-            k_cache,
-            v_cache,
-            pos0 + t + 1,
-            &mut ao[t * qd..(t + 1) * qd],
-        );
+    if t_n == 1 {
+        attend_one(pool, &dims, qs, gates, k_cache, v_cache, pos0 + 1, ao);
+    } else {
+        // The K/V projections are in the cache now; their buffer holds the head-major results.
+        attend_batch(pool, &dims, qs, gates, k_cache, v_cache, pos0, t_n, s.k, ao);
     }
     let o = grow(s.o, t_n * cfg.n_embd);
     pool.matmul(mat(&aw.attn_output), ao, t_n, o);
