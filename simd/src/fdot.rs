@@ -266,10 +266,13 @@ mod x86 {
     ) -> f32 {
         let (pc, pk, pq) = (col.as_mut_ptr(), k.as_ptr(), q.as_ptr());
         let dv = _mm512_set1_ps(decay);
-        // SAFETY (all loads and stores below): offsets < 128 (caller).
-        let mut c: [__m512; 8] =
-            std::array::from_fn(|j| _mm512_mul_ps(unsafe { _mm512_loadu_ps(pc.add(16 * j)) }, dv));
-        let kk: [__m512; 8] = std::array::from_fn(|j| unsafe { _mm512_loadu_ps(pk.add(16 * j)) });
+        let ld = |p: *const f32, j: usize| {
+            // SAFETY: j < 8 and the three slices have 128 elements (caller), so the 16
+            // floats at 16·j are in bounds; AVX-512F is this function's feature.
+            unsafe { _mm512_loadu_ps(p.add(16 * j)) }
+        };
+        let mut c: [__m512; 8] = std::array::from_fn(|j| _mm512_mul_ps(ld(pc, j), dv));
+        let kk: [__m512; 8] = std::array::from_fn(|j| ld(pk, j));
         // Lanes 0..15 of each 32-step go to a0, 16..31 to a1, steps in order.
         let dot = |c: &[__m512; 8], y: &[__m512; 8]| {
             let (mut a0, mut a1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
@@ -284,10 +287,10 @@ mod x86 {
         let delta = _mm512_set1_ps((v_b - kv) * beta);
         for j in 0..8 {
             c[j] = _mm512_fmadd_ps(kk[j], delta, c[j]);
-            // SAFETY: see above.
+            // SAFETY: as in `ld`: 16 floats at 16·j < 128 of `col`.
             unsafe { _mm512_storeu_ps(pc.add(16 * j), c[j]) };
         }
-        let qq: [__m512; 8] = std::array::from_fn(|j| unsafe { _mm512_loadu_ps(pq.add(16 * j)) });
+        let qq: [__m512; 8] = std::array::from_fn(|j| ld(pq, j));
         dot(&c, &qq)
     }
 }
