@@ -5,8 +5,8 @@
 //! `kq.rs` / `q8_0.rs` / `float.rs` for the fixed float order every path follows.
 
 pub mod act;
-pub mod fdot;
 pub mod acts;
+pub mod fdot;
 pub mod floats;
 pub mod isa;
 mod kernels;

@@ -219,12 +219,23 @@ pub fn attention(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8, quick: bool) -> R<
         // position empty) must give the same bits.
         scratch.set_whole_context_grid(true);
         let mut od2 = nan_buf(gpu, t * nh * hd, "o")?;
-        gpu.attn_decode(qd.view(), &cache, &mut scratch, od2.view_mut(), nh, t, pos, scale)?;
+        gpu.attn_decode(
+            qd.view(),
+            &cache,
+            &mut scratch,
+            od2.view_mut(),
+            nh,
+            t,
+            pos,
+            scale,
+        )?;
         scratch.set_whole_context_grid(false);
         let got2 = gpu.download(od2.view())?;
         rep.truth(
             &format!("attn_decode whole-context grid n_ctx={n_ctx} pos0={pos0} ntok={t}"),
-            got.iter().zip(&got2).all(|(a, b)| a.to_bits() == b.to_bits()),
+            got.iter()
+                .zip(&got2)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
             "bit-identical to the exact grid",
         );
         let ck = gpu.download(cache.k().sub(0, (pos0 + t) * kv_dim)?)?;

@@ -743,7 +743,10 @@ fn main() {
             rep.failed += 1;
         }
         if let Err(e) = graphs::check(m, threads, &mut rep) {
-            println!("gpu-model-check: {}: CUDA graph check error: {e}", m.display());
+            println!(
+                "gpu-model-check: {}: CUDA graph check error: {e}",
+                m.display()
+            );
             rep.failed += 1;
         }
         let fname = m.file_name().map(|s| s.to_string_lossy().into_owned());
