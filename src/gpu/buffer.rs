@@ -117,16 +117,6 @@ impl<'a, T> ViewMut<'a, T> {
         })
     }
 
-    /// A copy of a view held in a collection (the multi-matrix launch takes its outputs by
-    /// value; the original stays borrowed for as long as the copy lives).
-    pub(crate) fn clone_of<'b>(v: &'b ViewMut<'a, T>) -> ViewMut<'b, T> {
-        ViewMut {
-            ptr: v.ptr,
-            len: v.len,
-            _m: PhantomData,
-        }
-    }
-
     /// A shorter-lived copy, so one buffer can be passed to several calls in turn.
     pub fn reborrow(&mut self) -> ViewMut<'_, T> {
         ViewMut {

@@ -11,7 +11,7 @@ use hybrid_run::gpu::{Gpu, GpuModel, GpuSnapshotRing};
 use hybrid_run::model::qwen35::{Config, ForwardOutput, Logits, Qwen35Weights};
 use hybrid_run::sample::argmax;
 
-use super::{spec::open_model, tokens, Report, R};
+use super::{model_name, placements, spec::open_model, tokens, Report, R};
 
 /// Everything one run produced: the logit and hidden rows of every call, bit for bit.
 fn run(gm: &mut GpuModel<'_>, cfg: &Config, prompt: &[u32], graphs: bool) -> R<Vec<Vec<u32>>> {
@@ -56,14 +56,10 @@ pub fn check(path: &Path, threads: usize, rep: &mut Report) -> R<()> {
     let file = GgufFile::open(path)?;
     let cfg = Config::from_gguf(&file)?;
     let w = Qwen35Weights::load(&file, &cfg)?;
-    let name = path
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = model_name(path);
     // Crosses position 256, the first attention split boundary.
     let prompt = tokens(250, cfg.n_vocab, 17);
-    let hybrid = (cfg.n_layer() / 2).max(1);
-    for (place, n_gpu_ffn) in [("gpu", cfg.n_layer()), ("hybrid", hybrid)] {
+    for (place, n_gpu_ffn) in placements(&cfg) {
         let mut gm = open_model(Gpu::new(0)?, &cfg, &w, n_gpu_ffn, threads)?;
         // Chunks of 5 tokens: keep the GEMM path out of the prompt, so both runs take the
         // graph-able path everywhere.

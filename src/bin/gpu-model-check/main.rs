@@ -95,6 +95,22 @@ impl Report {
     }
 }
 
+/// The file name of a model path, for check names.
+fn model_name(path: &Path) -> String {
+    path.file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The placements the GPU checks run: whole model on the GPU, and a hybrid split with the
+/// FFN of half the layers on the CPU.
+fn placements(cfg: &Config) -> [(&'static str, usize); 2] {
+    [
+        ("gpu", cfg.n_layer()),
+        ("hybrid", (cfg.n_layer() / 2).max(1)),
+    ]
+}
+
 /// Worst relative L2 error over rows of `n`, and the largest absolute difference.
 fn row_errors(got: &[f32], want: &[f32], n: usize) -> (f64, f64) {
     if got.len() != want.len() {
@@ -160,10 +176,7 @@ fn check_model(path: &Path, threads: usize, rep: &mut Report) -> R<()> {
     let wg = Qwen35Weights::load(&file, &cfg)?;
     let ty = main_type(&wc);
     let tol = tol_logits(ty);
-    let name = path
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = model_name(path);
     println!(
         "== {name}: {} layers, n_embd {}, {ty}",
         cfg.n_layer(),

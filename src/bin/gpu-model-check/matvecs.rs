@@ -8,7 +8,7 @@ use hybrid_run::gguf::{GgmlType, GgufFile};
 use hybrid_run::gpu::{Gpu, QuantActs};
 use hybrid_run::simd::{MatRef, Pool};
 
-use crate::{tokens, Report, R};
+use crate::{model_name, tokens, Report, R};
 
 fn rel(a: &[f64], b: &[f64]) -> f64 {
     let (mut num, mut den) = (0.0, 0.0);
@@ -48,10 +48,7 @@ fn tol(ty: GgmlType) -> f64 {
 pub fn check(path: &std::path::Path, gpu: Option<&Gpu>, threads: usize, rep: &mut Report) -> R<()> {
     let file = GgufFile::open(path)?;
     let pool = Pool::new(threads);
-    let name = path
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = model_name(path);
     let k = 3;
     for (i, info) in file.tensors().iter().enumerate() {
         if info.dims.len() != 2 || info.ty == GgmlType::F32 && info.dims[1] < 2 {

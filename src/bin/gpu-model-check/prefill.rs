@@ -26,7 +26,7 @@ use hybrid_run::gpu::{Gpu, GpuModel};
 use hybrid_run::model::qwen35::{Config, ForwardOutput, Logits, Qwen35Weights};
 use hybrid_run::sample::argmax;
 
-use super::{row_errors, tokens, Report, R};
+use super::{model_name, row_errors, tokens, Report, R};
 
 /// Last-token logits of `calls` (each one forward call) from a fresh state.
 fn last_logits(m: &mut GpuModel<'_>, calls: &[&[u32]], n_ctx: usize) -> R<Vec<f32>> {
@@ -55,10 +55,7 @@ fn greedy(m: &mut GpuModel<'_>, prompt: &[u32], n: usize, n_ctx: usize) -> R<Vec
 pub fn check(path: &Path, rep: &mut Report) -> R<()> {
     let file = GgufFile::open(path)?;
     let cfg = Config::from_gguf(&file)?;
-    let name = path
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = model_name(path);
     let nv = cfg.n_vocab;
     let n_ctx = 640;
     let wq = Qwen35Weights::load(&file, &cfg)?;

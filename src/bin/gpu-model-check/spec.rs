@@ -17,7 +17,7 @@ use hybrid_run::spec::{
     SpecParams, Target,
 };
 
-use super::{median, tokens, Report, R};
+use super::{median, model_name, placements, tokens, Report, R};
 
 const N_GEN: usize = 256;
 
@@ -130,16 +130,12 @@ pub fn check(path: &Path, threads: usize, rep: &mut Report) -> R<()> {
     let file = GgufFile::open(path)?;
     let cfg = Config::from_gguf(&file)?;
     let w = Qwen35Weights::load(&file, &cfg)?;
-    let name = path
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = model_name(path);
     let n_ctx = 512;
     // A prompt with a repeated stretch, so lookup has something to find.
     let mut prompt = tokens(24, cfg.n_vocab, 3);
     prompt.extend_from_within(4..16);
-    let hybrid = (cfg.n_layer() / 2).max(1);
-    for (place, n_gpu_ffn) in [("gpu", cfg.n_layer()), ("hybrid", hybrid)] {
+    for (place, n_gpu_ffn) in placements(&cfg) {
         let mut gm = open_model(Gpu::new(0)?, &cfg, &w, n_gpu_ffn, threads)?;
         let (want, _) = plain(&mut gm, &prompt, N_GEN, n_ctx)?;
         let mut kinds = vec![("lookup", Which::Lookup), ("oracle-cycle", Which::Oracle)];

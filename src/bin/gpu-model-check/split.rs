@@ -162,16 +162,10 @@ pub fn split_bench(
     // Decode after a 512-token prompt: 8 warm-up steps, 64 timed.
     st.reset(m.gpu())?;
     let (mut t, _) = m.forward_greedy(&mut st, &toks[..512])?;
-    for _ in 0..8 {
-        t = m.forward_greedy(&mut st, &[t])?.0;
-    }
+    timed_decode(&mut m, &mut st, &mut t, 8, 0)?;
     let n_dec = 64;
     m.take_cpu_ffn_secs();
-    let t1 = Instant::now();
-    for _ in 0..n_dec {
-        t = m.forward_greedy(&mut st, &[t])?.0;
-    }
-    let dec = t1.elapsed().as_secs_f64();
+    let dec = timed_decode(&mut m, &mut st, &mut t, 0, n_dec)?;
     let cpu = m.take_cpu_ffn_secs();
     note("decoding", m.gpu(), &mut peak)?;
     let tg = n_dec as f64 / dec;
@@ -189,18 +183,12 @@ pub fn split_bench(
     for (graphs, p) in [(false, pdl), (true, false), (true, pdl)] {
         m.set_graphs(graphs);
         m.set_pdl(p);
-        for _ in 0..4 {
-            t = m.forward_greedy(&mut st, &[t])?.0;
-        }
-        let t1 = Instant::now();
-        for _ in 0..n_dec {
-            t = m.forward_greedy(&mut st, &[t])?.0;
-        }
+        let secs = timed_decode(&mut m, &mut st, &mut t, 4, n_dec)?;
         println!(
             "decode tg{n_dec}, CUDA graphs {}, PDL {}: {:.2} t/s",
             if graphs { "on " } else { "off" },
             if p { "on " } else { "off" },
-            n_dec as f64 / t1.elapsed().as_secs_f64()
+            n_dec as f64 / secs
         );
     }
     println!(
@@ -330,14 +318,7 @@ pub fn ctx_bench(path: &Path, depths: &[usize]) -> R<()> {
         {
             m.set_graphs(graphs);
             m.set_pdl(p);
-            for _ in 0..4 {
-                tok = m.forward_greedy(&mut st, &[tok])?.0;
-            }
-            let t = Instant::now();
-            for _ in 0..n_dec {
-                tok = m.forward_greedy(&mut st, &[tok])?.0;
-            }
-            tgs[i] = n_dec as f64 / t.elapsed().as_secs_f64();
+            tgs[i] = n_dec as f64 / timed_decode(&mut m, &mut st, &mut tok, 4, n_dec)?;
         }
         let tg = (tgs[0] + tgs[3]) / 2.0;
         println!(
@@ -362,15 +343,30 @@ pub fn ctx_bench(path: &Path, depths: &[usize]) -> R<()> {
     Ok(())
 }
 
+/// Greedy decoding from `*tok`: `warm` untimed steps, then `n` timed ones; the seconds the
+/// timed steps took (`*tok` ends at the last pick).
+fn timed_decode(
+    m: &mut GpuModel<'_>,
+    st: &mut GpuSeqState,
+    tok: &mut u32,
+    warm: usize,
+    n: usize,
+) -> R<f64> {
+    for _ in 0..warm {
+        *tok = m.forward_greedy(st, &[*tok])?.0;
+    }
+    let t = Instant::now();
+    for _ in 0..n {
+        *tok = m.forward_greedy(st, &[*tok])?.0;
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
 /// GPU time per kind of launch over 8 eager decode steps (events around every launch).
 fn kernel_breakdown(m: &mut GpuModel<'_>, st: &mut GpuSeqState, tok: &mut u32) -> R<()> {
     let steps = 8;
     m.set_kernel_profile(true);
-    let t = Instant::now();
-    for _ in 0..steps {
-        *tok = m.forward_greedy(st, &[*tok])?.0;
-    }
-    let wall = t.elapsed().as_secs_f64();
+    let wall = timed_decode(m, st, tok, 0, steps)?;
     let rows = m.gpu().take_kernel_profile()?;
     m.set_kernel_profile(false);
     m.set_graphs(true);

@@ -196,10 +196,10 @@ fn mm_many(
                 mm(gpu, gemm, qa, w, x, t, o)?;
             }
         } else {
-            for chunk in same.chunks(MMV_MULTI) {
-                let ws: Vec<&GpuMatrix> = chunk.iter().map(|(w, _)| *w).collect();
-                let outs: Vec<ViewMut<'_, f32>> =
-                    chunk.iter().map(|(_, o)| ViewMut::clone_of(o)).collect();
+            let mut same = same.into_iter().peekable();
+            while same.peek().is_some() {
+                let (ws, outs): (Vec<&GpuMatrix>, Vec<ViewMut<'_, f32>>) =
+                    same.by_ref().take(MMV_MULTI).unzip();
                 gpu.matvec_multi(&ws, x, qa, t, outs)?;
             }
         }
@@ -311,6 +311,12 @@ impl GraphCache {
         let n = self.seen.entry(key).or_insert(0);
         *n += 1;
         *n >= 2
+    }
+
+    /// Drops every captured graph and sighting (they hold launches as they were made).
+    fn clear(&mut self) {
+        self.graphs.clear();
+        self.seen.clear();
     }
 
     fn insert(&mut self, key: GraphKey, steps: Vec<GraphStep>) {
@@ -623,8 +629,7 @@ impl<'a> GpuModel<'a> {
     pub fn set_graphs(&mut self, on: bool) {
         self.graphs.enabled = on;
         if !on {
-            self.graphs.graphs.clear();
-            self.graphs.seen.clear();
+            self.graphs.clear();
         }
     }
 
@@ -632,8 +637,7 @@ impl<'a> GpuModel<'a> {
     /// are dropped, they hold the launches as they were made).
     pub fn set_pdl(&mut self, on: bool) {
         self.gpu.set_pdl(on);
-        self.graphs.graphs.clear();
-        self.graphs.seen.clear();
+        self.graphs.clear();
     }
 
     /// Starts or stops the kernel profile (`Gpu::set_kernel_profile`); graphs are turned off
