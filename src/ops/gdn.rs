@@ -3,7 +3,7 @@
 //! exchanged with it.
 
 use super::act::{sigmoid, silu_inplace, softplus};
-use simd::par::for_each_chunk_mut2;
+use simd::par::{for_each_chunk_mut, for_each_chunk_mut2, for_each_chunk_mut_cols};
 use simd::pool::Pool;
 
 use super::norm::{l2_norm_inplace, rms_norm_chunks_inplace};
@@ -124,28 +124,165 @@ pub fn gdn_token(
     for head in qk.chunks_exact_mut(d) {
         l2_norm_inplace(head, p.eps);
     }
-    let (q, k) = qk.split_at(kd);
+    let qk: &[f32] = qk;
     let v: &[f32] = v;
     for_each_chunk_mut2(pool, ssm_state, d * d, y, d, &|j, s, yj| {
-        let i = j % dims.h_k; // tiled V-head order of qwen35 GGUFs (architecture spec §4.2)
-        let beta = sigmoid(b[j]);
-        let g = softplus(a[j] + p.dt_bias[j]) * p.ssm_a[j];
-        delta_rule_step(
-            s,
-            &q[i * d..(i + 1) * d],
-            &k[i * d..(i + 1) * d],
-            &v[j * d..(j + 1) * d],
-            g,
-            beta,
-            yj,
-        );
-        rms_norm_chunks_inplace(yj, p.ssm_norm, p.eps);
-        let mut gate = [0.0f32; MAX_HEAD_DIM];
-        let gate = &mut gate[..d];
-        gate.copy_from_slice(&z[j * d..(j + 1) * d]);
-        silu_inplace(gate); // ggml_silu runs per row of d_v values
-        for (yi, &gi) in yj.iter_mut().zip(gate.iter()) {
-            *yi *= gi;
+        head_token(dims, p, j, s, qk, v, z, b[j], a[j], yj);
+    });
+}
+
+/// One value head `j` of one token after the conv: the delta rule on the head's state `s`,
+/// the gated RMSNorm into `yj`. `qk` is the token's normalised [q | k], `v` its values,
+/// `z` its gate projections (all heads), `b`, `a` head j's beta and decay inputs.
+#[allow(clippy::too_many_arguments)]
+fn head_token(
+    dims: &GdnDims,
+    p: &GdnParams<'_>,
+    j: usize,
+    s: &mut [f32],
+    qk: &[f32],
+    v: &[f32],
+    z: &[f32],
+    b: f32,
+    a: f32,
+    yj: &mut [f32],
+) {
+    let (kd, d) = (dims.key_dim(), dims.d);
+    let (q, k) = qk.split_at(kd);
+    let i = j % dims.h_k; // tiled V-head order of qwen35 GGUFs (architecture spec §4.2)
+    let beta = sigmoid(b);
+    let g = softplus(a + p.dt_bias[j]) * p.ssm_a[j];
+    delta_rule_step(
+        s,
+        &q[i * d..(i + 1) * d],
+        &k[i * d..(i + 1) * d],
+        &v[j * d..(j + 1) * d],
+        g,
+        beta,
+        yj,
+    );
+    rms_norm_chunks_inplace(yj, p.ssm_norm, p.eps);
+    let mut gate = [0.0f32; MAX_HEAD_DIM];
+    let gate = &mut gate[..d];
+    gate.copy_from_slice(&z[j * d..(j + 1) * d]);
+    silu_inplace(gate); // ggml_silu runs per row of d_v values
+    for (yi, &gi) in yj.iter_mut().zip(gate.iter()) {
+        *yi *= gi;
+    }
+}
+
+/// [`gdn_token`] for the `T` tokens of a batch at once (prefill), with the same values:
+/// the conv, silu and L2 norms of every token run in parallel over tokens (they read only
+/// raw projections), then each value head runs its delta rule over all tokens in order on
+/// one thread (one pool dispatch per layer instead of one per token). `mixed` is
+/// [T][conv_dim], `z` [T][value_dim], `b`, `a` [T][h_v]; `conv_out` is scratch of
+/// `T · conv_dim`; `y` gets [T][value_dim]. The states end as after `T` `gdn_token` calls.
+#[allow(clippy::too_many_arguments)]
+pub fn gdn_batch(
+    pool: &Pool,
+    dims: &GdnDims,
+    p: &GdnParams<'_>,
+    conv_state: &mut [f32],
+    ssm_state: &mut [f32],
+    mixed: &[f32],
+    z: &[f32],
+    b: &[f32],
+    a: &[f32],
+    conv_out: &mut [f32],
+    y: &mut [f32],
+) {
+    let (kd, vd, d, hv, cd) = (
+        dims.key_dim(),
+        dims.value_dim(),
+        dims.d,
+        dims.h_v,
+        dims.conv_dim(),
+    );
+    let kern = dims.conv_kernel;
+    let t_n = mixed.len() / cd;
+    assert!(
+        mixed.len() == t_n * cd
+            && z.len() == t_n * vd
+            && b.len() == t_n * hv
+            && a.len() == t_n * hv
+            && conv_out.len() == t_n * cd
+            && y.len() == t_n * vd,
+        "gdn_batch: shapes"
+    );
+    assert_eq!(
+        conv_state.len(),
+        dims.conv_state_len(),
+        "gdn_batch: conv state"
+    );
+    assert_eq!(
+        ssm_state.len(),
+        dims.ssm_state_len(),
+        "gdn_batch: ssm state"
+    );
+    assert!(
+        d <= MAX_HEAD_DIM,
+        "gdn_batch: head dim {d} > {MAX_HEAD_DIM}"
+    );
+    if t_n == 0 {
+        return;
+    }
+    let w = p.conv_w;
+    assert_eq!(w.len(), kern * cd, "gdn_batch: conv weight length");
+    let state: &[f32] = conv_state;
+    // Raw column of time `s` (negative: from the state, oldest first).
+    let raw = |s: isize| -> &[f32] {
+        if s >= 0 {
+            &mixed[s as usize * cd..(s as usize + 1) * cd]
+        } else {
+            let r = (kern as isize - 1 + s) as usize;
+            &state[r * cd..(r + 1) * cd]
+        }
+    };
+    for_each_chunk_mut(pool, conv_out, cd, &|t, out| {
+        // Same sums as `conv_step`: taps 0..K−1 over the window oldest first, then the
+        // current column, in f32.
+        let cols: Vec<&[f32]> = (0..kern)
+            .map(|k| raw(t as isize + k as isize - (kern as isize - 1)))
+            .collect();
+        for (ch, o) in out.iter_mut().enumerate() {
+            let taps = &w[ch * kern..(ch + 1) * kern];
+            let mut sum = 0.0f32;
+            for (k, &tap) in taps[..kern - 1].iter().enumerate() {
+                sum += cols[k][ch] * tap;
+            }
+            sum += cols[kern - 1][ch] * taps[kern - 1];
+            *o = sum;
+        }
+        silu_inplace(out);
+        for head in out[..2 * kd].chunks_exact_mut(d) {
+            l2_norm_inplace(head, p.eps);
+        }
+    });
+    // The window after the last token: raw columns T−K+1 .. T−1 (some may be old state).
+    let new_state: Vec<f32> = (0..kern - 1)
+        .flat_map(|r| {
+            raw(t_n as isize - (kern as isize - 1) + r as isize)
+                .iter()
+                .copied()
+        })
+        .collect();
+    conv_state.copy_from_slice(&new_state);
+    let conv_out: &[f32] = conv_out;
+    for_each_chunk_mut_cols(pool, ssm_state, d * d, y, vd, d, &|j, s, mut ycols| {
+        for t in 0..t_n {
+            let (qk, v) = conv_out[t * cd..(t + 1) * cd].split_at(2 * kd);
+            head_token(
+                dims,
+                p,
+                j,
+                s,
+                qk,
+                v,
+                &z[t * vd..(t + 1) * vd],
+                b[t * hv + j],
+                a[t * hv + j],
+                ycols.row(t),
+            );
         }
     });
 }
@@ -170,6 +307,90 @@ pub struct GdnParams<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Deterministic values in (−mag, mag).
+    fn vals(seed: &mut u64, n: usize, mag: f32) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                *seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((*seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * mag
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_batched_layer_equals_token_by_token_bit_for_bit() {
+        let dims = GdnDims {
+            h_k: 2,
+            h_v: 4,
+            d: 32,
+            conv_kernel: 4,
+        };
+        let (cd, vd, hv) = (dims.conv_dim(), dims.value_dim(), dims.h_v);
+        let mut seed = 11u64;
+        let conv_w = vals(&mut seed, cd * 4, 0.5);
+        let dt_bias = vals(&mut seed, hv, 1.0);
+        let ssm_a: Vec<f32> = vals(&mut seed, hv, 1.0).iter().map(|v| -v.abs()).collect();
+        let ssm_norm = vals(&mut seed, dims.d, 1.5);
+        let p = GdnParams {
+            conv_w: &conv_w,
+            dt_bias: &dt_bias,
+            ssm_a: &ssm_a,
+            ssm_norm: &ssm_norm,
+            eps: 1e-6,
+        };
+        for threads in [1usize, 2, 3] {
+            let pool = Pool::new(threads);
+            let mut conv_a = vals(&mut seed, dims.conv_state_len(), 1.0);
+            let mut ssm_a_st = vals(&mut seed, dims.ssm_state_len(), 0.2);
+            let (mut conv_b, mut ssm_b) = (conv_a.clone(), ssm_a_st.clone());
+            // Batches shorter than the conv window (1, 2), then longer ones, back to back.
+            for t_n in [1usize, 2, 5, 9] {
+                let mixed = vals(&mut seed, t_n * cd, 2.0);
+                let z = vals(&mut seed, t_n * vd, 3.0);
+                let b = vals(&mut seed, t_n * hv, 4.0);
+                let a = vals(&mut seed, t_n * hv, 4.0);
+                let mut want = vec![f32::NAN; t_n * vd];
+                let mut scratch = vec![0.0f32; cd];
+                for t in 0..t_n {
+                    gdn_token(
+                        &pool,
+                        &dims,
+                        &p,
+                        &mut conv_a,
+                        &mut ssm_a_st,
+                        &mixed[t * cd..(t + 1) * cd],
+                        &z[t * vd..(t + 1) * vd],
+                        &b[t * hv..(t + 1) * hv],
+                        &a[t * hv..(t + 1) * hv],
+                        &mut scratch,
+                        &mut want[t * vd..(t + 1) * vd],
+                    );
+                }
+                let mut got = vec![f32::NAN; t_n * vd];
+                let mut conv_out = vec![0.0f32; t_n * cd];
+                gdn_batch(
+                    &pool,
+                    &dims,
+                    &p,
+                    &mut conv_b,
+                    &mut ssm_b,
+                    &mixed,
+                    &z,
+                    &b,
+                    &a,
+                    &mut conv_out,
+                    &mut got,
+                );
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "y, {threads} threads, T = {t_n}");
+                assert_eq!(bits(&conv_b), bits(&conv_a), "conv state, T = {t_n}");
+                assert_eq!(bits(&ssm_b), bits(&ssm_a_st), "ssm state, T = {t_n}");
+            }
+        }
+    }
 
     #[test]
     fn conv_step_shifts_the_window_and_applies_taps_oldest_first() {

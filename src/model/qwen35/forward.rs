@@ -9,11 +9,12 @@
 //! count, so batched verification equals sequential decoding bit for bit.
 
 use half::f16;
+use simd::par::for_each_chunk_mut;
 use simd::{MatRef, Pool};
 
 use crate::gguf::{GgmlType, TensorView};
 use crate::ops::attention::{attend_batch, attend_one, AttnDims};
-use crate::ops::gdn::{gdn_token, GdnDims, GdnParams};
+use crate::ops::gdn::{gdn_batch, gdn_token, GdnDims, GdnParams};
 use crate::ops::norm::{rms_norm, rms_norm_chunks_inplace};
 use crate::ops::rope::{rope_neox_inplace, rope_table_sections};
 use crate::placement::profile::{self, Phase};
@@ -264,7 +265,7 @@ impl<'a> CpuModel<'a> {
             let mixer_t0 = profile::start();
             let x = &mut scratch.x[..t_n * d];
             let xn = grow(&mut scratch.xn, t_n * d);
-            norm_rows(x, &ls.attn_norm, eps, xn);
+            norm_rows(pool, x, &ls.attn_norm, eps, xn);
             match (&lw.kind, &ls.kind, &mut st.layers[il]) {
                 (LayerKind::Gdn(g), KindSmall::Gdn(gs), LayerState::Gdn { conv, ssm }) => {
                     let dims = GdnDims {
@@ -290,23 +291,30 @@ impl<'a> CpuModel<'a> {
                         eps,
                     };
                     let y = grow(&mut scratch.y, t_n * vd);
-                    let conv_scratch = grow(&mut scratch.conv, cd);
-                    for t in 0..t_n {
-                        gdn_token(
-                            pool,
-                            &dims,
-                            &params,
-                            conv,
-                            ssm,
-                            &qkv[t * cd..(t + 1) * cd],
-                            &z[t * vd..(t + 1) * vd],
-                            &b[t * hv..(t + 1) * hv],
-                            &a[t * hv..(t + 1) * hv],
-                            conv_scratch,
-                            &mut y[t * vd..(t + 1) * vd],
-                        );
-                        if let Some(sink) = sink.as_deref_mut() {
-                            sink.after_token(pool, il, t, conv, ssm);
+                    if sink.is_none() && t_n > 1 {
+                        // Prefill: the same values with one parallel region per step
+                        // instead of one per token.
+                        let conv_out = grow(&mut scratch.conv, t_n * cd);
+                        gdn_batch(pool, &dims, &params, conv, ssm, qkv, z, b, a, conv_out, y);
+                    } else {
+                        let conv_scratch = grow(&mut scratch.conv, cd);
+                        for t in 0..t_n {
+                            gdn_token(
+                                pool,
+                                &dims,
+                                &params,
+                                conv,
+                                ssm,
+                                &qkv[t * cd..(t + 1) * cd],
+                                &z[t * vd..(t + 1) * vd],
+                                &b[t * hv..(t + 1) * hv],
+                                &a[t * hv..(t + 1) * hv],
+                                conv_scratch,
+                                &mut y[t * vd..(t + 1) * vd],
+                            );
+                            if let Some(sink) = sink.as_deref_mut() {
+                                sink.after_token(pool, il, t, conv, ssm);
+                            }
                         }
                     }
                     let o = grow(&mut scratch.o, t_n * d);
@@ -323,7 +331,7 @@ impl<'a> CpuModel<'a> {
                     "layer {il}: weights, small tensors and state are built from the same schedule"
                 ),
             }
-            add_into(&mut scratch.x[..t_n * d], &scratch.o[..t_n * d]);
+            add_into(pool, d, &mut scratch.x[..t_n * d], &scratch.o[..t_n * d]);
             profile::record(Phase::CpuMixer, il, mixer_t0);
             let ffn_t0 = profile::start();
             ffn(pool, scratch, &lw.ffn, &ls.post_norm, eps, t_n, d);
@@ -331,7 +339,7 @@ impl<'a> CpuModel<'a> {
         }
 
         let hidden = grow(&mut out.hidden, t_n * d);
-        norm_rows(&scratch.x[..t_n * d], output_norm, eps, hidden);
+        norm_rows(pool, &scratch.x[..t_n * d], output_norm, eps, hidden);
         out.hidden.truncate(t_n * d);
         let rows = match want {
             Logits::Last => t_n - 1..t_n,
@@ -415,7 +423,7 @@ impl<'a> CpuModel<'a> {
         pool.matmul(mat(&mw.eh_proj), cat, t_n, x);
 
         let xn = grow(&mut scratch.xn, t_n * d);
-        norm_rows(&scratch.x[..t_n * d], &ms.attn_norm, eps, xn);
+        norm_rows(pool, &scratch.x[..t_n * d], &ms.attn_norm, eps, xn);
         attention(
             cfg,
             pool,
@@ -427,11 +435,11 @@ impl<'a> CpuModel<'a> {
             pos0,
             t_n,
         );
-        add_into(&mut scratch.x[..t_n * d], &scratch.o[..t_n * d]);
+        add_into(pool, d, &mut scratch.x[..t_n * d], &scratch.o[..t_n * d]);
         ffn(pool, scratch, &mw.ffn, &ms.post_norm, eps, t_n, d);
 
         let hidden = grow(&mut out.hidden, t_n * d);
-        norm_rows(&scratch.x[..t_n * d], &ms.head_norm, eps, hidden);
+        norm_rows(pool, &scratch.x[..t_n * d], &ms.head_norm, eps, hidden);
         out.hidden.truncate(t_n * d);
         let rows = match want {
             Logits::Last => t_n - 1..t_n,
@@ -462,17 +470,37 @@ fn embed(table: &TensorView<'_>, tok: u32, out: &mut [f32]) {
     simd::dequantize_row(table.info.ty, row, out);
 }
 
-fn norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+/// Fewest tokens for which the row-wise norm / residual add are split over the pool.
+const PAR_ROWS: usize = 8;
+
+/// RMSNorm of every `w.len()`-sized row, rows split over the pool for a batch (the same
+/// per-row arithmetic either way).
+fn norm_rows(pool: &Pool, x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     let d = w.len();
-    for (xr, or) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
-        rms_norm(xr, w, eps, or);
+    if out.len() / d < PAR_ROWS {
+        for (xr, or) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+            rms_norm(xr, w, eps, or);
+        }
+        return;
     }
+    for_each_chunk_mut(pool, out, d, &|t, or| {
+        rms_norm(&x[t * d..(t + 1) * d], w, eps, or)
+    });
 }
 
-fn add_into(x: &mut [f32], o: &[f32]) {
-    for (a, &b) in x.iter_mut().zip(o) {
-        *a += b;
+/// `x += o` (rows of `d`, split over the pool for a batch).
+fn add_into(pool: &Pool, d: usize, x: &mut [f32], o: &[f32]) {
+    if x.len() / d < PAR_ROWS {
+        for (a, &b) in x.iter_mut().zip(o) {
+            *a += b;
+        }
+        return;
     }
+    for_each_chunk_mut(pool, x, d, &|t, xr| {
+        for (a, &b) in xr.iter_mut().zip(&o[t * d..(t + 1) * d]) {
+            *a += b;
+        }
+    });
 }
 
 /// `x += down(swiglu(gate·n, up·n))` with `n = RMSNorm(x)·post_norm`.
@@ -487,12 +515,12 @@ fn ffn(
 ) {
     let n_ff = fw.gate.info.rows() as usize;
     let xn = grow(&mut s.xn, t_n * d);
-    norm_rows(&s.x[..t_n * d], post_norm, eps, xn);
+    norm_rows(pool, &s.x[..t_n * d], post_norm, eps, xn);
     let hid = grow(&mut s.hid, t_n * n_ff);
     pool.ffn_gate_up_swiglu(mat(&fw.gate), mat(&fw.up), xn, t_n, hid);
     let o = grow(&mut s.o, t_n * d);
     pool.matmul(mat(&fw.down), hid, t_n, o);
-    add_into(&mut s.x[..t_n * d], &s.o[..t_n * d]);
+    add_into(pool, d, &mut s.x[..t_n * d], &s.o[..t_n * d]);
 }
 
 /// The scratch buffers the attention block needs, borrowed apart from `x`/`o`.
