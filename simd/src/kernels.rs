@@ -138,6 +138,25 @@ impl MatRef<'_> {
 /// still in L2, and it is the unit the pool hands out.
 pub(crate) const ROW_CHUNK: usize = 16;
 
+/// Where `compute_rows` hands its results: `put(row, token, value)` one at a time, or
+/// `put_rows(r0, token, v)` for rows `r0 .. r0 + v.len()` of one token at once (the tile
+/// path). Any `FnMut(row, token, value)` is a sink.
+pub(crate) trait Sink {
+    fn put(&mut self, r: usize, t: usize, v: f32);
+
+    fn put_rows(&mut self, r0: usize, t: usize, v: &[f32]) {
+        for (i, &x) in v.iter().enumerate() {
+            self.put(r0 + i, t, x);
+        }
+    }
+}
+
+impl<F: FnMut(usize, usize, f32)> Sink for F {
+    fn put(&mut self, r: usize, t: usize, v: f32) {
+        self(r, t, v)
+    }
+}
+
 /// Runs the kernels over `rows` of `w` for every token of `acts`, in groups of 8 tokens (the
 /// last group padded by repeating its last token into a scratch slot), and hands each
 /// result to `sink(row, token, value)`.
@@ -146,7 +165,7 @@ pub(crate) fn compute_rows(
     w: &MatRef<'_>,
     acts: &QuantizedActs,
     rows: Range<usize>,
-    mut sink: impl FnMut(usize, usize, f32),
+    mut sink: impl Sink,
 ) {
     let rb = w.check();
     assert_eq!(
@@ -206,7 +225,7 @@ pub(crate) fn compute_rows(
                     }
                 }
                 for (s, &v) in o[..m].iter().enumerate() {
-                    sink(r, t0 + s, v);
+                    sink.put(r, t0 + s, v);
                 }
             }
             t0 += m;

@@ -305,11 +305,10 @@ impl Pool {
                 break;
             }
             let r = c * chunk..((c + 1) * chunk).min(rows);
-            compute_rows(&ks, &w, acts, r, |r, t, v| {
-                // SAFETY: t < k and r < rows, so the index is inside `out` (k × rows, checked
-                // above); each (r, t) belongs to exactly one chunk, claimed by one thread.
-                unsafe { *out_ptr.get().add(t * rows + r) = v }
-            });
+            // SAFETY (of the stores): t < k and r < rows, so the cells are inside `out`
+            // (k × rows, checked above); each (r, t) belongs to exactly one chunk, claimed
+            // by one thread.
+            compute_rows(&ks, &w, acts, r, Store { out: out_ptr, rows });
         });
     }
 
@@ -381,17 +380,11 @@ impl Pool {
             let r = c * chunk..((c + 1) * chunk).min(rows);
             // The chunk's (r, t) cells are touched only by this thread: first the gate value
             // is stored, then combined with the up value.
-            compute_rows(&kg, &gate, ag, r.clone(), |r, t, v| {
-                // SAFETY: t < k, r < rows: inside `out` (k × rows, checked above); this
-                // chunk's cells belong to this thread only.
-                unsafe { *out_ptr.get().add(t * rows + r) = v }
-            });
-            compute_rows(&ku, &up, au, r, |r, t, u| {
-                // SAFETY: as for the gate sink just above.
-                let p = unsafe { out_ptr.get().add(t * rows + r) };
-                // SAFETY: as above; `p` holds the gate value this thread stored.
-                unsafe { *p = crate::act::silu(*p) * u };
-            });
+            // SAFETY (of both sinks): t < k, r < rows: inside `out` (k × rows, checked
+            // above); this chunk's cells belong to this thread only, and the up pass reads
+            // the gate values this thread stored.
+            compute_rows(&kg, &gate, ag, r.clone(), Store { out: out_ptr, rows });
+            compute_rows(&ku, &up, au, r, Swiglu { out: out_ptr, rows });
         });
     }
 }
@@ -419,6 +412,51 @@ unsafe impl Sync for SendPtr {}
 impl SendPtr {
     fn get(self) -> *mut f32 {
         self.0
+    }
+}
+
+/// Matmul sink: `out[t · rows + r] = v`. Only built where every (r, t) it receives is a
+/// cell of `out` that no other thread writes.
+struct Store {
+    out: SendPtr,
+    rows: usize,
+}
+
+impl crate::kernels::Sink for Store {
+    fn put(&mut self, r: usize, t: usize, v: f32) {
+        // SAFETY: see the type's contract.
+        unsafe { *self.out.get().add(t * self.rows + r) = v }
+    }
+
+    fn put_rows(&mut self, r0: usize, t: usize, v: &[f32]) {
+        // SAFETY: see the type's contract (cells r0 .. r0 + v.len() of token t).
+        let o = unsafe {
+            std::slice::from_raw_parts_mut(self.out.get().add(t * self.rows + r0), v.len())
+        };
+        o.copy_from_slice(v);
+    }
+}
+
+/// Fused-FFN up sink: `out[t · rows + r] = silu(out[t · rows + r]) · u`, the cell holding
+/// the gate value. Same contract as `Store`.
+struct Swiglu {
+    out: SendPtr,
+    rows: usize,
+}
+
+impl crate::kernels::Sink for Swiglu {
+    fn put(&mut self, r: usize, t: usize, u: f32) {
+        // SAFETY: see the type's contract.
+        let p = unsafe { &mut *self.out.get().add(t * self.rows + r) };
+        *p = crate::act::silu(*p) * u;
+    }
+
+    fn put_rows(&mut self, r0: usize, t: usize, u: &[f32]) {
+        // SAFETY: see the type's contract.
+        let g = unsafe {
+            std::slice::from_raw_parts_mut(self.out.get().add(t * self.rows + r0), u.len())
+        };
+        crate::act::swiglu_inplace(g, u);
     }
 }
 

@@ -499,7 +499,7 @@ pub(crate) fn compute_rows(
     w: &MatRef<'_>,
     amx: &AmxActs,
     rows: Range<usize>,
-    mut sink: impl FnMut(usize, usize, f32),
+    mut sink: impl crate::kernels::Sink,
 ) {
     let nb = amx.nb;
     let rb = nb * 144;
@@ -542,10 +542,11 @@ pub(crate) fn compute_rows(
             // SAFETY: `Isa::Amx` (the only caller's tier) implies `usable()`; every buffer
             // below has the sizes `tile_pass` reads (checked or resized above).
             unsafe { tile_config() };
+            // Tile results, [row][token], then [token][row] for the sink.
+            let (mut out, mut by_token) = ([[0.0f32; 16]; 16], [[0.0f32; 16]; 16]);
             for tt in 0..amx.k.div_ceil(16) {
                 for tile in 0..n_tiles {
                     let nr = (r1 - r0 - 16 * tile).min(16);
-                    let mut out = [[0.0f32; 16]; 16];
                     // SAFETY: as above (tile config loaded, buffers sized); AVX-512 is part
                     // of `Isa::Amx`; token tile tt exists.
                     unsafe {
@@ -558,11 +559,11 @@ pub(crate) fn compute_rows(
                             &mut out,
                         )
                     };
+                    // SAFETY: AVX-512F is part of `Isa::Amx`.
+                    unsafe { crate::x86::transpose16(&out, &mut by_token) };
                     let base = r0 + 16 * tile;
-                    for (r, o) in out[..nr].iter().enumerate() {
-                        for (n, &v) in o.iter().enumerate().take(amx.k - 16 * tt) {
-                            sink(base + r, 16 * tt + n, v);
-                        }
+                    for (n, v) in by_token.iter().enumerate().take(amx.k - 16 * tt) {
+                        sink.put_rows(base, 16 * tt + n, &v[..nr]);
                     }
                 }
             }
@@ -643,7 +644,9 @@ unsafe fn tile_pass(
 ) {
     let nb = amx.nb;
     let cp = c.as_mut_ptr();
-    let mut lanes = [[_mm512_setzero_ps(); 16]; 12];
+    // Every lane's accumulators are written before the final reduction reads them (all
+    // steps run); left uninitialised to save a 12 KiB memset per call.
+    let mut lanes = [std::mem::MaybeUninit::<[__m512; 16]>::uninit(); 12];
     // Step s = (lane s / nb, block s % nb). Its lane sums land in half s % 2 of `c` (tile
     // set s % 2); step s + 1 is issued before step s is folded, also across lanes, so the
     // tile unit runs ahead of the fold.
@@ -675,7 +678,7 @@ unsafe fn tile_pass(
             acc[r] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(v), acc[r]);
         }
         if i + 1 == nb {
-            lanes[l] = acc;
+            lanes[l].write(acc);
             acc = [_mm512_setzero_ps(); 16];
         }
     }
@@ -692,10 +695,12 @@ unsafe fn tile_pass(
                 acc[r] = _mm512_fmadd_ps(dm, _mm512_cvtepi32_ps(s), acc[r]);
             }
         }
-        lanes[8 + lm] = acc;
+        lanes[8 + lm].write(acc);
     }
     for r in 0..16 {
-        let a = |l: usize| lanes[l][r];
+        // SAFETY: every lane was written above (the step loop visits each lane's last
+        // block, the min loop lanes 8..11).
+        let a = |l: usize| unsafe { lanes[l].assume_init_ref()[r] };
         let t4 = [0, 1, 2, 3].map(|l| _mm512_add_ps(a(l), a(l + 4)));
         let s = _mm512_add_ps(_mm512_add_ps(t4[0], t4[2]), _mm512_add_ps(t4[1], t4[3]));
         let m = _mm512_add_ps(_mm512_add_ps(a(8), a(10)), _mm512_add_ps(a(9), a(11)));

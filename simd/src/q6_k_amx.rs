@@ -212,7 +212,7 @@ pub(crate) fn compute_rows(
     w: &MatRef<'_>,
     amx: &AmxActs,
     rows: Range<usize>,
-    mut sink: impl FnMut(usize, usize, f32),
+    mut sink: impl crate::kernels::Sink,
 ) {
     let nb = amx.nb;
     let rb = nb * 210;
@@ -254,10 +254,11 @@ pub(crate) fn compute_rows(
             }
             // SAFETY: `Isa::Amx` (the only caller's tier) implies `usable()`.
             unsafe { tile_config() };
+            // Tile results, [row][token], then [token][row] for the sink.
+            let (mut out, mut by_token) = ([[0.0f32; 16]; 16], [[0.0f32; 16]; 16]);
             for tt in 0..amx.k.div_ceil(16) {
                 for tile in 0..n_tiles {
                     let nr = (r1 - r0 - 16 * tile).min(16);
-                    let mut out = [[0.0f32; 16]; 16];
                     // SAFETY: tile config loaded, buffers sized above; AVX-512 is part of
                     // `Isa::Amx`; token tile tt exists.
                     unsafe {
@@ -270,11 +271,11 @@ pub(crate) fn compute_rows(
                             &mut out,
                         )
                     };
+                    // SAFETY: AVX-512F is part of `Isa::Amx`.
+                    unsafe { crate::x86::transpose16(&out, &mut by_token) };
                     let base = r0 + 16 * tile;
-                    for (r, o) in out[..nr].iter().enumerate() {
-                        for (n, &v) in o.iter().enumerate().take(amx.k - 16 * tt) {
-                            sink(base + r, 16 * tt + n, v);
-                        }
+                    for (n, v) in by_token.iter().enumerate().take(amx.k - 16 * tt) {
+                        sink.put_rows(base, 16 * tt + n, &v[..nr]);
                     }
                 }
             }
@@ -354,7 +355,9 @@ unsafe fn tile_pass(
 ) {
     let nb = amx.nb;
     let cp = c.as_mut_ptr();
-    let mut lanes = [[_mm512_setzero_ps(); 16]; 8];
+    // Every lane's accumulators are written before the final reduction reads them (all
+    // steps run); left uninitialised to save a 8 KiB memset per call.
+    let mut lanes = [std::mem::MaybeUninit::<[__m512; 16]>::uninit(); 8];
     let issue = |s: usize| {
         let (l, i) = (s / nb, s % nb);
         // SAFETY (caller): lane l's A lines of block i exist, B tile rows 0..7 of (tt, l,
@@ -410,12 +413,14 @@ unsafe fn tile_pass(
             fold_row(15, acc[15]),
         ];
         if i + 1 == nb {
-            lanes[l] = acc;
+            lanes[l].write(acc);
             acc = [_mm512_setzero_ps(); 16];
         }
     }
     for r in 0..16 {
-        let a = |l: usize| lanes[l][r];
+        // SAFETY: every lane was written above (the step loop visits each lane's last
+        // block).
+        let a = |l: usize| unsafe { lanes[l].assume_init_ref()[r] };
         let t4 = [0, 1, 2, 3].map(|l| _mm512_add_ps(a(l), a(l + 4)));
         let s = _mm512_add_ps(_mm512_add_ps(t4[0], t4[2]), _mm512_add_ps(t4[1], t4[3]));
         _mm512_storeu_ps(out[r].as_mut_ptr(), s);

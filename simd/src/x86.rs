@@ -92,3 +92,76 @@ pub fn prefetch_ahead<const LINES: usize>(p: *const u8) {
         unsafe { _mm_prefetch(q, _MM_HINT_T0) }
     }
 }
+
+/// `out[c][r] = m[r][c]` for a 16 × 16 f32 block (unpack, 128-bit shuffles, then lane
+/// shuffles: 64 shuffles instead of 256 scalar moves).
+///
+/// # Safety
+/// AVX-512F must be available.
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub unsafe fn transpose16(m: &[[f32; 16]; 16], out: &mut [[f32; 16]; 16]) {
+    let r: [__m512; 16] = std::array::from_fn(|i| _mm512_loadu_ps(m[i].as_ptr()));
+    // t[2i], t[2i+1]: per 128-bit lane, rows 2i and 2i+1 interleaved (elements 0,1 / 2,3).
+    let t: [__m512; 16] = std::array::from_fn(|i| {
+        let (a, b) = (r[i & !1], r[i | 1]);
+        if i % 2 == 0 {
+            _mm512_unpacklo_ps(a, b)
+        } else {
+            _mm512_unpackhi_ps(a, b)
+        }
+    });
+    // u[4g + k]: lane j holds column 4j + k of rows 4g .. 4g + 3.
+    let u: [__m512; 16] = std::array::from_fn(|i| {
+        let (g, k) = (i / 4, i % 4);
+        let (a, b) = (t[4 * g + k / 2], t[4 * g + 2 + k / 2]);
+        if k % 2 == 0 {
+            _mm512_shuffle_ps::<0x44>(a, b)
+        } else {
+            _mm512_shuffle_ps::<0xEE>(a, b)
+        }
+    });
+    for k in 0..4 {
+        let (a, b, c, d) = (u[k], u[4 + k], u[8 + k], u[12 + k]);
+        let x0 = _mm512_shuffle_f32x4::<0x44>(a, b);
+        let x1 = _mm512_shuffle_f32x4::<0xEE>(a, b);
+        let y0 = _mm512_shuffle_f32x4::<0x44>(c, d);
+        let y1 = _mm512_shuffle_f32x4::<0xEE>(c, d);
+        _mm512_storeu_ps(out[k].as_mut_ptr(), _mm512_shuffle_f32x4::<0x88>(x0, y0));
+        _mm512_storeu_ps(
+            out[4 + k].as_mut_ptr(),
+            _mm512_shuffle_f32x4::<0xDD>(x0, y0),
+        );
+        _mm512_storeu_ps(
+            out[8 + k].as_mut_ptr(),
+            _mm512_shuffle_f32x4::<0x88>(x1, y1),
+        );
+        _mm512_storeu_ps(
+            out[12 + k].as_mut_ptr(),
+            _mm512_shuffle_f32x4::<0xDD>(x1, y1),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transpose16_swaps_rows_and_columns() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            eprintln!("skipped: no AVX-512");
+            return;
+        }
+        let m: [[f32; 16]; 16] =
+            std::array::from_fn(|r| std::array::from_fn(|c| (16 * r + c) as f32));
+        let mut out = [[f32::NAN; 16]; 16];
+        // SAFETY: AVX-512F checked above.
+        unsafe { transpose16(&m, &mut out) };
+        for r in 0..16 {
+            for c in 0..16 {
+                assert_eq!(out[c][r], m[r][c], "row {r} col {c}");
+            }
+        }
+    }
+}
