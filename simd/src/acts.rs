@@ -254,6 +254,7 @@ impl RawBufs {
         use std::slice::from_raw_parts_mut as part;
         match self.ty {
             GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => {
+                let quantize = q8_k_block_fn();
                 for b in r {
                     let xb: &[f32; 256] = x[256 * b..256 * b + 256]
                         .try_into()
@@ -267,7 +268,7 @@ impl RawBufs {
                         )
                     };
                     // SAFETY: as above.
-                    unsafe { *self.d.add(b) = quantize_block_q8_k(xb, qb, sb) };
+                    unsafe { *self.d.add(b) = quantize(xb, qb, sb) };
                 }
             }
             GgmlType::Q8_0 => {
@@ -343,6 +344,86 @@ pub fn quantize_block_q8_k(x: &[f32; 256], qs: &mut [i8; 256], bsums: &mut [i16;
     1.0 / iscale
 }
 
+type Q8KBlockFn = fn(&[f32; 256], &mut [i8; 256], &mut [i16; 16]) -> f32;
+
+/// [`quantize_block_q8_k`] or its AVX-512 version (same values), by `Isa::detect()`.
+fn q8_k_block_fn() -> Q8KBlockFn {
+    #[cfg(target_arch = "x86_64")]
+    if matches!(crate::Isa::detect(), crate::Isa::Avx512 | crate::Isa::Amx) {
+        return x86::quantize_block_q8_k_avx512_checked;
+    }
+    quantize_block_q8_k
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// Safe entry for the fn-pointer table: only handed out after `Isa::detect()` chose an
+    /// AVX-512 tier.
+    pub(super) fn quantize_block_q8_k_avx512_checked(
+        x: &[f32; 256],
+        qs: &mut [i8; 256],
+        bsums: &mut [i16; 16],
+    ) -> f32 {
+        debug_assert!(crate::Isa::Avx512.is_available());
+        // SAFETY: `q8_k_block_fn` returns this only on an AVX-512 tier.
+        unsafe { quantize_block_q8_k_avx512(x, qs, bsums) }
+    }
+
+    /// [`super::quantize_block_q8_k`] 16 values at a time: the same max (a max is exact in
+    /// any order; NaN lanes are skipped as by the scalar strict `>`), the first element
+    /// reaching it, the same `iscale·v` products and `nearest_int`, integer bsums.
+    ///
+    /// # Safety
+    /// AVX-512F/BW must be available.
+    #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+    pub(super) unsafe fn quantize_block_q8_k_avx512(
+        x: &[f32; 256],
+        qs: &mut [i8; 256],
+        bsums: &mut [i16; 16],
+    ) -> f32 {
+        let v: [__m512; 16] = std::array::from_fn(|g| _mm512_loadu_ps(x.as_ptr().add(16 * g)));
+        let mut m = _mm512_setzero_ps();
+        for &vg in &v {
+            // max(|v|, m) returns m where |v| is NaN.
+            m = _mm512_max_ps(_mm512_abs_ps(vg), m);
+        }
+        let amax = _mm512_reduce_max_ps(m);
+        if amax == 0.0 {
+            qs.fill(0);
+            bsums.fill(0);
+            return 0.0;
+        }
+        let av = _mm512_set1_ps(amax);
+        let mut max = 0.0f32;
+        for (g, &vg) in v.iter().enumerate() {
+            let hit = _mm512_cmp_ps_mask(_mm512_abs_ps(vg), av, _CMP_EQ_OQ);
+            if hit != 0 {
+                max = x[16 * g + hit.trailing_zeros() as usize];
+                break;
+            }
+        }
+        let iscale = -127.0f32 / max;
+        let is = _mm512_set1_ps(iscale);
+        let magic = _mm512_set1_ps(12582912.0);
+        let mant = _mm512_set1_epi32(0x007f_ffff);
+        let half = _mm512_set1_epi32(0x0040_0000);
+        let top = _mm512_set1_epi32(127);
+        for (g, &vg) in v.iter().enumerate() {
+            let f = _mm512_add_ps(_mm512_mul_ps(is, vg), magic);
+            let q = _mm512_sub_epi32(_mm512_and_si512(_mm512_castps_si512(f), mant), half);
+            let q = _mm512_min_epi32(q, top);
+            _mm_storeu_si128(
+                qs.as_mut_ptr().add(16 * g) as *mut __m128i,
+                _mm512_cvtepi32_epi8(q),
+            );
+            bsums[g] = _mm512_reduce_add_epi32(q) as i16;
+        }
+        1.0 / iscale
+    }
+}
+
 /// The x86 AVX `quantize_row_q8_0` for one block; returns the f16 bits of `d`.
 pub fn quantize_block_q8_0(x: &[f32; 32], qs: &mut [i8; 32]) -> u16 {
     let amax = x
@@ -396,6 +477,64 @@ mod tests {
         assert_eq!(qs[11], -32);
         assert_eq!(bs[0], -127 + 127 - 64 - 32);
         assert!(bs[1..].iter().all(|&s| s == 0));
+    }
+
+    #[test]
+    fn the_vector_q8_k_block_equals_the_scalar_one_bit_for_bit() {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if !crate::Isa::Avx512.is_available() {
+                eprintln!("skipped: no AVX-512");
+                return;
+            }
+            let mut rng = crate::testutil::Rng::new(21);
+            let mut cases: Vec<[f32; 256]> = Vec::new();
+            for mag in [1.0f32, 1e-38, 3e38, 1e-3] {
+                cases.push(std::array::from_fn(|_| rng.unit() * mag));
+            }
+            cases.push([0.0; 256]);
+            cases.push([-0.0; 256]);
+            // Ties for the largest magnitude (the first one wins), on both signs.
+            let mut t = [0.25f32; 256];
+            t[37] = -3.0;
+            t[200] = 3.0;
+            cases.push(t);
+            t[37] = 3.0;
+            t[200] = -3.0;
+            cases.push(t);
+            // A tie inside one 16-value group.
+            t[200] = 0.0;
+            t[40] = -3.0;
+            cases.push(t);
+            // Halfway points of the rounding (x = 0.5 + n over iscale 1): 127 / 127 = 1.
+            cases.push(std::array::from_fn(|i| {
+                if i == 0 {
+                    -127.0
+                } else {
+                    (i as f32 - 128.0) * 0.5
+                }
+            }));
+            // NaN and infinities are skipped / kept like the scalar compare.
+            let mut n = cases[0];
+            n[5] = f32::NAN;
+            cases.push(n);
+            n[9] = f32::INFINITY;
+            cases.push(n);
+            let mut subn = [0.0f32; 256];
+            subn[77] = 1e-45;
+            subn[78] = -1e-45;
+            cases.push(subn);
+            for (c, x) in cases.iter().enumerate() {
+                let (mut q0, mut b0) = ([0i8; 256], [0i16; 16]);
+                let (mut q1, mut b1) = ([1i8; 256], [1i16; 16]);
+                let d0 = quantize_block_q8_k(x, &mut q0, &mut b0);
+                // SAFETY: AVX-512 checked above.
+                let d1 = unsafe { x86::quantize_block_q8_k_avx512(x, &mut q1, &mut b1) };
+                assert_eq!(d0.to_bits(), d1.to_bits(), "case {c}: d");
+                assert_eq!(q0, q1, "case {c}: qs");
+                assert_eq!(b0, b1, "case {c}: bsums");
+            }
+        }
     }
 
     #[test]
