@@ -49,6 +49,17 @@ extern "C" __global__ void quantize_q8_1(const float* __restrict__ x, i8* __rest
 #ifndef MMV_U_SMALL
 #define MMV_U_SMALL 2
 #endif
+// K = 1 on its own (rows per warp, units per lane per step). One unit per lane per step
+// measured best on the H200 (bench-scripts/mmv-variants.sh, 2026-11-22 session 4): against
+// two, Q4_K 17408x5120 22.0 -> 17.2 us, 5120x17408 25.3 -> 18.4 us, Q6_K 35.6 -> 29.9 and
+// 47.9 -> 34.8 us, Q8_0 5120x17408 55.4 -> 47.8 us; 27B decode 98.5 -> 118.8 t/s. (Fewer
+// registers, more resident warps: the clamped second unit of a short row cost a round trip.)
+#ifndef MMV_R1
+#define MMV_R1 2
+#endif
+#ifndef MMV_U1
+#define MMV_U1 1
+#endif
 // Measured on the H200 (gpu-check --bench, 27B FFN shapes): at K = 4, four rows per warp
 // instead of two cut Q4_K 32.5 -> 26.7 us (17408x5120) and 47.7 -> 34.6 us (5120x17408),
 // Q6_K 64.9 -> 44.6 and 85.1 -> 56.9 us, but slowed Q8_0 5120x17408 84 -> 113 us; so K >= 3
@@ -59,7 +70,9 @@ struct RowsPerWarp {
 };
 template <int FMT, int K>
 struct RowsPerWarpQ {
-    static constexpr int R = (K <= 2 || (FMT == FMT_Q8_0 && K <= 4)) ? MMV_R_SMALL : MMV_R_LARGE;
+    static constexpr int R = K == 1 ? MMV_R1
+                             : (K <= 2 || (FMT == FMT_Q8_0 && K <= 4)) ? MMV_R_SMALL
+                                                                       : MMV_R_LARGE;
 };
 
 // IPG activation ints (4 * IPG quants) from a 4 * IPG-byte aligned address.
@@ -106,7 +119,7 @@ __device__ __forceinline__ void mmvq_group(const u8* __restrict__ W, u64 row_byt
         for (int t = 0; t < K; t++) acc[r][t] = 0.0f;
 
     // U units per lane per step, all loads issued before any math (memory-level parallelism).
-    constexpr int U = K <= 2 ? MMV_U_SMALL : 1;
+    constexpr int U = K == 1 ? MMV_U1 : K <= 2 ? MMV_U_SMALL : 1;
     for (int u0 = lane; u0 < units; u0 += 32 * U) {
         Unit<F::G, F::IPG> w[U][R];
 #pragma unroll

@@ -29,8 +29,7 @@ struct Unit {
 // ggml-quants.c), branch-free: lanes of one warp ask for different j. The 12 bytes are read
 // as three words (4-byte aligned: blocks are 144/176 bytes, scales start at byte 4); then
 // words lo/hi hold the eight 6-bit scales (bytes 0-3: sc0..3, 4-7: sc4..7), likewise mins.
-__device__ __forceinline__ void scale_min_k4_pair(const u8* s, int c, int* sc, int* m) {
-    const u32 s0 = *(const u32*)s, s1 = *(const u32*)(s + 4), s2 = *(const u32*)(s + 8);
+__device__ __forceinline__ void scale_min_k4_words(u32 s0, u32 s1, u32 s2, int c, int* sc, int* m) {
     const u32 sc_lo = s0 & 0x3f3f3f3fu, m_lo = s1 & 0x3f3f3f3fu;
     const u32 sc_hi = (s2 & 0x0f0f0f0fu) | ((s0 >> 2) & 0x30303030u);
     const u32 m_hi = ((s2 >> 4) & 0x0f0f0f0fu) | ((s1 >> 2) & 0x30303030u);
@@ -40,6 +39,10 @@ __device__ __forceinline__ void scale_min_k4_pair(const u8* s, int c, int* sc, i
     sc[1] = (scw >> (sh + 8)) & 0xFF;
     m[0] = (mw >> sh) & 0xFF;
     m[1] = (mw >> (sh + 8)) & 0xFF;
+}
+
+__device__ __forceinline__ void scale_min_k4_pair(const u8* s, int c, int* sc, int* m) {
+    scale_min_k4_words(*(const u32*)s, *(const u32*)(s + 4), *(const u32*)(s + 8), c, sc, m);
 }
 
 template <int FMT>
@@ -54,8 +57,10 @@ struct Fmt<FMT_Q4_K> {
     __device__ static int elem(int p, int g) { return 64 * (p >> 1) + 16 * (p & 1) + 32 * g; }
     __device__ static void load(const u8* blk, int p, Unit<G, IPG>& u) {
         const int c = p >> 1, h = p & 1;
-        const float d = f16_to_f32(*(const u16*)blk), dmin = f16_to_f32(*(const u16*)(blk + 2));
-        // 16-byte aligned: blocks are 144 = 9 * 16 bytes and qs starts at byte 16.
+        // 16-byte aligned: blocks are 144 = 9 * 16 bytes; the header (d, dmin, 12 scale
+        // bytes) is one 16-byte load, qs starts at byte 16.
+        const int4 hd = *(const int4*)blk;
+        const float d = f16_to_f32((u16)((u32)hd.x & 0xFFFF)), dmin = f16_to_f32((u16)((u32)hd.x >> 16));
         const int4 v = *(const int4*)(blk + 16 + 32 * c + 16 * h);
         const int w[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
@@ -64,7 +69,7 @@ struct Fmt<FMT_Q4_K> {
             u.q[1][i] = (w[i] >> 4) & 0x0F0F0F0F;
         }
         int sc[2], m[2];
-        scale_min_k4_pair(blk + 4, c, sc, m);
+        scale_min_k4_words((u32)hd.y, (u32)hd.z, (u32)hd.w, c, sc, m);
         u.sc[0] = d * (float)sc[0];
         u.mn[0] = dmin * (float)m[0];
         u.sc[1] = d * (float)sc[1];

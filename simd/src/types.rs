@@ -149,9 +149,30 @@ impl fmt::Display for GgmlType {
     }
 }
 
+impl std::str::FromStr for GgmlType {
+    type Err = String;
+
+    /// A weight type by its ggml name, case-insensitive ("Q4_K", "q6_k", "bf16").
+    fn from_str(s: &str) -> Result<GgmlType, String> {
+        GgmlType::ALL_WEIGHT_TYPES
+            .into_iter()
+            .find(|t| t.to_string().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| format!("unknown weight type {s:?}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weight_types_parse_from_their_names_in_any_case() {
+        for t in GgmlType::ALL_WEIGHT_TYPES {
+            assert_eq!(t.to_string().to_lowercase().parse::<GgmlType>(), Ok(t));
+        }
+        assert!("Q8_K".parse::<GgmlType>().is_err());
+        assert!("q4_0".parse::<GgmlType>().is_err());
+    }
 
     #[test]
     fn ids_round_trip_and_names_match_ggml() {

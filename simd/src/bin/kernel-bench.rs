@@ -58,14 +58,13 @@ fn parse_args() -> Result<Args, String> {
             }
             "--types" => {
                 a.types = list()
-                    .map(|s| match s.to_ascii_uppercase().as_str() {
-                        "Q4_K" => Ok(GgmlType::Q4_K),
-                        "Q5_K" => Ok(GgmlType::Q5_K),
-                        "Q6_K" => Ok(GgmlType::Q6_K),
-                        "Q8_0" => Ok(GgmlType::Q8_0),
+                    .map(|s| match s.parse::<GgmlType>()? {
+                        t @ (GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K | GgmlType::Q8_0) => {
+                            Ok(t)
+                        }
                         _ => Err(format!("unsupported type {s}")),
                     })
-                    .collect::<Result<_, _>>()?
+                    .collect::<Result<_, String>>()?
             }
             "--isas" => {
                 a.isas = list()

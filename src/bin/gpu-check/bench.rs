@@ -40,7 +40,7 @@ fn time(gpu: &Gpu, reps: usize, per: usize, mut f: impl FnMut(usize) -> R<()>) -
     Ok(median(ts))
 }
 
-pub fn run(gpu: &Gpu, rng: &mut Rng8) -> R<()> {
+pub fn run(gpu: &Gpu, rng: &mut Rng8, types: &[GgmlType]) -> R<()> {
     // Copy bandwidth: 1 GiB device-to-device, counting bytes read + written.
     let n = 1usize << 30;
     let src = gpu.upload(&vec![0x5au8; n], "copy source")?;
@@ -60,7 +60,7 @@ pub fn run(gpu: &Gpu, rng: &mut Rng8) -> R<()> {
         "type", "rows x cols", "k", "us/call", "GB/s", "of copy", "T(k)/T1"
     );
     let mut rows_out = Vec::new();
-    for ty in [GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q8_0] {
+    for &ty in types {
         for (rows, cols) in [(17408usize, 5120usize), (5120, 17408)] {
             let bytes = refs::random_weights(rng, ty, rows, cols);
             // Enough copies of the matrix that one pass over them overflows L2 several times.

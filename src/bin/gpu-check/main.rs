@@ -1,7 +1,8 @@
 //! gpu-check: every CUDA kernel of hybrid-run against a CPU reference on fresh random data,
 //! then (with --bench) mat-vec timings at the 27B FFN shapes.
 //!
-//! Usage: gpu-check [--quick] [--bench] [--seed N]
+//! Usage: gpu-check [--quick] [--bench [--bench-only] [--bench-types Q4_K,Q6_K,...]] [--seed N]
+//! (`--bench-only` skips the checks: for timing kernel variants given by HYBRID_CUDA_SRC_DIR.)
 //! Without a CUDA device it prints "skipped: no CUDA device (...)" and exits 0, so CI (no
 //! GPU) runs it as a passing test. Outputs are filled with NaN before every launch, so an
 //! element a kernel failed to write shows up as an error. Exit status 1 if any check fails.
@@ -20,6 +21,21 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
     let bench = args.iter().any(|a| a == "--bench");
+    let bench_only = args.iter().any(|a| a == "--bench-only");
+    let bench_types: Vec<simd::GgmlType> = match args.iter().position(|a| a == "--bench-types") {
+        Some(i) => {
+            let list = args.get(i + 1).map(String::as_str).unwrap_or("");
+            let parsed: Result<Vec<_>, _> = list.split(',').map(str::parse).collect();
+            match parsed {
+                Ok(v) => v,
+                Err(e) => {
+                    println!("gpu-check: --bench-types {list:?}: {e}");
+                    std::process::exit(2);
+                }
+            }
+        }
+        None => vec![simd::GgmlType::Q4_K, simd::GgmlType::Q6_K, simd::GgmlType::Q8_0],
+    };
     let seed = args
         .iter()
         .position(|a| a == "--seed")
@@ -93,8 +109,13 @@ fn main() {
         passed: 0,
         failed: 0,
     };
-    checks::dequant_references(&mut rep, &mut rng);
+    if !bench_only {
+        checks::dequant_references(&mut rep, &mut rng);
+    }
     let r = (|| -> Result<(), GpuError> {
+        if bench_only {
+            return Ok(());
+        }
         checks::matvec(&gpu, &mut rep, &mut rng, quick)?;
         checks::norms_rope_elementwise(&gpu, &mut rep, &mut rng)?;
         checks::argmax(&gpu, &mut rep, &mut rng)?;
@@ -108,7 +129,7 @@ fn main() {
         rep.failed += 1;
     }
     if bench && rep.failed == 0 {
-        if let Err(e) = bench::run(&gpu, &mut rng) {
+        if let Err(e) = bench::run(&gpu, &mut rng, &bench_types) {
             println!("gpu-check: bench error: {e}");
             rep.failed += 1;
         }
