@@ -34,7 +34,11 @@ fn main() {
                 }
             }
         }
-        None => vec![simd::GgmlType::Q4_K, simd::GgmlType::Q6_K, simd::GgmlType::Q8_0],
+        None => vec![
+            simd::GgmlType::Q4_K,
+            simd::GgmlType::Q6_K,
+            simd::GgmlType::Q8_0,
+        ],
     };
     let seed = args
         .iter()
