@@ -9,7 +9,7 @@
 //! count, so batched verification equals sequential decoding bit for bit.
 
 use half::f16;
-use simd::par::for_each_chunk_mut;
+use simd::par::{for_each_chunk_mut, for_each_chunk_mut2};
 use simd::{MatRef, Pool};
 
 use crate::gguf::{GgmlType, TensorView};
@@ -96,7 +96,6 @@ struct Scratch {
     y: Vec<f32>,
     conv: Vec<f32>,
     hid: Vec<f32>,
-    rope: Vec<(f32, f32)>,
 }
 
 fn grow(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
@@ -531,7 +530,6 @@ struct AttnScratch<'s> {
     v: &'s mut Vec<f32>,
     q: &'s mut Vec<f32>,
     ao: &'s mut Vec<f32>,
-    rope: &'s mut Vec<(f32, f32)>,
     o: &'s mut Vec<f32>,
 }
 
@@ -543,7 +541,6 @@ fn scratch_parts(s: &mut Scratch) -> AttnScratch<'_> {
         v: &mut s.p2,
         q: &mut s.p3,
         ao: &mut s.y,
-        rope: &mut s.rope,
         o: &mut s.o,
     }
 }
@@ -578,42 +575,44 @@ fn attention(
     // Per head, the query and the gate are interleaved: [q_h (hd) | gate_h (hd)].
     let q = grow(s.q, t_n * 2 * qd);
     let (qs, gates) = q.split_at_mut(t_n * qd);
-    if s.rope.len() != cfg.n_rot / 2 {
-        s.rope.resize(cfg.n_rot / 2, (0.0, 0.0));
-    }
-    for t in 0..t_n {
-        let src = &qg[t * 2 * qd..(t + 1) * 2 * qd];
-        let (qt, gt) = (
-            &mut qs[t * qd..(t + 1) * qd],
-            &mut gates[t * qd..(t + 1) * qd],
-        );
-        for h in 0..dims.n_head {
-            qt[h * hd..(h + 1) * hd].copy_from_slice(&src[h * 2 * hd..h * 2 * hd + hd]);
-            gt[h * hd..(h + 1) * hd].copy_from_slice(&src[h * 2 * hd + hd..(h + 1) * 2 * hd]);
-        }
-        let kt = &mut k[t * kvd..(t + 1) * kvd];
-        rms_norm_chunks_inplace(qt, &asm.q_norm, cfg.rms_eps);
-        rms_norm_chunks_inplace(kt, &asm.k_norm, cfg.rms_eps);
+    // Per token (in parallel over tokens; each token's arithmetic as before): split the
+    // query and gate, q/k RMSNorm, RoPE at the token's position, K/V into the f16 cache.
+    let rope_at = |t: usize| {
+        let mut cs = vec![(0.0f32, 0.0f32); cfg.n_rot / 2];
         rope_table_sections(
             pos0 + t,
             cfg.n_rot,
             cfg.rope_freq_base,
             cfg.rope_sections,
-            s.rope,
+            &mut cs,
         );
-        rope_neox_inplace(qt, hd, s.rope);
-        rope_neox_inplace(kt, hd, s.rope);
-        let row = (pos0 + t) * kvd;
-        for (dst, &src) in k_cache[row..row + kvd].iter_mut().zip(kt.iter()) {
+        cs
+    };
+    let qg: &[f32] = qg;
+    for_each_chunk_mut2(pool, qs, qd, gates, qd, &|t, qt, gt| {
+        let src = &qg[t * 2 * qd..(t + 1) * 2 * qd];
+        for h in 0..dims.n_head {
+            qt[h * hd..(h + 1) * hd].copy_from_slice(&src[h * 2 * hd..h * 2 * hd + hd]);
+            gt[h * hd..(h + 1) * hd].copy_from_slice(&src[h * 2 * hd + hd..(h + 1) * 2 * hd]);
+        }
+        rms_norm_chunks_inplace(qt, &asm.q_norm, cfg.rms_eps);
+        rope_neox_inplace(qt, hd, &rope_at(t));
+    });
+    let kc = &mut k_cache[pos0 * kvd..(pos0 + t_n) * kvd];
+    for_each_chunk_mut2(pool, k, kvd, kc, kvd, &|t, kt, kc| {
+        rms_norm_chunks_inplace(kt, &asm.k_norm, cfg.rms_eps);
+        rope_neox_inplace(kt, hd, &rope_at(t));
+        for (dst, &src) in kc.iter_mut().zip(kt.iter()) {
             *dst = f16::from_f32(src);
         }
-        for (dst, &src) in v_cache[row..row + kvd]
-            .iter_mut()
-            .zip(&v[t * kvd..(t + 1) * kvd])
-        {
+    });
+    let v: &[f32] = v;
+    let vc = &mut v_cache[pos0 * kvd..(pos0 + t_n) * kvd];
+    for_each_chunk_mut(pool, vc, kvd, &|t, vc| {
+        for (dst, &src) in vc.iter_mut().zip(&v[t * kvd..(t + 1) * kvd]) {
             *dst = f16::from_f32(src);
         }
-    }
+    });
     let ao = grow(s.ao, t_n * qd);
     if t_n == 1 {
         attend_one(pool, &dims, qs, gates, k_cache, v_cache, pos0 + 1, ao);
