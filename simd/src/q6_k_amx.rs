@@ -34,7 +34,7 @@ use std::cell::RefCell;
 use std::ops::Range;
 
 use crate::kernels::MatRef;
-use crate::q4_k_amx::{b_line, tile_release, AmxActs, Line};
+use crate::q4_k_amx::{b_line, tile_release, AmxActs, Line, PF_STEPS};
 use crate::q6_k::BlockQ6K;
 
 /// Tile palette 1 for this path: `C_lo`, `C_hi` (tiles 0, 1 and 4, 5: 16 rows × 64
@@ -376,6 +376,19 @@ unsafe fn tile_pass(
         let (l, i) = (s / nb, s % nb);
         if s + 1 < steps {
             issue(s + 1);
+        }
+        if s + PF_STEPS < steps {
+            // Bring step s + 2's A lines and B rows (1.5 KiB) from L2 into L1 while the tile
+            // unit and the fold work on steps s + 1 and s.
+            let (l2, i2) = ((s + PF_STEPS) / nb, (s + PF_STEPS) % nb);
+            let pa = a.as_ptr().add(a_line(l2, i2, nb)) as *const i8;
+            let pb = amx.b.as_ptr().add(b_line(tt, l2, i2, nb)) as *const i8;
+            for j in 0..16 {
+                _mm_prefetch(pa.add(64 * j), _MM_HINT_T0);
+            }
+            for j in 0..8 {
+                _mm_prefetch(pb.add(64 * j), _MM_HINT_T0);
+            }
         }
         let u = tt * nb + i;
         let cb = cp.add(32 * (s % 2));
