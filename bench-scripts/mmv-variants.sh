@@ -6,7 +6,7 @@
 # Usage: bench-scripts/mmv-variants.sh TYPES VARIANT...
 #   TYPES    e.g. Q4_K or Q4_K,Q6_K
 #   VARIANT  base                      the embedded sources
-#            NAME:MACRO=VAL[,MACRO=VAL] mmvq.cu with those #define values
+#            NAME:MACRO=VAL[,MACRO=VAL] mmvq.cu / *.cuh with those #define values
 #            NAME@FILE                  FILE in place of mmvq.cu (e.g. an older version)
 #            NAME+ENV=VAL               base sources with an environment variable set
 # Binary: $GPU_CHECK_BIN (default .dev-carry/gpu/gpu-check). Logs: $OUT (or /tmp/mmv).
@@ -34,8 +34,9 @@ for v in "$@"; do
         IFS=, read -ra defs <<< "${v#*:}"
         for def in "${defs[@]}"; do
             m=${def%%=*}; val=${def#*=}
-            grep -q "^#define $m " "$d/mmvq.cu" || { echo "variant $name: no #define $m"; continue 2; }
-            sed -i "s/^#define $m .*/#define $m $val/" "$d/mmvq.cu"
+            f=$(grep -l "^#define $m " "$d"/mmvq.cu "$d"/*.cuh | head -1)
+            [ -n "$f" ] || { echo "variant $name: no #define $m"; continue 2; }
+            sed -i "s/^#define $m .*/#define $m $val/" "$f"
         done
         export HYBRID_CUDA_SRC_DIR=$d ;;
     *+*)

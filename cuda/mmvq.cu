@@ -101,18 +101,18 @@ __device__ __forceinline__ void reduce_store(float (&acc)[R][K], float* out, int
         }
 }
 
-// One warp's row group: rows row0 .. row0 + R - 1 of W (rows x row_bytes); aq: [K][n] int8;
-// ads: [K][n/32] (d, s); out: [K][rows].
+// One lane's share of the row group row0 .. row0 + R - 1 of W (rows x row_bytes); aq: [K][n]
+// int8; ads: [K][n/32] (d, s). The lane walks units first, first + stride, ... of its R rows and leaves its partial sums in
+// acc (the caller reduces them): stride 32 when a warp owns whole rows, 32 * slices when the
+// warps of a CTA split the columns of one row group (mmvq_body's small-matrix form).
 template <int FMT, int K>
-__device__ __forceinline__ void mmvq_group(const u8* __restrict__ W, u64 row_bytes, int rows, int n,
-                                           const i8* __restrict__ aq, const float2* __restrict__ ads,
-                                           float* __restrict__ out, int row0) {
+__device__ __forceinline__ void mmvq_lane(const u8* __restrict__ W, u64 row_bytes, int rows, int n,
+                                          const i8* __restrict__ aq, const float2* __restrict__ ads,
+                                          int row0, int first, int stride,
+                                          float (&acc)[RowsPerWarpQ<FMT, K>::R][K]) {
     typedef Fmt<FMT> F;
     constexpr int R = RowsPerWarpQ<FMT, K>::R;
-    const int lane = threadIdx.x & 31;
     const int units = (n / F::QK) * F::PARTS;
-    {
-    float acc[R][K];
 #pragma unroll
     for (int r = 0; r < R; r++)
 #pragma unroll
@@ -120,11 +120,11 @@ __device__ __forceinline__ void mmvq_group(const u8* __restrict__ W, u64 row_byt
 
     // U units per lane per step, all loads issued before any math (memory-level parallelism).
     constexpr int U = K == 1 ? MMV_U1 : K <= 2 ? MMV_U_SMALL : 1;
-    for (int u0 = lane; u0 < units; u0 += 32 * U) {
+    for (int u0 = first; u0 < units; u0 += stride * U) {
         Unit<F::G, F::IPG> w[U][R];
 #pragma unroll
         for (int j = 0; j < U; j++) {
-            const int u = min(u0 + 32 * j, units - 1);  // a clamped unit is loaded, not used
+            const int u = min(u0 + stride * j, units - 1);  // a clamped unit is loaded, not used
             const int b = u / F::PARTS, p = u % F::PARTS;
 #pragma unroll
             for (int r = 0; r < R; r++) {
@@ -134,7 +134,7 @@ __device__ __forceinline__ void mmvq_group(const u8* __restrict__ W, u64 row_byt
         }
 #pragma unroll
         for (int j = 0; j < U; j++) {
-            const int u = u0 + 32 * j;
+            const int u = u0 + stride * j;
             if (u >= units) break;
             const int b = u / F::PARTS, p = u % F::PARTS;
 #pragma unroll
@@ -161,20 +161,56 @@ __device__ __forceinline__ void mmvq_group(const u8* __restrict__ W, u64 row_byt
             }
         }
     }
-    reduce_store<R, K>(acc, out, row0, rows);
-    }
+}
+
+// One warp's row group: rows row0 .. row0 + R - 1 of W (rows x row_bytes); aq: [K][n] int8;
+// ads: [K][n/32] (d, s); out: [K][rows].
+template <int FMT, int K>
+__device__ __forceinline__ void mmvq_group(const u8* __restrict__ W, u64 row_bytes, int rows, int n,
+                                           const i8* __restrict__ aq, const float2* __restrict__ ads,
+                                           float* __restrict__ out, int row0) {
+    float acc[RowsPerWarpQ<FMT, K>::R][K];
+    mmvq_lane<FMT, K>(W, row_bytes, rows, n, aq, ads, row0, threadIdx.x & 31, 32, acc);
+    reduce_store<RowsPerWarpQ<FMT, K>::R, K>(acc, out, row0, rows);
 }
 
 // W: rows x row_bytes; aq: [K][n] int8; ads: [K][n/32] (d, s); out: [K][rows].
+// split == 0: each warp owns whole row groups. split != 0 (small matrices, chosen by the
+// launcher from the row count alone, so every K of one matrix takes the same form): the
+// warps of a CTA share one row group and split its units (warp w takes lanes' units
+// lane + 32w, + 32 * warps, ...); the per-warp sums are added in warp order through shared
+// memory. A 48-row matrix then runs on 4x the warps with a quarter of the sequential steps.
 template <int FMT, int K>
 __device__ __forceinline__ void mmvq_body(const u8* __restrict__ W, u64 row_bytes, int rows, int n,
                                           const i8* __restrict__ aq, const float2* __restrict__ ads,
-                                          float* __restrict__ out) {
+                                          float* __restrict__ out, int split) {
     constexpr int R = RowsPerWarpQ<FMT, K>::R;
-    const int warps = blockDim.x >> 5;
-    for (int row0 = (blockIdx.x * warps + (threadIdx.x >> 5)) * R; row0 < rows;
-         row0 += gridDim.x * warps * R)
-        mmvq_group<FMT, K>(W, row_bytes, rows, n, aq, ads, out, row0);
+    const int warps = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    if (!split) {
+        for (int row0 = (blockIdx.x * warps + warp) * R; row0 < rows; row0 += gridDim.x * warps * R)
+            mmvq_group<FMT, K>(W, row_bytes, rows, n, aq, ads, out, row0);
+        return;
+    }
+    __shared__ float red[MMV_WARPS][R][K];
+    for (int row0 = blockIdx.x * R; row0 < rows; row0 += gridDim.x * R) {  // CTA-uniform
+        float acc[R][K];
+        mmvq_lane<FMT, K>(W, row_bytes, rows, n, aq, ads, row0, lane + 32 * warp, 32 * warps, acc);
+#pragma unroll
+        for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int t = 0; t < K; t++) {
+                const float v = warp_sum(acc[r][t]);
+                if (lane == 0) red[warp][r][t] = v;
+            }
+        __syncthreads();
+        if ((int)threadIdx.x < R * K) {
+            const int r = threadIdx.x / K, t = threadIdx.x % K;
+            float s = red[0][r][t];
+            for (int w = 1; w < warps; w++) s += red[w][r][t];
+            if (row0 + r < rows) out[(size_t)t * rows + row0 + r] = s;
+        }
+        __syncthreads();  // red is reused by the next row group
+    }
 }
 
 // Several matrices of one format that read the same activations (the GDN or attention input
@@ -290,8 +326,8 @@ __device__ __forceinline__ void mmvf_body(const u8* __restrict__ W, u64 row_byte
 #define MMVQ(name, FMT, K)                                                                       \
     extern "C" __global__ void __launch_bounds__(32 * MMV_WARPS)                                 \
         name(const u8* W, u64 row_bytes, int rows, int n, const i8* aq, const float2* ads,       \
-             float* out) { PDL_ENTER();                                                                       \
-        mmvq_body<FMT, K>(W, row_bytes, rows, n, aq, ads, out);                                  \
+             float* out, int split) { PDL_ENTER();                                               \
+        mmvq_body<FMT, K>(W, row_bytes, rows, n, aq, ads, out, split);                           \
     }
 #define MMVQ_MULTI(name, FMT, K)                                                                 \
     extern "C" __global__ void __launch_bounds__(32 * MMV_WARPS)                                 \

@@ -93,9 +93,11 @@ pub fn dequant_references(rep: &mut Report, rng: &mut Rng8) {
 pub fn matvec(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8, quick: bool) -> R<()> {
     for ty in MMV_FORMATS {
         let shapes: &[(usize, usize)] = match ty {
-            GgmlType::Q8_0 => &[(37, 96), (515, 1312)],
+            GgmlType::Q8_0 => &[(37, 96), (515, 1312), (300, 96)],
             GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => &[(37, 40), (515, 1000)],
-            _ => &[(37, 512), (515, 1280)],
+            // 37x512 and 515x1280 take the split form (fewer rows than columns), 2100x512
+            // the whole-row form.
+            _ => &[(37, 512), (515, 1280), (2100, 512)],
         };
         let shapes = if quick { &shapes[1..] } else { shapes };
         for &(rows, cols) in shapes {
@@ -174,7 +176,9 @@ pub fn matvec(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8, quick: bool) -> R<()>
     // every output row written (NaN-poisoned buffers).
     for ty in MMV_FORMATS.iter().copied().filter(|t| t.is_quantized()) {
         let cols = if ty == GgmlType::Q8_0 { 96 } else { 512 };
-        let rows = [37usize, 515, 5, 130];
+        // Taller than wide, so that each matrix alone takes the whole-row form too (a wide
+        // one would make matvec_multi launch them one by one).
+        let rows = [700usize, 515, 600, 530];
         let mut ws = Vec::new();
         for (i, &r) in rows.iter().enumerate() {
             let bytes = refs::random_weights(rng, ty, r, cols);

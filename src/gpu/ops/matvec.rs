@@ -33,6 +33,26 @@ fn grid_cap(sm_count: i32) -> u32 {
     per_sm.map_or(u32::MAX, |p| p.saturating_mul(sm_count.max(1) as u32))
 }
 
+/// Whether a quantized `rows` x `cols` matrix takes the kernel's split form (the warps of a
+/// CTA share one row group and split its columns): wide matrices (fewer rows than columns),
+/// unless `HYBRID_MMV_SPLIT=0` (read once). A whole-row warp walks a Q4_K row in cols / 1024
+/// dependent steps at k = 1 (17 for the 27B's 5120 x 17408 FFN down), and a 48- or 5120-row
+/// matrix has few warps to hide them; split, each warp takes a quarter of the steps on 4x the
+/// warps. Measured on the H100 (docs/benchmarks/gpu-split-mmv-2026-12-06.md): the 27B's wide
+/// matrices (48, 1024 and 5120 rows) get 7-32% faster, tall ones (6144 or 10240 x 5120) up to
+/// 12% slower, hence the rule. The choice depends on the shape alone, so every k of one
+/// matrix takes the same form (row t of a k-token call stays bit-identical to k = 1).
+fn split_form(rows: usize, cols: usize) -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let on = *ON.get_or_init(|| {
+        !matches!(
+            std::env::var("HYBRID_MMV_SPLIT").as_deref(),
+            Ok("0") | Ok("off")
+        )
+    });
+    on && rows < cols
+}
+
 /// Rows per warp of the k-token kernel (RowsPerWarp in mmvq.cu).
 /// (Q8_0 keeps 2 up to k = 4; its kernels walk row groups grid-stride, so a grid sized for 4
 /// rows per warp still covers every row.)
@@ -157,6 +177,14 @@ impl Gpu {
                 ));
             }
             let (aq, ads) = (qa.q.ptr, qa.ds.ptr);
+            let split = split_form(w.rows, w.cols);
+            let grid = if split {
+                // One row group per CTA (its warps split the columns).
+                (blocks_for(OP, w.rows, rows_per_warp(k))?, 1, 1)
+            } else {
+                grid
+            };
+            let split_arg = split as i32;
             let mut b = self.launcher(f);
             if b.profiling() {
                 b.label(format!("matvec {} {}x{} k={k}", w.ty, w.rows, w.cols));
@@ -167,7 +195,8 @@ impl Gpu {
                 .arg(&n) /* n */
                 .arg(&aq) /* aq */
                 .arg(&ads) /* ads */
-                .arg(&op); /* out */
+                .arg(&op) /* out */
+                .arg(&split_arg); /* split */
             launch(OP, &mut b, launch_cfg(grid, 32 * WARPS as u32))
         } else {
             let epu = if w.ty == GgmlType::F32 { 4 } else { 8 };
@@ -220,7 +249,8 @@ unsafe impl cudarc::driver::DeviceRepr for MultiMats {}
 impl Gpu {
     /// `outs[i] = x · ws[i]ᵀ` for t < k (1..=8) in one launch: quantized matrices of one type
     /// and one column count that read the same activations (`qa`, quantized from `x`), at
-    /// most [`MMV_MULTI`]. Bit-identical to one [`Gpu::matvec`] per matrix.
+    /// most [`MMV_MULTI`]. Bit-identical to one [`Gpu::matvec`] per matrix (and one launch per
+    /// matrix when one of them takes the split form).
     pub fn matvec_multi(
         &self,
         ws: &[&GpuMatrix],
@@ -264,6 +294,15 @@ impl Gpu {
                     ws[0].name
                 ),
             ));
+        }
+        // A wide matrix takes the split form on its own (see `split_form`), which the
+        // multi-matrix kernel does not have: launch each matrix alone then, which keeps
+        // every result bit-identical to `matvec`.
+        if ws.iter().any(|w| split_form(w.rows, w.cols)) {
+            for (w, o) in ws.iter().zip(outs) {
+                self.matvec(w, x, qa, k, o)?;
+            }
+            return Ok(());
         }
         let mut m = MultiMats {
             w: [0; MMV_MULTI],
