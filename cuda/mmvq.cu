@@ -213,36 +213,6 @@ __device__ __forceinline__ void mmvq_body(const u8* __restrict__ W, u64 row_byte
     }
 }
 
-// Several matrices of one format that read the same activations (the GDN or attention input
-// projections, the FFN gate and up) in one launch: their row groups are numbered one matrix
-// after the other, and each warp's group is computed exactly as by a launch of its matrix
-// alone (same code, same order), so the results are bit-identical to separate launches.
-#define MMV_MULTI 4
-struct MultiMats {
-    const u8* W[MMV_MULTI];
-    u64 row_bytes[MMV_MULTI];
-    float* out[MMV_MULTI];
-    int rows[MMV_MULTI];
-    int n_mats;
-};
-
-template <int FMT, int K>
-__device__ __forceinline__ void mmvq_multi_body(const MultiMats& m, int n, const i8* __restrict__ aq,
-                                                const float2* __restrict__ ads) {
-    constexpr int R = RowsPerWarpQ<FMT, K>::R;
-    const int warps = blockDim.x >> 5;
-    int total = 0;
-    for (int j = 0; j < m.n_mats; j++) total += (m.rows[j] + R - 1) / R;
-    for (int g = blockIdx.x * warps + (threadIdx.x >> 5); g < total; g += gridDim.x * warps) {
-        int j = 0, g0 = 0;  // the matrix of group g (warp-uniform)
-        while (j + 1 < m.n_mats && g >= g0 + (m.rows[j] + R - 1) / R) {
-            g0 += (m.rows[j] + R - 1) / R;
-            j++;
-        }
-        mmvq_group<FMT, K>(m.W[j], m.row_bytes[j], m.rows[j], n, aq, ads, m.out[j], (g - g0) * R);
-    }
-}
-
 // Float weights: a unit is 16 bytes (8 f16/bf16 or 4 f32 weights); x: [K][n] f32.
 template <int FMT>
 struct FloatFmt;
@@ -329,11 +299,6 @@ __device__ __forceinline__ void mmvf_body(const u8* __restrict__ W, u64 row_byte
              float* out, int split) { PDL_ENTER();                                               \
         mmvq_body<FMT, K>(W, row_bytes, rows, n, aq, ads, out, split);                           \
     }
-#define MMVQ_MULTI(name, FMT, K)                                                                 \
-    extern "C" __global__ void __launch_bounds__(32 * MMV_WARPS)                                 \
-        name(const MultiMats m, int n, const i8* aq, const float2* ads) { PDL_ENTER();           \
-        mmvq_multi_body<FMT, K>(m, n, aq, ads);                                                  \
-    }
 #define MMVF(name, FMT, K)                                                                       \
     extern "C" __global__ void __launch_bounds__(32 * MMV_WARPS)                                 \
         name(const u8* W, u64 row_bytes, int rows, int n, const float* x, float* out) { PDL_ENTER();          \
@@ -348,15 +313,6 @@ ALL_K(MMVQ, q4_k, FMT_Q4_K)
 ALL_K(MMVQ, q5_k, FMT_Q5_K)
 ALL_K(MMVQ, q6_k, FMT_Q6_K)
 ALL_K(MMVQ, q8_0, FMT_Q8_0)
-#define ALL_K_MULTI(fmt, FMT)                                                                    \
-    MMVQ_MULTI(mmv_multi_##fmt##_k1, FMT, 1) MMVQ_MULTI(mmv_multi_##fmt##_k2, FMT, 2)           \
-    MMVQ_MULTI(mmv_multi_##fmt##_k3, FMT, 3) MMVQ_MULTI(mmv_multi_##fmt##_k4, FMT, 4)           \
-    MMVQ_MULTI(mmv_multi_##fmt##_k5, FMT, 5) MMVQ_MULTI(mmv_multi_##fmt##_k6, FMT, 6)           \
-    MMVQ_MULTI(mmv_multi_##fmt##_k7, FMT, 7) MMVQ_MULTI(mmv_multi_##fmt##_k8, FMT, 8)
-ALL_K_MULTI(q4_k, FMT_Q4_K)
-ALL_K_MULTI(q5_k, FMT_Q5_K)
-ALL_K_MULTI(q6_k, FMT_Q6_K)
-ALL_K_MULTI(q8_0, FMT_Q8_0)
 ALL_K(MMVF, f32, FMT_F32)
 ALL_K(MMVF, f16, FMT_F16)
 ALL_K(MMVF, bf16, FMT_BF16)

@@ -31,9 +31,6 @@ pub(crate) fn mmv_index(ty: GgmlType) -> Option<usize> {
 pub struct Kernels {
     /// `mmv[format][k - 1]`, format as in [`MMV_FORMATS`].
     pub(crate) mmv: Vec<[CudaFunction; MAX_K]>,
-    /// `mmv_multi[format][k - 1]` for the quantized formats (the first four of
-    /// [`MMV_FORMATS`]): several matrices that share the activations in one launch.
-    pub(crate) mmv_multi: Vec<[CudaFunction; MAX_K]>,
     pub(crate) quantize_q8_1: CudaFunction,
     pub(crate) rms_norm: CudaFunction,
     pub(crate) rms_norm_gated: CudaFunction,
@@ -128,12 +125,6 @@ impl Kernels {
             let f = |k: usize| m.get(Kernel::Mmvq, &format!("mmv_{fmt}_k{k}"));
             mmv.push([f(1)?, f(2)?, f(3)?, f(4)?, f(5)?, f(6)?, f(7)?, f(8)?]);
         }
-        let mut mmv_multi = Vec::new();
-        for ty in MMV_FORMATS.iter().filter(|t| t.is_quantized()) {
-            let fmt = ty.to_string().to_lowercase();
-            let f = |k: usize| m.get(Kernel::Mmvq, &format!("mmv_multi_{fmt}_k{k}"));
-            mmv_multi.push([f(1)?, f(2)?, f(3)?, f(4)?, f(5)?, f(6)?, f(7)?, f(8)?]);
-        }
         let dequant = (|| -> Result<Dequant> {
             let mut by_fmt = Vec::new();
             for ty in MMV_FORMATS {
@@ -148,7 +139,6 @@ impl Kernels {
         .ok();
         let k = Kernels {
             mmv,
-            mmv_multi,
             dequant,
             quantize_q8_1: m.get(Kernel::Mmvq, "quantize_q8_1")?,
             rms_norm: m.get(Kernel::Norm, "rms_norm")?,

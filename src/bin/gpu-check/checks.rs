@@ -172,51 +172,6 @@ pub fn matvec(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8, quick: bool) -> R<()>
             }
         }
     }
-    // Several matrices in one launch (matvec_multi): bit-identical to one launch each, and
-    // every output row written (NaN-poisoned buffers).
-    for ty in MMV_FORMATS.iter().copied().filter(|t| t.is_quantized()) {
-        let cols = if ty == GgmlType::Q8_0 { 96 } else { 512 };
-        // Taller than wide, so that each matrix alone takes the whole-row form too (a wide
-        // one would make matvec_multi launch them one by one).
-        let rows = [700usize, 515, 600, 530];
-        let mut ws = Vec::new();
-        for (i, &r) in rows.iter().enumerate() {
-            let bytes = refs::random_weights(rng, ty, r, cols);
-            ws.push(gpu.upload_matrix(&format!("multi.{i}.{ty}"), ty, r, cols, &bytes)?);
-        }
-        let mut qa = QuantActs::new(gpu, MAX_K, cols)?;
-        for k in [1usize, 2, 3, 5, 8] {
-            let x = gpu.upload(&uniform(rng, k * cols, -1.0, 1.0), "x")?;
-            gpu.quantize_acts(x.view(), k, cols, &mut qa)?;
-            let mut same = true;
-            for n_mats in [2usize, 4] {
-                let mut outs: Vec<_> = rows[..n_mats]
-                    .iter()
-                    .map(|&r| nan_buf(gpu, k * r, "out"))
-                    .collect::<R<Vec<_>>>()?;
-                let wr: Vec<&hybrid_run::gpu::GpuMatrix> = ws[..n_mats].iter().collect();
-                gpu.matvec_multi(
-                    &wr,
-                    x.view(),
-                    &qa,
-                    k,
-                    outs.iter_mut().map(|o| o.view_mut()).collect(),
-                )?;
-                for (w, o) in ws[..n_mats].iter().zip(&outs) {
-                    let mut one = nan_buf(gpu, k * w.rows, "out1")?;
-                    gpu.matvec(w, x.view(), &qa, k, one.view_mut())?;
-                    let (a, b) = (gpu.download(o.view())?, gpu.download(one.view())?);
-                    same &= a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits())
-                        && a.iter().all(|v| !v.is_nan());
-                }
-            }
-            rep.truth(
-                &format!("matvec_multi {ty} 2 and 4 matrices k={k} == separate launches"),
-                same,
-                "bit-identical",
-            );
-        }
-    }
     // Typed errors instead of launches on bad arguments.
     let bytes = refs::random_weights(rng, GgmlType::Q4_K, 4, 256);
     let w = gpu.upload_matrix("blk.0.ffn_up.weight", GgmlType::Q4_K, 4, 256, &bytes)?;

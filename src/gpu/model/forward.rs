@@ -35,7 +35,7 @@ use super::super::graph::{graphs_enabled_by_env, Graph};
 use super::super::kernels::MAX_K;
 use super::super::ops::{
     AttnScratch, DevPos, GdnConvArgs, GdnRecurrenceArgs, Gemm, KvCache, QuantActs, ATTN_HEAD_DIMS,
-    GDN_HEAD_DIMS, MMV_MULTI,
+    GDN_HEAD_DIMS,
 };
 use super::snapshot::GpuSnapshotRing;
 use super::state::{GpuLayerState, GpuSeqState};
@@ -153,22 +153,9 @@ fn mm(
     }
 }
 
-/// Whether matrices that read the same input share one mat-vec launch: off unless
-/// `HYBRID_MMV_MULTI=1` (not yet measured on a GPU; see docs/benchmarks/gpu-graphs-*).
-fn multi_enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| {
-        matches!(
-            std::env::var("HYBRID_MMV_MULTI").as_deref(),
-            Ok("1") | Ok("on") | Ok("true")
-        )
-    })
-}
-
 /// `outs[i] = x · ws[i]ᵀ` for t tokens, for matrices that read the same input `x` (`qa`
-/// holds it quantized): on the mat-vec path, the quantized matrices of each type and width
-/// share one launch ([`Gpu::matvec_multi`], bit-identical to separate launches); otherwise
-/// one [`mm`] each.
+/// holds it quantized). (One launch per matrix: a multi-matrix launch measured no faster,
+/// docs/benchmarks/gpu-graphs-2026-11-22.md, and was removed.)
 fn mm_many(
     gpu: &Gpu,
     gemm: &mut Option<Gemm>,
@@ -178,31 +165,8 @@ fn mm_many(
     t: usize,
     outs: Vec<ViewMut<'_, f32>>,
 ) -> Result<()> {
-    if t > MAX_K || !multi_enabled() {
-        for (w, o) in ws.iter().zip(outs) {
-            mm(gpu, gemm, qa, w, x, t, o)?;
-        }
-        return Ok(());
-    }
-    let mut rest: Vec<(&GpuMatrix, ViewMut<'_, f32>)> = ws.iter().copied().zip(outs).collect();
-    while !rest.is_empty() {
-        let (ty, cols) = (rest[0].0.ty, rest[0].0.cols);
-        let (same, other): (Vec<_>, Vec<_>) = rest
-            .into_iter()
-            .partition(|(w, _)| w.ty == ty && w.cols == cols);
-        rest = other;
-        if same.len() == 1 || !ty.is_quantized() {
-            for (w, o) in same {
-                mm(gpu, gemm, qa, w, x, t, o)?;
-            }
-        } else {
-            let mut same = same.into_iter().peekable();
-            while same.peek().is_some() {
-                let (ws, outs): (Vec<&GpuMatrix>, Vec<ViewMut<'_, f32>>) =
-                    same.by_ref().take(MMV_MULTI).unzip();
-                gpu.matvec_multi(&ws, x, qa, t, outs)?;
-            }
-        }
+    for (w, o) in ws.iter().zip(outs) {
+        mm(gpu, gemm, qa, w, x, t, o)?;
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ mod matvec;
 pub use attn::{AttnScratch, KvCache, ATTN_HEAD_DIMS};
 pub use gdn::{GdnConvArgs, GdnRecurrenceArgs, GDN_HEAD_DIM, GDN_HEAD_DIMS};
 pub use gemm::Gemm;
-pub use matvec::{QuantActs, MMV_MULTI};
+pub use matvec::QuantActs;
 
 use std::marker::PhantomData;
 
