@@ -64,6 +64,9 @@ struct Shared {
     parked: Vec<AtomicBool>,
     panicked: AtomicBool,
     shutdown: AtomicBool,
+    /// `prof` only: each worker's start and end of the current job, ns since `base`.
+    prof_times: Vec<(AtomicU64, AtomicU64)>,
+    base: std::time::Instant,
 }
 
 // SAFETY: `job` is only written by the thread that owns `Pool::run` while no worker reads
@@ -153,6 +156,10 @@ impl Pool {
             parked: (0..n_threads).map(|_| AtomicBool::new(false)).collect(),
             panicked: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
+            prof_times: (0..n_threads)
+                .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
+                .collect(),
+            base: std::time::Instant::now(),
         });
         let cpus = physical_core_cpus();
         let core_ids = core_affinity::get_core_ids().unwrap_or_default();
@@ -217,6 +224,8 @@ impl Pool {
         // SAFETY: no worker reads `job` now: all finished the previous epoch (we waited).
         unsafe { *sh.job.get() = Some(job) };
         sh.done.store(0, Ordering::Relaxed);
+        let prof = crate::prof::enabled();
+        let t_pub = sh.base.elapsed().as_nanos() as u64;
         sh.epoch.fetch_add(1, Ordering::SeqCst);
         for (i, p) in sh.parked.iter().enumerate().skip(1) {
             if p.swap(false, Ordering::SeqCst) {
@@ -224,10 +233,21 @@ impl Pool {
             }
         }
         let mine = catch_unwind(AssertUnwindSafe(|| f(0, sh.n)));
+        let t_mine = prof.then(std::time::Instant::now);
         let all_done = || sh.done.load(Ordering::Acquire) >= sh.n - 1;
         if !spin_until(all_done) {
             while !all_done() {
                 thread::yield_now();
+            }
+        }
+        if let Some(t) = t_mine {
+            let end = sh.base.elapsed().as_nanos() as u64;
+            crate::prof::add("pool: caller waits for workers", t.elapsed());
+            let ns = |v: u64| std::time::Duration::from_nanos(v);
+            for (s, e) in &sh.prof_times[1..] {
+                let (s, e) = (s.load(Ordering::Relaxed), e.load(Ordering::Relaxed));
+                crate::prof::add("pool: worker wake latency", ns(s.saturating_sub(t_pub)));
+                crate::prof::add("pool: worker idle at end", ns(end.saturating_sub(e)));
             }
         }
         if let Err(e) = mine {
@@ -288,7 +308,9 @@ impl Pool {
         );
         let ks = KernelSet::new(w.ty, self.isa);
         let mut acts = self.acts_a.lock().unwrap_or_else(|e| e.into_inner());
+        let pq = crate::prof::scope("acts.quantize (inside mm)");
         acts.quantize_with(w.ty, x, k, w.cols, self);
+        drop(pq);
         #[cfg(target_arch = "x86_64")]
         if ks.wants_amx(k) {
             acts.build_amx(Some(self));
@@ -352,7 +374,9 @@ impl Pool {
         );
         let mut acts_g = self.acts_a.lock().unwrap_or_else(|e| e.into_inner());
         let mut acts_u = self.acts_b.lock().unwrap_or_else(|e| e.into_inner());
+        let pq = crate::prof::scope("acts.quantize (inside mm)");
         acts_g.quantize_with(gate.ty, x, k, gate.cols, self);
+        drop(pq);
         let same = gate.ty == up.ty;
         if !same {
             acts_u.quantize_with(up.ty, x, k, up.cols, self);
@@ -484,8 +508,17 @@ fn worker(sh: &Shared, i: usize) {
         let job = unsafe { (*sh.job.get()).expect("a job is set before each epoch") };
         // SAFETY: see above; the pointer is valid until `done` reaches n - 1.
         let f = unsafe { &*job };
+        let prof = crate::prof::enabled();
+        if prof {
+            let t = sh.base.elapsed().as_nanos() as u64;
+            sh.prof_times[i].0.store(t, Ordering::Relaxed);
+        }
         if catch_unwind(AssertUnwindSafe(|| f(i, sh.n))).is_err() {
             sh.panicked.store(true, Ordering::SeqCst);
+        }
+        if prof {
+            let t = sh.base.elapsed().as_nanos() as u64;
+            sh.prof_times[i].1.store(t, Ordering::Relaxed);
         }
         sh.done.fetch_add(1, Ordering::Release);
     }
