@@ -275,13 +275,25 @@ impl<'a> CpuModel<'a> {
                     };
                     let (cd, vd, hv) = (dims.conv_dim(), dims.value_dim(), dims.h_v);
                     let qkv = grow(&mut scratch.p0, t_n * cd);
-                    { let _p = simd::prof::scope("gdn.qkv"); pool.matmul(mat(&g.attn_qkv), xn, t_n, qkv); }
                     let z = grow(&mut scratch.p1, t_n * vd);
-                    { let _p = simd::prof::scope("gdn.gate"); pool.matmul(mat(&g.attn_gate), xn, t_n, z); }
                     let b = grow(&mut scratch.p2, t_n * hv);
-                    { let _p = simd::prof::scope("gdn.beta"); pool.matmul(mat(&g.ssm_beta), xn, t_n, b); }
                     let a = grow(&mut scratch.p3, t_n * hv);
-                    { let _p = simd::prof::scope("gdn.alpha"); pool.matmul(mat(&g.ssm_alpha), xn, t_n, a); }
+                    // The four input projections read the same xn: one conversion, one
+                    // parallel region.
+                    {
+                        let _p = simd::prof::scope("gdn.qkv+gate+beta+alpha");
+                        pool.matmul_many(
+                            xn,
+                            t_n,
+                            &mut [
+                                (mat(&g.attn_qkv), &mut *qkv),
+                                (mat(&g.attn_gate), &mut *z),
+                                (mat(&g.ssm_beta), &mut *b),
+                                (mat(&g.ssm_alpha), &mut *a),
+                            ],
+                        );
+                    }
+                    let (qkv, z, b, a): (&[f32], &[f32], &[f32], &[f32]) = (qkv, z, b, a);
                     let params = GdnParams {
                         conv_w: &gs.conv_w,
                         dt_bias: &gs.dt_bias,
@@ -569,11 +581,20 @@ fn attention(
     let (hd, qd, kvd) = (dims.head_dim, dims.q_dim(), dims.kv_row());
     let xn = &s.xn[..t_n * cfg.n_embd];
     let qg = grow(s.qg, t_n * 2 * qd);
-    { let _p = simd::prof::scope("attn.q"); pool.matmul(mat(&aw.attn_q), xn, t_n, qg); }
     let k = grow(s.k, t_n * kvd);
-    { let _p = simd::prof::scope("attn.k"); pool.matmul(mat(&aw.attn_k), xn, t_n, k); }
     let v = grow(s.v, t_n * kvd);
-    { let _p = simd::prof::scope("attn.v"); pool.matmul(mat(&aw.attn_v), xn, t_n, v); }
+    {
+        let _p = simd::prof::scope("attn.q+k+v");
+        pool.matmul_many(
+            xn,
+            t_n,
+            &mut [
+                (mat(&aw.attn_q), &mut *qg),
+                (mat(&aw.attn_k), &mut *k),
+                (mat(&aw.attn_v), &mut *v),
+            ],
+        );
+    }
     // Per head, the query and the gate are interleaved: [q_h (hd) | gate_h (hd)].
     let q = grow(s.q, t_n * 2 * qd);
     let (qs, gates) = q.split_at_mut(t_n * qd);
