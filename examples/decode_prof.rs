@@ -9,7 +9,11 @@ fn main() -> anyhow::Result<()> {
     let path = &args[1];
     let threads: usize = args.get(2).map_or(Ok(2), |s| s.parse())?;
     let n: usize = args.get(3).map_or(Ok(64), |s| s.parse())?;
-    let file = GgufFile::open(std::path::Path::new(path))?;
+    let file = if std::env::var_os("MMAP").is_some() {
+        GgufFile::open(std::path::Path::new(path))
+    } else {
+        GgufFile::open_resident(std::path::Path::new(path))
+    }?;
     let cfg = Config::from_gguf(&file)?;
     let w = Qwen35Weights::load(&file, &cfg)?;
     let mut model = CpuModel::new(cfg.clone(), w, threads);
@@ -27,10 +31,16 @@ fn main() -> anyhow::Result<()> {
         model.forward(&mut st, &[(i * 131 + 7) % nv], Logits::Last, &mut out)?;
     }
     let step = t.elapsed().as_secs_f64() * 1e3 / n as f64;
-    println!("{n} tokens, {threads} threads: {step:.2} ms/token = {:.2} t/s", 1e3 / step);
+    println!(
+        "{n} tokens, {threads} threads: {step:.2} ms/token = {:.2} t/s",
+        1e3 / step
+    );
     let mut tot = simd::prof::totals();
     tot.sort_by(|a, b| b.2.cmp(&a.2));
-    println!("{:<34} {:>8} {:>10} {:>7}", "scope", "n/token", "ms/token", "% step");
+    println!(
+        "{:<34} {:>8} {:>10} {:>7}",
+        "scope", "n/token", "ms/token", "% step"
+    );
     for (l, c, d) in tot {
         let ms = d.as_secs_f64() * 1e3 / n as f64;
         println!(

@@ -16,7 +16,7 @@ pub mod pool;
 pub mod prof;
 pub mod types;
 #[cfg(target_arch = "x86_64")]
-pub mod x86;
+mod x86;
 
 pub mod float;
 pub mod q4_k;

@@ -275,7 +275,7 @@ impl Pool {
                     // The same software prefetch as the streaming kernels (PREFETCH_AHEAD
                     // bytes on), or they would beat their roofline.
                     #[cfg(target_arch = "x86_64")]
-                    crate::x86::prefetch_rt(c.as_ptr() as *const u8, crate::x86::pf_cfg());
+                    crate::x86::prefetch_ahead::<4>(c.as_ptr() as *const u8);
                     for j in 0..32 {
                         acc[j % 8] = acc[j % 8].wrapping_add(c[j]);
                     }
@@ -324,9 +324,9 @@ impl Pool {
         self.run(&|i, _| {
             while let Some(c) = shares.next(i) {
                 let r = c * chunk..((c + 1) * chunk).min(rows);
-            // SAFETY (of the stores): t < k and r < rows, so the cells are inside `out`
-            // (k × rows, checked above); each (r, t) belongs to exactly one chunk, claimed
-            // by one thread.
+                // SAFETY (of the stores): t < k and r < rows, so the cells are inside `out`
+                // (k × rows, checked above); each (r, t) belongs to exactly one chunk, claimed
+                // by one thread.
                 compute_rows(&ks, &w, acts, r, Store { out: out_ptr, rows });
             }
         });
@@ -478,12 +478,12 @@ impl Pool {
         self.run(&|i, _| {
             while let Some(c) = shares.next(i) {
                 let r = c * chunk..((c + 1) * chunk).min(rows);
-            // The chunk's (r, t) cells are touched only by this thread: first the gate value
-            // is stored, then combined with the up value.
-            // SAFETY (of both sinks): t < k, r < rows: inside `out` (k × rows, checked
-            // above); this chunk's cells belong to this thread only, and the up pass reads
-            // the gate values this thread stored.
-            compute_rows(&kg, &gate, ag, r.clone(), Store { out: out_ptr, rows });
+                // The chunk's (r, t) cells are touched only by this thread: first the gate value
+                // is stored, then combined with the up value.
+                // SAFETY (of both sinks): t < k, r < rows: inside `out` (k × rows, checked
+                // above); this chunk's cells belong to this thread only, and the up pass reads
+                // the gate values this thread stored.
+                compute_rows(&kg, &gate, ag, r.clone(), Store { out: out_ptr, rows });
                 compute_rows(&ku, &up, au, r, Swiglu { out: out_ptr, rows });
             }
         });
@@ -559,8 +559,7 @@ impl Shares {
                     break;
                 }
                 let taken = f | (b - 1) << 32;
-                match other.compare_exchange_weak(v, taken, Ordering::Relaxed, Ordering::Relaxed)
-                {
+                match other.compare_exchange_weak(v, taken, Ordering::Relaxed, Ordering::Relaxed) {
                     Ok(_) => return Some(b as usize - 1),
                     Err(now) => v = now,
                 }
@@ -789,7 +788,12 @@ mod tests {
         let cols = 512;
         // Mixed K-quants (one conversion, one region), and a Q8_0 that forces the fallback.
         for tys in [
-            vec![GgmlType::Q6_K, GgmlType::Q4_K, GgmlType::Q4_K, GgmlType::Q5_K],
+            vec![
+                GgmlType::Q6_K,
+                GgmlType::Q4_K,
+                GgmlType::Q4_K,
+                GgmlType::Q5_K,
+            ],
             vec![GgmlType::Q4_K, GgmlType::Q8_0],
         ] {
             let shapes = [37usize, 16, 3, 70];
@@ -802,7 +806,12 @@ mod tests {
                 .iter()
                 .zip(shapes)
                 .zip(&mats)
-                .map(|((&ty, rows), data)| MatRef { ty, data, rows, cols })
+                .map(|((&ty, rows), data)| MatRef {
+                    ty,
+                    data,
+                    rows,
+                    cols,
+                })
                 .collect();
             for k in [1usize, 2, 9] {
                 let x = rand_acts(&mut rng, k, cols);

@@ -25,7 +25,10 @@ pub fn enabled() -> bool {
 /// Adds `d` to `label`.
 pub fn add(label: &'static str, d: Duration) {
     let mut t = TOTALS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(e) = t.iter_mut().find(|e| std::ptr::eq(e.0, label) || e.0 == label) {
+    if let Some(e) = t
+        .iter_mut()
+        .find(|e| std::ptr::eq(e.0, label) || e.0 == label)
+    {
         e.1 += 1;
         e.2 += d;
     } else {

@@ -165,7 +165,7 @@ mod avx512 {
 
     use super::{blocks, ActRow};
     use crate::kq::x86::{bsums_madd, hsum4, mins_dup16, scaled_dot256, up16_index};
-    use crate::x86::{hsum8, pf_cfg, prefetch_rt};
+    use crate::x86::{hsum8, prefetch_ahead};
 
     /// k-input Q4_K × Q8_K kernel with 512-bit integer work (`vpdpbusd`, `vpmaddwd`).
     ///
@@ -201,9 +201,8 @@ mod avx512 {
         let d_idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
         let neg_hi =
             _mm512_mask_blend_epi32(0xFF00, _mm512_setzero_si512(), _mm512_set1_epi32(i32::MIN));
-        let pfc = pf_cfg();
         for (i, b) in blocks(row).iter().enumerate() {
-            prefetch_rt(b.d.as_ptr(), pfc);
+            prefetch_ahead::<2>(b.d.as_ptr());
             let (sc, m) = crate::kq::scale_min_k4(&b.scales);
             let mins = mins_dup16(&m);
             // w[v] = elements 64v..64v+63 (sub-blocks 2v, 2v+1): chunk v's 32 bytes loaded

@@ -93,48 +93,6 @@ pub fn prefetch_ahead<const LINES: usize>(p: *const u8) {
     }
 }
 
-static PF: std::sync::OnceLock<(usize, usize, i32)> = std::sync::OnceLock::new();
-
-/// EXPERIMENT: (distance, lines, hint) from HYBRID_PF="dist,lines,hint" (hint 0=T0,1=T1,2=T2,3=NTA,4=none).
-#[inline(always)]
-pub fn pf_cfg() -> (usize, usize, i32) {
-    *PF.get_or_init(|| {
-        let v = std::env::var("HYBRID_PF").unwrap_or_else(|_| "2048,2,0".into());
-        let p: Vec<usize> = v.split(',').map(|x| x.parse().unwrap()).collect();
-        (p[0], p[1], p[2] as i32)
-    })
-}
-
-static PF6: std::sync::OnceLock<(usize, usize, i32)> = std::sync::OnceLock::new();
-/// EXPERIMENT: Q6_K's, HYBRID_PF6.
-#[inline(always)]
-pub fn pf6_cfg() -> (usize, usize, i32) {
-    *PF6.get_or_init(|| {
-        let v = std::env::var("HYBRID_PF6").unwrap_or_else(|_| "2048,4,4".into());
-        let p: Vec<usize> = v.split(',').map(|x| x.parse().unwrap()).collect();
-        (p[0], p[1], p[2] as i32)
-    })
-}
-
-/// EXPERIMENT: runtime-configured prefetch.
-#[inline(always)]
-pub fn prefetch_rt(p: *const u8, cfg: (usize, usize, i32)) {
-    let (dist, lines, hint) = cfg;
-    for j in 0..lines {
-        let q = p.wrapping_add(dist + 64 * j) as *const i8;
-        // SAFETY: prefetch never faults.
-        unsafe {
-            match hint {
-                0 => _mm_prefetch(q, _MM_HINT_T0),
-                1 => _mm_prefetch(q, _MM_HINT_T1),
-                2 => _mm_prefetch(q, _MM_HINT_T2),
-                3 => _mm_prefetch(q, _MM_HINT_NTA),
-                _ => {}
-            }
-        }
-    }
-}
-
 /// `out[c][r] = m[r][c]` for a 16 × 16 f32 block (unpack, 128-bit shuffles, then lane
 /// shuffles: 64 shuffles instead of 256 scalar moves).
 ///

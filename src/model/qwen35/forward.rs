@@ -264,7 +264,10 @@ impl<'a> CpuModel<'a> {
             let mixer_t0 = profile::start();
             let x = &mut scratch.x[..t_n * d];
             let xn = grow(&mut scratch.xn, t_n * d);
-            { let _p = simd::prof::scope("norm"); norm_rows(pool, x, &ls.attn_norm, eps, xn); }
+            {
+                let _p = simd::prof::scope("norm");
+                norm_rows(pool, x, &ls.attn_norm, eps, xn);
+            }
             match (&lw.kind, &ls.kind, &mut st.layers[il]) {
                 (LayerKind::Gdn(g), KindSmall::Gdn(gs), LayerState::Gdn { conv, ssm }) => {
                     let dims = GdnDims {
@@ -330,7 +333,10 @@ impl<'a> CpuModel<'a> {
                         }
                     }
                     let o = grow(&mut scratch.o, t_n * d);
-                    { let _p = simd::prof::scope("gdn.ssm_out"); pool.matmul(mat(&g.ssm_out), y, t_n, o); }
+                    {
+                        let _p = simd::prof::scope("gdn.ssm_out");
+                        pool.matmul(mat(&g.ssm_out), y, t_n, o);
+                    }
                 }
                 (
                     LayerKind::Attention(aw),
@@ -343,7 +349,10 @@ impl<'a> CpuModel<'a> {
                     "layer {il}: weights, small tensors and state are built from the same schedule"
                 ),
             }
-            { let _p = simd::prof::scope("add"); add_into(pool, d, &mut scratch.x[..t_n * d], &scratch.o[..t_n * d]); }
+            {
+                let _p = simd::prof::scope("add");
+                add_into(pool, d, &mut scratch.x[..t_n * d], &scratch.o[..t_n * d]);
+            }
             profile::record(Phase::CpuMixer, il, mixer_t0);
             let ffn_t0 = profile::start();
             ffn(pool, scratch, &lw.ffn, &ls.post_norm, eps, t_n, d);
@@ -528,12 +537,24 @@ fn ffn(
 ) {
     let n_ff = fw.gate.info.rows() as usize;
     let xn = grow(&mut s.xn, t_n * d);
-    { let _p = simd::prof::scope("norm"); norm_rows(pool, &s.x[..t_n * d], post_norm, eps, xn); }
+    {
+        let _p = simd::prof::scope("norm");
+        norm_rows(pool, &s.x[..t_n * d], post_norm, eps, xn);
+    }
     let hid = grow(&mut s.hid, t_n * n_ff);
-    { let _p = simd::prof::scope("ffn.gate_up"); pool.ffn_gate_up_swiglu(mat(&fw.gate), mat(&fw.up), xn, t_n, hid); }
+    {
+        let _p = simd::prof::scope("ffn.gate_up");
+        pool.ffn_gate_up_swiglu(mat(&fw.gate), mat(&fw.up), xn, t_n, hid);
+    }
     let o = grow(&mut s.o, t_n * d);
-    { let _p = simd::prof::scope("ffn.down"); pool.matmul(mat(&fw.down), hid, t_n, o); }
-    { let _p = simd::prof::scope("add"); add_into(pool, d, &mut s.x[..t_n * d], &s.o[..t_n * d]); }
+    {
+        let _p = simd::prof::scope("ffn.down");
+        pool.matmul(mat(&fw.down), hid, t_n, o);
+    }
+    {
+        let _p = simd::prof::scope("add");
+        add_into(pool, d, &mut s.x[..t_n * d], &s.o[..t_n * d]);
+    }
 }
 
 /// The scratch buffers the attention block needs, borrowed apart from `x`/`o`.
@@ -648,5 +669,8 @@ fn attention(
     }
     drop(_p);
     let o = grow(s.o, t_n * cfg.n_embd);
-    { let _p = simd::prof::scope("attn.o"); pool.matmul(mat(&aw.attn_output), ao, t_n, o); }
+    {
+        let _p = simd::prof::scope("attn.o");
+        pool.matmul(mat(&aw.attn_output), ao, t_n, o);
+    }
 }
