@@ -36,7 +36,7 @@ fn main() -> anyhow::Result<()> {
         1e3 / step
     );
     let mut tot = simd::prof::totals();
-    tot.sort_by(|a, b| b.2.cmp(&a.2));
+    tot.sort_by_key(|e| std::cmp::Reverse(e.2));
     println!(
         "{:<34} {:>8} {:>10} {:>7}",
         "scope", "n/token", "ms/token", "% step"
