@@ -222,3 +222,21 @@ fn a_single_file_named_one_of_one_opens_normally() {
     assert_eq!(f.shard_count(), 1);
     assert!(f.tensor("output.weight").is_some());
 }
+
+#[test]
+fn open_resident_reads_the_same_bytes_as_the_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = write_all(dir.path(), &specs());
+    let mapped = GgufFile::open(&paths[1]).unwrap();
+    let resident = GgufFile::open_resident(&paths[1]).unwrap();
+    assert_eq!(resident.shard_count(), 3);
+    assert_eq!(resident.file_size(), mapped.file_size());
+    for t in mapped.tensors() {
+        let (a, b) = (
+            mapped.tensor(&t.name).unwrap(),
+            resident.tensor(&t.name).unwrap(),
+        );
+        assert_eq!(a.info.dims, b.info.dims, "{}", t.name);
+        assert_eq!(a.data, b.data, "{}", t.name);
+    }
+}

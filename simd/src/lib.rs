@@ -13,6 +13,7 @@ mod kernels;
 mod kq;
 pub mod par;
 pub mod pool;
+pub mod prof;
 pub mod types;
 #[cfg(target_arch = "x86_64")]
 mod x86;

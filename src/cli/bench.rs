@@ -62,8 +62,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if a.reps == 0 {
         bail!("--repetitions must be at least 1");
     }
-    let file =
-        GgufFile::open(&a.model).with_context(|| format!("opening {}", a.model.display()))?;
+    let file = GgufFile::open_resident(&a.model)
+        .with_context(|| format!("opening {}", a.model.display()))?;
     let cfg = Config::from_gguf(&file)?;
     let w = Qwen35Weights::load(&file, &cfg)?;
     let threads = a.threads.unwrap_or_else(simd::pool::physical_cores).max(1);

@@ -78,7 +78,8 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
             adaptive: a.draft_adaptive,
         },
     });
-    with_generator(&path, factory, false, |file, gen| {
+    // The chat REPL runs the CPU engine: weights in huge-page memory.
+    with_generator(&path, factory, false, true, |file, gen| {
         conversation(a, file, gen)
     })
     .with_context(|| format!("loading {}", path.display()))?

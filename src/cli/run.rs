@@ -207,7 +207,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         return super::chat::run(&a);
     }
     let path = resolve_model(&a.model)?;
-    let file = GgufFile::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    // CPU only (no GPU placement asked for): the CPU engine streams every weight, so read
+    // them into huge-page memory.
+    let cpu_only = !a.place.wants_plan() && a.place.gpu_layers.trim() == "0";
+    let file = if cpu_only {
+        GgufFile::open_resident(&path)
+    } else {
+        GgufFile::open(&path)
+    }
+    .with_context(|| format!("opening {}", path.display()))?;
     let cfg = Config::from_gguf(&file)?;
     let weights = Qwen35Weights::load(&file, &cfg)?;
     let tok = Tokenizer::from_gguf(&file)?;

@@ -71,25 +71,30 @@ impl EngineArgs {
         }
     }
 
-    /// The GPU engine's factory when `--gpu-layers` asks for one and a GPU is usable.
-    fn gpu_factory(&self) -> anyhow::Result<Option<GeneratorFactory>> {
-        let spec = self.place.gpu_layers.clone();
-        let budget = self.place.vram_budget.clone();
-        if let Some(b) = &budget {
+    /// Whether `--gpu-layers` / `--vram-budget` ask for a GPU placement.
+    pub fn wants_gpu(&self) -> anyhow::Result<bool> {
+        let spec = &self.place.gpu_layers;
+        if let Some(b) = &self.place.vram_budget {
             crate::placement::parse_size(b).with_context(|| format!("--vram-budget {b:?}"))?;
         }
         let trimmed = spec.trim();
-        let wants = trimmed.eq_ignore_ascii_case("all")
+        Ok(trimmed.eq_ignore_ascii_case("all")
             || trimmed.eq_ignore_ascii_case("auto")
-            || budget.is_some()
+            || self.place.vram_budget.is_some()
             || trimmed.parse::<usize>().map_err(|_| {
                 anyhow::anyhow!(
                     "--gpu-layers {spec:?}: expected `auto`, `all` or a number of layers"
                 )
-            })? > 0;
-        if !wants {
+            })? > 0)
+    }
+
+    /// The GPU engine's factory when `--gpu-layers` asks for one and a GPU is usable.
+    fn gpu_factory(&self) -> anyhow::Result<Option<GeneratorFactory>> {
+        if !self.wants_gpu()? {
             return Ok(None);
         }
+        let spec = self.place.gpu_layers.clone();
+        let budget = self.place.vram_budget.clone();
         let (threads, n_ctx, n_batch) = (
             self.threads
                 .unwrap_or_else(simd::pool::physical_cores)
@@ -206,6 +211,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         EngineOptions {
             max_queue: a.max_queue.max(1),
             hide_progress: a.no_progress,
+            // CPU engine only: it streams every weight each token.
+            resident_weights: !a.engine.wants_gpu()?,
         },
     )?;
     let cfg = ServerConfig {

@@ -118,14 +118,17 @@ pub fn gdn_token(
         d <= MAX_HEAD_DIM,
         "gdn_token: head dim {d} > {MAX_HEAD_DIM}"
     );
+    let pc = simd::prof::scope("gdn.core: conv+silu+l2 (serial)");
     conv_step(conv_state, mixed, p.conv_w, dims.conv_kernel, scratch);
     silu_inplace(scratch);
     let (qk, v) = scratch.split_at_mut(2 * kd);
     for head in qk.chunks_exact_mut(d) {
         l2_norm_inplace(head, p.eps);
     }
+    drop(pc);
     let qk: &[f32] = qk;
     let v: &[f32] = v;
+    let _ph = simd::prof::scope("gdn.core: heads (parallel)");
     for_each_chunk_mut2(pool, ssm_state, d * d, y, d, &|j, s, yj| {
         head_token(dims, p, j, s, qk, v, z, b[j], a[j], yj);
     });

@@ -127,6 +127,9 @@ pub struct EngineOptions {
     pub max_queue: usize,
     /// Hide the load progress bars.
     pub hide_progress: bool,
+    /// Read the model into huge-page memory (`GgufFile::open_resident`): for the CPU
+    /// engine, which streams every weight each token. Off for GPU placements.
+    pub resident_weights: bool,
 }
 
 struct Job {
@@ -198,10 +201,10 @@ impl Engine {
         let metrics = Arc::new(Metrics::default());
         let m = metrics.clone();
         let path_buf = path.to_path_buf();
-        let hide = opts.hide_progress;
+        let (hide, resident) = (opts.hide_progress, opts.resident_weights);
         let thread = std::thread::Builder::new()
             .name("engine".into())
-            .spawn(move || engine_main(path_buf, factory, hide, rx, ready_tx, m))
+            .spawn(move || engine_main(path_buf, factory, hide, resident, rx, ready_tx, m))
             .map_err(|e| ServeError::Engine(format!("cannot start the engine thread: {e}")))?;
         let info = match ready_rx.recv() {
             Ok(Ok(info)) => info,
@@ -241,12 +244,13 @@ fn engine_main(
     path: PathBuf,
     factory: GeneratorFactory,
     hide_progress: bool,
+    resident_weights: bool,
     rx: crossbeam_channel::Receiver<Job>,
     ready: std::sync::mpsc::Sender<Result<EngineInfo, ServeError>>,
     metrics: Arc<Metrics>,
 ) {
     let t0 = Instant::now();
-    let file = match open(&path) {
+    let file = match open(&path, resident_weights) {
         Ok(f) => f,
         Err(e) => {
             let _ = ready.send(Err(ServeError::Load {

@@ -63,9 +63,14 @@ impl LoadProgress {
     }
 }
 
-/// Opens the model file (all shards).
-pub fn open(path: &Path) -> Result<GgufFile, crate::gguf::GgufError> {
-    GgufFile::open(path)
+/// Opens the model file (all shards); `resident`: read into huge-page memory when it fits
+/// (`GgufFile::open_resident`, for the CPU engine), else memory-mapped.
+pub fn open(path: &Path, resident: bool) -> Result<GgufFile, crate::gguf::GgufError> {
+    if resident {
+        GgufFile::open_resident(path)
+    } else {
+        GgufFile::open(path)
+    }
 }
 
 /// Options of the CPU engine.
@@ -158,9 +163,10 @@ pub fn with_generator<R>(
     path: &Path,
     factory: GeneratorFactory,
     hide_progress: bool,
+    resident_weights: bool,
     f: impl FnOnce(&GgufFile, &mut dyn Generator) -> R,
 ) -> Result<R, GeneratorError> {
-    let file = open(path).map_err(|e| GeneratorError::Model(e.into()))?;
+    let file = open(path, resident_weights).map_err(|e| GeneratorError::Model(e.into()))?;
     let progress = LoadProgress::new(hide_progress);
     let mut g = factory(&file, &progress)?;
     log_startup(path, g.as_ref());

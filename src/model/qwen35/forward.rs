@@ -264,7 +264,10 @@ impl<'a> CpuModel<'a> {
             let mixer_t0 = profile::start();
             let x = &mut scratch.x[..t_n * d];
             let xn = grow(&mut scratch.xn, t_n * d);
-            norm_rows(pool, x, &ls.attn_norm, eps, xn);
+            {
+                let _p = simd::prof::scope("norm");
+                norm_rows(pool, x, &ls.attn_norm, eps, xn);
+            }
             match (&lw.kind, &ls.kind, &mut st.layers[il]) {
                 (LayerKind::Gdn(g), KindSmall::Gdn(gs), LayerState::Gdn { conv, ssm }) => {
                     let dims = GdnDims {
@@ -275,13 +278,25 @@ impl<'a> CpuModel<'a> {
                     };
                     let (cd, vd, hv) = (dims.conv_dim(), dims.value_dim(), dims.h_v);
                     let qkv = grow(&mut scratch.p0, t_n * cd);
-                    pool.matmul(mat(&g.attn_qkv), xn, t_n, qkv);
                     let z = grow(&mut scratch.p1, t_n * vd);
-                    pool.matmul(mat(&g.attn_gate), xn, t_n, z);
                     let b = grow(&mut scratch.p2, t_n * hv);
-                    pool.matmul(mat(&g.ssm_beta), xn, t_n, b);
                     let a = grow(&mut scratch.p3, t_n * hv);
-                    pool.matmul(mat(&g.ssm_alpha), xn, t_n, a);
+                    // The four input projections read the same xn: one conversion, one
+                    // parallel region.
+                    {
+                        let _p = simd::prof::scope("gdn.qkv+gate+beta+alpha");
+                        pool.matmul_many(
+                            xn,
+                            t_n,
+                            &mut [
+                                (mat(&g.attn_qkv), &mut *qkv),
+                                (mat(&g.attn_gate), &mut *z),
+                                (mat(&g.ssm_beta), &mut *b),
+                                (mat(&g.ssm_alpha), &mut *a),
+                            ],
+                        );
+                    }
+                    let (qkv, z, b, a): (&[f32], &[f32], &[f32], &[f32]) = (qkv, z, b, a);
                     let params = GdnParams {
                         conv_w: &gs.conv_w,
                         dt_bias: &gs.dt_bias,
@@ -297,6 +312,7 @@ impl<'a> CpuModel<'a> {
                         gdn_batch(pool, &dims, &params, conv, ssm, qkv, z, b, a, conv_out, y);
                     } else {
                         let conv_scratch = grow(&mut scratch.conv, cd);
+                        let _p = simd::prof::scope("gdn.core");
                         for t in 0..t_n {
                             gdn_token(
                                 pool,
@@ -317,7 +333,10 @@ impl<'a> CpuModel<'a> {
                         }
                     }
                     let o = grow(&mut scratch.o, t_n * d);
-                    pool.matmul(mat(&g.ssm_out), y, t_n, o);
+                    {
+                        let _p = simd::prof::scope("gdn.ssm_out");
+                        pool.matmul(mat(&g.ssm_out), y, t_n, o);
+                    }
                 }
                 (
                     LayerKind::Attention(aw),
@@ -330,13 +349,17 @@ impl<'a> CpuModel<'a> {
                     "layer {il}: weights, small tensors and state are built from the same schedule"
                 ),
             }
-            add_into(pool, d, &mut scratch.x[..t_n * d], &scratch.o[..t_n * d]);
+            {
+                let _p = simd::prof::scope("add");
+                add_into(pool, d, &mut scratch.x[..t_n * d], &scratch.o[..t_n * d]);
+            }
             profile::record(Phase::CpuMixer, il, mixer_t0);
             let ffn_t0 = profile::start();
             ffn(pool, scratch, &lw.ffn, &ls.post_norm, eps, t_n, d);
             profile::record(Phase::CpuFfn, il, ffn_t0);
         }
 
+        let _p = simd::prof::scope("final norm + lm_head");
         let hidden = grow(&mut out.hidden, t_n * d);
         norm_rows(pool, &scratch.x[..t_n * d], output_norm, eps, hidden);
         out.hidden.truncate(t_n * d);
@@ -514,12 +537,24 @@ fn ffn(
 ) {
     let n_ff = fw.gate.info.rows() as usize;
     let xn = grow(&mut s.xn, t_n * d);
-    norm_rows(pool, &s.x[..t_n * d], post_norm, eps, xn);
+    {
+        let _p = simd::prof::scope("norm");
+        norm_rows(pool, &s.x[..t_n * d], post_norm, eps, xn);
+    }
     let hid = grow(&mut s.hid, t_n * n_ff);
-    pool.ffn_gate_up_swiglu(mat(&fw.gate), mat(&fw.up), xn, t_n, hid);
+    {
+        let _p = simd::prof::scope("ffn.gate_up");
+        pool.ffn_gate_up_swiglu(mat(&fw.gate), mat(&fw.up), xn, t_n, hid);
+    }
     let o = grow(&mut s.o, t_n * d);
-    pool.matmul(mat(&fw.down), hid, t_n, o);
-    add_into(pool, d, &mut s.x[..t_n * d], &s.o[..t_n * d]);
+    {
+        let _p = simd::prof::scope("ffn.down");
+        pool.matmul(mat(&fw.down), hid, t_n, o);
+    }
+    {
+        let _p = simd::prof::scope("add");
+        add_into(pool, d, &mut s.x[..t_n * d], &s.o[..t_n * d]);
+    }
 }
 
 /// The scratch buffers the attention block needs, borrowed apart from `x`/`o`.
@@ -567,11 +602,20 @@ fn attention(
     let (hd, qd, kvd) = (dims.head_dim, dims.q_dim(), dims.kv_row());
     let xn = &s.xn[..t_n * cfg.n_embd];
     let qg = grow(s.qg, t_n * 2 * qd);
-    pool.matmul(mat(&aw.attn_q), xn, t_n, qg);
     let k = grow(s.k, t_n * kvd);
-    pool.matmul(mat(&aw.attn_k), xn, t_n, k);
     let v = grow(s.v, t_n * kvd);
-    pool.matmul(mat(&aw.attn_v), xn, t_n, v);
+    {
+        let _p = simd::prof::scope("attn.q+k+v");
+        pool.matmul_many(
+            xn,
+            t_n,
+            &mut [
+                (mat(&aw.attn_q), &mut *qg),
+                (mat(&aw.attn_k), &mut *k),
+                (mat(&aw.attn_v), &mut *v),
+            ],
+        );
+    }
     // Per head, the query and the gate are interleaved: [q_h (hd) | gate_h (hd)].
     let q = grow(s.q, t_n * 2 * qd);
     let (qs, gates) = q.split_at_mut(t_n * qd);
@@ -589,6 +633,7 @@ fn attention(
         cs
     };
     let qg: &[f32] = qg;
+    let _pp = simd::prof::scope("attn.prep");
     for_each_chunk_mut2(pool, qs, qd, gates, qd, &|t, qt, gt| {
         let src = &qg[t * 2 * qd..(t + 1) * 2 * qd];
         for h in 0..dims.n_head {
@@ -613,13 +658,19 @@ fn attention(
             *dst = f16::from_f32(src);
         }
     });
+    drop(_pp);
     let ao = grow(s.ao, t_n * qd);
+    let _p = simd::prof::scope("attn.core");
     if t_n == 1 {
         attend_one(pool, &dims, qs, gates, k_cache, v_cache, pos0 + 1, ao);
     } else {
         // The K/V projections are in the cache now; their buffer holds the head-major results.
         attend_batch(pool, &dims, qs, gates, k_cache, v_cache, pos0, t_n, s.k, ao);
     }
+    drop(_p);
     let o = grow(s.o, t_n * cfg.n_embd);
-    pool.matmul(mat(&aw.attn_output), ao, t_n, o);
+    {
+        let _p = simd::prof::scope("attn.o");
+        pool.matmul(mat(&aw.attn_output), ao, t_n, o);
+    }
 }
