@@ -428,3 +428,31 @@ impl std::fmt::Debug for GgufFile {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The chunked huge-page read returns the file's bytes exactly, across chunk boundaries
+    /// and with a short last chunk (70 MiB + 13 bytes: one full 64 MiB chunk and a partial one).
+    #[test]
+    fn read_file_huge_returns_every_byte_across_chunks() {
+        let len = (70 << 20) + 13;
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        let path =
+            std::env::temp_dir().join(format!("hybrid-huge-read-{}.bin", std::process::id()));
+        std::fs::write(&path, &bytes).expect("write the test file");
+        let map = read_file_huge(&path, len).expect("read");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(map.len(), len);
+        assert!(map[..] == bytes[..], "bytes differ");
+    }
+}
