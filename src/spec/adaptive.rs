@@ -24,6 +24,13 @@ pub struct DraftLength {
     verify_ms: Vec<Option<f64>>,
     /// Running drafting time per draft token.
     draft_ms: Option<f64>,
+    /// seen[k−1]: whether a k-token verify has run once. The first run of each width pays
+    /// one-time costs (buffers grown to the width, first kernel launches, graph capture on
+    /// the GPU) and is not recorded: a cold first measurement of a wide batch would otherwise
+    /// stay as its cost estimate, since a width the policy thinks too dear is never run again.
+    seen: Vec<bool>,
+    /// Whether a drafting step has been seen (its first one is not recorded, likewise).
+    draft_seen: bool,
     steps: usize,
 }
 
@@ -39,6 +46,8 @@ impl DraftLength {
             accept: vec![PRIOR_ACCEPT; max],
             verify_ms: vec![None; max + 1],
             draft_ms: None,
+            seen: vec![false; max + 1],
+            draft_seen: false,
             steps: 0,
         }
     }
@@ -91,11 +100,19 @@ impl DraftLength {
             let kept = if j < accepted { 1.0 } else { 0.0 };
             self.accept[j] += EMA * (kept - self.accept[j]);
         }
-        if let Some(slot) = self.verify_ms.get_mut(drafted) {
-            *slot = Some(ema(*slot, verify_ms));
+        if let (Some(slot), Some(seen)) =
+            (self.verify_ms.get_mut(drafted), self.seen.get_mut(drafted))
+        {
+            if *seen {
+                *slot = Some(ema(*slot, verify_ms));
+            }
+            *seen = true;
         }
         if drafted > 0 {
-            self.draft_ms = Some(ema(self.draft_ms, draft_ms / drafted as f64));
+            if self.draft_seen {
+                self.draft_ms = Some(ema(self.draft_ms, draft_ms / drafted as f64));
+            }
+            self.draft_seen = true;
         }
     }
 
@@ -114,6 +131,27 @@ mod tests {
         let mut d = DraftLength::new(5, false);
         d.observe(5, 0, 10.0, 1.0);
         assert_eq!(d.choose(), 5);
+    }
+
+    /// A cold first run of a wide verify (one-time costs: 40x a warm one here) must not
+    /// become that width's cost estimate, or the policy never drafts again.
+    #[test]
+    fn a_cold_first_verify_of_a_width_is_not_its_cost() {
+        let mut d = DraftLength::new(3, true);
+        d.observe(0, 0, 1.0, 0.0);
+        d.observe(0, 0, 1.0, 0.0);
+        d.observe(3, 3, 40.0, 0.3);
+        assert_eq!(
+            d.choose(),
+            3,
+            "the cold 40 ms run was taken as the cost of width 4"
+        );
+        // A second run of the same width is recorded: a width that stays dear is avoided.
+        d.observe(3, 3, 40.0, 0.3);
+        assert!(
+            d.choose() < 3,
+            "a measured 40 ms width-4 verify is still chosen"
+        );
     }
 
     #[test]
