@@ -303,7 +303,6 @@ impl RawBufs {
     }
 }
 
-/// Block size of the activation type that weights of type `ty` are dotted with.
 /// Whether activations converted for weights of type `a` serve weights of type `b` too
 /// (the K-quants all take the same Q8_K rows).
 pub fn same_acts(a: GgmlType, b: GgmlType) -> bool {
@@ -311,6 +310,7 @@ pub fn same_acts(a: GgmlType, b: GgmlType) -> bool {
     a == b || (kq(a) && kq(b))
 }
 
+/// Block size of the activation type that weights of type `ty` are dotted with.
 pub(crate) const fn vec_dot_block(ty: GgmlType) -> usize {
     match ty {
         GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K | GgmlType::Q8_K => 256,

@@ -43,6 +43,23 @@ impl PlacementArgs {
     pub fn wants_plan(&self) -> bool {
         self.vram_budget.is_some() || self.gpu_layers.trim().eq_ignore_ascii_case("auto")
     }
+
+    /// Whether `--gpu-layers` / `--vram-budget` ask for a GPU placement at all (`all`,
+    /// `auto`, N > 0 or a budget); a malformed value of either is an error naming the flag.
+    pub fn wants_gpu(&self) -> anyhow::Result<bool> {
+        let spec = &self.gpu_layers;
+        if let Some(b) = &self.vram_budget {
+            parse_size(b).with_context(|| format!("--vram-budget {b:?}"))?;
+        }
+        let trimmed = spec.trim();
+        Ok(trimmed.eq_ignore_ascii_case("all")
+            || self.wants_plan()
+            || trimmed.parse::<usize>().map_err(|_| {
+                anyhow::anyhow!(
+                    "--gpu-layers {spec:?}: expected `auto`, `all` or a number of layers"
+                )
+            })? > 0)
+    }
 }
 
 /// The opened GPU and how many layers' dense FFN it holds.

@@ -208,8 +208,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     let path = resolve_model(&a.model)?;
     // CPU only (no GPU placement asked for): the CPU engine streams every weight, so read
-    // them into huge-page memory.
-    let cpu_only = !a.place.wants_plan() && a.place.gpu_layers.trim() == "0";
+    // them into huge-page memory. A malformed placement flag is reported by the GPU path.
+    let cpu_only = !a.place.wants_gpu().unwrap_or(true);
     let file = if cpu_only {
         GgufFile::open_resident(&path)
     } else {

@@ -71,26 +71,9 @@ impl EngineArgs {
         }
     }
 
-    /// Whether `--gpu-layers` / `--vram-budget` ask for a GPU placement.
-    pub fn wants_gpu(&self) -> anyhow::Result<bool> {
-        let spec = &self.place.gpu_layers;
-        if let Some(b) = &self.place.vram_budget {
-            crate::placement::parse_size(b).with_context(|| format!("--vram-budget {b:?}"))?;
-        }
-        let trimmed = spec.trim();
-        Ok(trimmed.eq_ignore_ascii_case("all")
-            || trimmed.eq_ignore_ascii_case("auto")
-            || self.place.vram_budget.is_some()
-            || trimmed.parse::<usize>().map_err(|_| {
-                anyhow::anyhow!(
-                    "--gpu-layers {spec:?}: expected `auto`, `all` or a number of layers"
-                )
-            })? > 0)
-    }
-
     /// The GPU engine's factory when `--gpu-layers` asks for one and a GPU is usable.
     fn gpu_factory(&self) -> anyhow::Result<Option<GeneratorFactory>> {
-        if !self.wants_gpu()? {
+        if !self.place.wants_gpu()? {
             return Ok(None);
         }
         let spec = self.place.gpu_layers.clone();
@@ -212,7 +195,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             max_queue: a.max_queue.max(1),
             hide_progress: a.no_progress,
             // CPU engine only: it streams every weight each token.
-            resident_weights: !a.engine.wants_gpu()?,
+            resident_weights: !a.engine.place.wants_gpu()?,
         },
     )?;
     let cfg = ServerConfig {
