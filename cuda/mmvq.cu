@@ -102,9 +102,10 @@ __device__ __forceinline__ void reduce_store(float (&acc)[R][K], float* out, int
 }
 
 // One lane's share of the row group row0 .. row0 + R - 1 of W (rows x row_bytes); aq: [K][n]
-// int8; ads: [K][n/32] (d, s). The lane walks units first, first + stride, ... of its R rows and leaves its partial sums in
-// acc (the caller reduces them): stride 32 when a warp owns whole rows, 32 * slices when the
-// warps of a CTA split the columns of one row group (mmvq_body's small-matrix form).
+// int8; ads: [K][n/32] (d, s). The lane walks units first, first + stride, ... of its R rows
+// and leaves its partial sums in acc (the caller reduces them): stride 32 when a warp owns
+// whole rows, 32 * warps when the warps of a CTA split the columns of one row group
+// (mmvq_body's split form).
 template <int FMT, int K>
 __device__ __forceinline__ void mmvq_lane(const u8* __restrict__ W, u64 row_bytes, int rows, int n,
                                           const i8* __restrict__ aq, const float2* __restrict__ ads,
@@ -175,11 +176,11 @@ __device__ __forceinline__ void mmvq_group(const u8* __restrict__ W, u64 row_byt
 }
 
 // W: rows x row_bytes; aq: [K][n] int8; ads: [K][n/32] (d, s); out: [K][rows].
-// split == 0: each warp owns whole row groups. split != 0 (small matrices, chosen by the
-// launcher from the row count alone, so every K of one matrix takes the same form): the
-// warps of a CTA share one row group and split its units (warp w takes lanes' units
-// lane + 32w, + 32 * warps, ...); the per-warp sums are added in warp order through shared
-// memory. A 48-row matrix then runs on 4x the warps with a quarter of the sequential steps.
+// split == 0: each warp owns whole row groups. split != 0 (wide matrices, chosen by the
+// launcher from the shape alone, so every K of one matrix takes the same form): the warps of
+// a CTA share one row group and split its units (warp w takes lanes' units lane + 32w,
+// + 32 * warps, ...); the per-warp sums are added in warp order through shared memory. A
+// 5120 x 17408 matrix then runs on 4x the warps with a quarter of the sequential steps.
 template <int FMT, int K>
 __device__ __forceinline__ void mmvq_body(const u8* __restrict__ W, u64 row_bytes, int rows, int n,
                                           const i8* __restrict__ aq, const float2* __restrict__ ads,
