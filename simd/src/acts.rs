@@ -216,6 +216,23 @@ impl QuantizedActs {
         }
     }
 
+    /// All k tokens' Q8_K quants (k × n), block scales (k × n/256) and bsums (k × n/16),
+    /// each token's after the previous one's; `None` unless the activations are Q8_K (the
+    /// K-quant weight types). Another device computing rows from these gets the same bits.
+    pub fn q8_k_all(&self) -> Option<(&[i8], &[f32], &[i16])> {
+        match self.weight_ty {
+            Some(GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K) => {
+                let (k, n) = (self.k, self.n);
+                Some((
+                    &self.qs[..k * n],
+                    &self.d[..k * n / 256],
+                    &self.bsums[..k * n / 16],
+                ))
+            }
+            _ => None,
+        }
+    }
+
     /// Token `t`'s Q8_K quants, scales and bsums (tests and the CPU forward's own checks).
     pub fn q8_k_row(&self, t: usize) -> (&[i8], &[f32], &[i16]) {
         let r = self.row(t);

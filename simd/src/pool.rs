@@ -292,6 +292,22 @@ impl Pool {
 
     /// `out[t * rows + r] = W[r] · x_t` for the k tokens of `x` (k × cols, row-major).
     pub fn matmul(&self, w: MatRef<'_>, x: &[f32], k: usize, out: &mut [f32]) {
+        self.matmul_from(w, x, k, out, 0, &mut |_| {});
+    }
+
+    /// `matmul` for rows `r0..` only (the cells of rows below `r0` are left as they are):
+    /// `with_acts` sees the converted input before the workers start, so that another device
+    /// can compute rows `..r0` from the same bits meanwhile (the GPU's PCIe share,
+    /// `hybrid-run`'s `gpu::share`). Every value is bit-identical to `matmul`'s.
+    pub fn matmul_from(
+        &self,
+        w: MatRef<'_>,
+        x: &[f32],
+        k: usize,
+        out: &mut [f32],
+        r0: usize,
+        with_acts: &mut dyn FnMut(&QuantizedActs),
+    ) {
         assert_eq!(
             x.len(),
             k * w.cols,
@@ -316,14 +332,16 @@ impl Pool {
             acts.build_amx(Some(self));
         }
         let acts = &*acts;
+        with_acts(acts);
         let rows = w.rows;
+        let r0 = r0.min(rows);
         let out_ptr = SendPtr(out.as_mut_ptr());
         let chunk = ks.chunk_rows(w.cols, k);
-        let n_chunks = rows.div_ceil(chunk);
+        let n_chunks = (rows - r0).div_ceil(chunk);
         let shares = Shares::new(n_chunks, self.n_threads());
         self.run(&|i, _| {
             while let Some(c) = shares.next(i) {
-                let r = c * chunk..((c + 1) * chunk).min(rows);
+                let r = r0 + c * chunk..(r0 + (c + 1) * chunk).min(rows);
                 // SAFETY (of the stores): t < k and r < rows, so the cells are inside `out`
                 // (k × rows, checked above); each (r, t) belongs to exactly one chunk, claimed
                 // by one thread.
@@ -424,6 +442,23 @@ impl Pool {
         k: usize,
         out: &mut [f32],
     ) {
+        self.ffn_gate_up_swiglu_from(gate, up, x, k, out, 0, &mut |_| {});
+    }
+
+    /// `ffn_gate_up_swiglu` for rows `r0..` only, with `with_acts` seeing the converted input
+    /// first (as [`Pool::matmul_from`]; when gate and up take different activation formats
+    /// it sees the gate's).
+    #[allow(clippy::too_many_arguments)]
+    pub fn ffn_gate_up_swiglu_from(
+        &self,
+        gate: MatRef<'_>,
+        up: MatRef<'_>,
+        x: &[f32],
+        k: usize,
+        out: &mut [f32],
+        r0: usize,
+        with_acts: &mut dyn FnMut(&QuantizedActs),
+    ) {
         assert_eq!(
             (gate.rows, gate.cols),
             (up.rows, up.cols),
@@ -470,14 +505,16 @@ impl Pool {
             }
         }
         let (ag, au) = (&*acts_g, if same { &*acts_g } else { &*acts_u });
+        with_acts(ag);
         let rows = gate.rows;
+        let r0 = r0.min(rows);
         let out_ptr = SendPtr(out.as_mut_ptr());
         let chunk = kg.chunk_rows(gate.cols, k).max(ku.chunk_rows(up.cols, k));
-        let n_chunks = rows.div_ceil(chunk);
+        let n_chunks = (rows - r0).div_ceil(chunk);
         let shares = Shares::new(n_chunks, self.n_threads());
         self.run(&|i, _| {
             while let Some(c) = shares.next(i) {
-                let r = c * chunk..((c + 1) * chunk).min(rows);
+                let r = r0 + c * chunk..(r0 + (c + 1) * chunk).min(rows);
                 // The chunk's (r, t) cells are touched only by this thread: first the gate value
                 // is stored, then combined with the up value.
                 // SAFETY (of both sinks): t < k, r < rows: inside `out` (k × rows, checked
@@ -722,6 +759,69 @@ mod tests {
                         want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                         "{ty} k={k} threads={n}"
                     );
+                }
+            }
+        }
+    }
+
+    /// The `_from` forms compute rows r0.. bit-identically, leave rows ..r0 untouched, and show
+    /// the hook the same activations a fresh quantization gives (what the GPU's share reads).
+    #[test]
+    fn from_forms_skip_the_first_rows_and_show_the_activations() {
+        let mut rng = Rng::new(17);
+        let (rows, cols) = (70, 512);
+        let g = rand_matrix(&mut rng, GgmlType::Q4_K, rows, cols);
+        let u = rand_matrix(&mut rng, GgmlType::Q6_K, rows, cols);
+        let gw = MatRef {
+            ty: GgmlType::Q4_K,
+            data: &g,
+            rows,
+            cols,
+        };
+        let uw = MatRef {
+            ty: GgmlType::Q6_K,
+            data: &u,
+            rows,
+            cols,
+        };
+        let pool = Pool::with_isa(3, Isa::detect());
+        for (k, r0) in [(1usize, 0usize), (4, 19), (3, 64), (2, 70)] {
+            let x = rand_acts(&mut rng, k, cols);
+            let mut fresh = QuantizedActs::new();
+            fresh.quantize(GgmlType::Q4_K, &x, k, cols);
+            let (mut full, mut part) = (vec![0.0f32; k * rows], vec![f32::NAN; k * rows]);
+            pool.matmul(gw, &x, k, &mut full);
+            let mut seen = 0;
+            pool.matmul_from(gw, &x, k, &mut part, r0, &mut |a| {
+                assert_eq!(a.q8_k_all(), fresh.q8_k_all(), "k={k}");
+                seen += 1;
+            });
+            assert_eq!(seen, 1);
+            let (mut ffull, mut fpart) = (vec![0.0f32; k * rows], vec![f32::NAN; k * rows]);
+            pool.ffn_gate_up_swiglu(gw, uw, &x, k, &mut ffull);
+            pool.ffn_gate_up_swiglu_from(gw, uw, &x, k, &mut fpart, r0, &mut |a| {
+                assert_eq!(a.q8_k_all(), fresh.q8_k_all(), "k={k}");
+            });
+            for t in 0..k {
+                for r in 0..rows {
+                    let i = t * rows + r;
+                    if r < r0 {
+                        assert!(
+                            part[i].is_nan() && fpart[i].is_nan(),
+                            "row {r} < {r0} written"
+                        );
+                    } else {
+                        assert_eq!(
+                            part[i].to_bits(),
+                            full[i].to_bits(),
+                            "k={k} r0={r0} row {r}"
+                        );
+                        assert_eq!(
+                            fpart[i].to_bits(),
+                            ffull[i].to_bits(),
+                            "k={k} r0={r0} row {r}"
+                        );
+                    }
                 }
             }
         }

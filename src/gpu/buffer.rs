@@ -79,6 +79,11 @@ fn check_sub(len: usize, start: usize, n: usize) -> Result<()> {
 }
 
 impl<'a, T> View<'a, T> {
+    /// The device address (kernels outside the typed wrappers: `Gpu::mmv_exact`).
+    pub fn device_ptr(&self) -> u64 {
+        self.ptr
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -149,5 +154,10 @@ pub struct GpuMatrix {
 impl GpuMatrix {
     pub fn bytes(&self) -> usize {
         self.data.len()
+    }
+
+    /// The device address of row 0.
+    pub fn device_ptr(&self) -> u64 {
+        self.data.ptr
     }
 }

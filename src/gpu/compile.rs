@@ -32,10 +32,11 @@ pub enum Kernel {
     Attn,
     Argmax,
     Dequant,
+    Exact,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 8] = [
+    pub const ALL: [Kernel; 9] = [
         Kernel::Mmvq,
         Kernel::Norm,
         Kernel::Rope,
@@ -44,6 +45,7 @@ impl Kernel {
         Kernel::Attn,
         Kernel::Argmax,
         Kernel::Dequant,
+        Kernel::Exact,
     ];
 
     /// File stem under `cuda/`.
@@ -57,6 +59,7 @@ impl Kernel {
             Kernel::Attn => "attn",
             Kernel::Argmax => "argmax",
             Kernel::Dequant => "dequant",
+            Kernel::Exact => "exact",
         }
     }
 
@@ -71,6 +74,7 @@ impl Kernel {
             Kernel::Attn => include_str!("../../cuda/attn.cu"),
             Kernel::Argmax => include_str!("../../cuda/argmax.cu"),
             Kernel::Dequant => include_str!("../../cuda/dequant.cu"),
+            Kernel::Exact => include_str!("../../cuda/exact.cu"),
         }
     }
 

@@ -48,6 +48,9 @@ pub struct Kernels {
     pub(crate) argmax: CudaFunction,
     /// The prefill GEMM's conversions (None when `cuda/dequant.cu` failed to build or load).
     pub(crate) dequant: Option<Dequant>,
+    /// The CPU-order mat-vecs of `cuda/exact.cu` (Q4_K, Q6_K), for the GPU's share of
+    /// CPU-placed rows (`gpu::share`); None when the module failed to build or load.
+    pub(crate) exact: Option<[CudaFunction; 2]>,
 }
 
 /// Kernels of `cuda/dequant.cu`.
@@ -108,6 +111,11 @@ impl Kernels {
                     tracing::warn!("prefill GEMM kernels unavailable: {e}");
                     continue;
                 }
+                // So is the PCIe share of CPU-placed rows.
+                Err(e) if k == Kernel::Exact => {
+                    tracing::warn!("exact mat-vec kernels unavailable (no PCIe share): {e}");
+                    continue;
+                }
                 Err(e) => return Err(e),
             };
             if cached {
@@ -137,9 +145,17 @@ impl Kernels {
             })
         })()
         .ok();
+        let exact = (|| -> Result<[CudaFunction; 2]> {
+            Ok([
+                m.get(Kernel::Exact, "exact_q4_k")?,
+                m.get(Kernel::Exact, "exact_q6_k")?,
+            ])
+        })()
+        .ok();
         let k = Kernels {
             mmv,
             dequant,
+            exact,
             quantize_q8_1: m.get(Kernel::Mmvq, "quantize_q8_1")?,
             rms_norm: m.get(Kernel::Norm, "rms_norm")?,
             rms_norm_gated: m.get(Kernel::Norm, "rms_norm_gated")?,

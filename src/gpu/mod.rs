@@ -18,6 +18,7 @@ mod kernels;
 mod kprof;
 pub mod model;
 mod ops;
+pub mod share;
 
 pub use buffer::{GpuBuf, GpuMatrix, View, ViewMut};
 pub use compile::{cache_dir, compile_only, Kernel};

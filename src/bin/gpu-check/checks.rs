@@ -388,3 +388,135 @@ pub fn argmax(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8) -> R<()> {
     );
     Ok(())
 }
+
+/// The PCIe share's exact mat-vecs (`cuda/exact.cu`) give the CPU kernels' bits: from device
+/// memory (every row, NaN-poisoned output) and through `PcieShare` from registered host
+/// memory (the first rows), Q4_K and Q6_K, k = 1..=8, with an all-ones block (every nibble
+/// 15, every scale at its maximum) in row 0.
+pub fn exact_share(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8, quick: bool) -> R<()> {
+    use hybrid_run::gpu::share::{self, PcieShare, ShareKind, SharedMat};
+    if !gpu.has_exact() {
+        rep.truth("exact mat-vec kernels loaded", false, "module missing");
+        return Ok(());
+    }
+    let pool = simd::Pool::new(2);
+    for ty in [GgmlType::Q4_K, GgmlType::Q6_K] {
+        let shapes: &[(usize, usize)] = if quick {
+            &[(200, 1280)]
+        } else {
+            &[(37, 256), (200, 1280), (131, 5120)]
+        };
+        for &(rows, cols) in shapes {
+            let mut bytes = refs::random_weights(rng, ty, rows, cols);
+            let bb = ty.block_bytes();
+            bytes[..bb].fill(0xFF);
+            let d = half::f16::from_f32(0.004).to_bits().to_le_bytes();
+            match ty {
+                GgmlType::Q4_K => bytes[0..2].copy_from_slice(&d),
+                _ => bytes[208..210].copy_from_slice(&d),
+            }
+            let w = gpu.upload_matrix(&format!("exact.{ty}"), ty, rows, cols, &bytes)?;
+            let ks: Vec<usize> = if quick {
+                vec![1, 4, 8]
+            } else {
+                (1..=MAX_K).collect()
+            };
+            for &k in &ks {
+                let x = uniform(rng, k * cols, -2.0, 2.0);
+                let mut want = vec![0f32; k * rows];
+                let m = simd::MatRef {
+                    ty,
+                    data: &bytes,
+                    rows,
+                    cols,
+                };
+                pool.matmul(m, &x, k, &mut want);
+                let mut acts = simd::QuantizedActs::new();
+                acts.quantize(ty, &x, k, cols);
+                // Device-resident weights, every row.
+                let ex = share::ExactActs {
+                    q8: gpu.upload(acts.q8_k_all().map(|a| a.0).unwrap_or(&[]), "q8")?,
+                    d: gpu.upload(acts.q8_k_all().map(|a| a.1).unwrap_or(&[]), "d")?,
+                    bsums: gpu.upload(acts.q8_k_all().map(|a| a.2).unwrap_or(&[]), "bsums")?,
+                };
+                let mut out = nan_buf(gpu, k * rows, "exact out")?;
+                gpu.mmv_exact(
+                    ty,
+                    w.device_ptr(),
+                    w.row_bytes,
+                    rows,
+                    cols / 256,
+                    &ex,
+                    k,
+                    &mut out.view_mut(),
+                    rows,
+                )?;
+                let got = gpu.download(out.view())?;
+                let bad = got
+                    .iter()
+                    .zip(&want)
+                    .filter(|(a, b)| a.to_bits() != b.to_bits())
+                    .count();
+                rep.truth(
+                    &format!("exact mmv {ty} {rows}x{cols} k={k} (device) == CPU"),
+                    bad == 0,
+                    &format!("{bad} of {} differ", k * rows),
+                );
+            }
+            // Through the share: weights in registered host memory, the first rows.
+            let share_rows = rows.min(128);
+            let region = share::register_all(gpu, &[&bytes])?;
+            let mut sh = PcieShare::new(gpu, region, 1, cols, rows)?;
+            let mat = SharedMat {
+                ty,
+                rows,
+                cols,
+                w: sh.device_ptr(&bytes).ok_or_else(|| GpuError::Shape {
+                    op: "exact_share",
+                    msg: "registered range does not hold the matrix".into(),
+                })?,
+            };
+            for &k in &ks {
+                let x = uniform(rng, k * cols, -2.0, 2.0);
+                let mut want = vec![0f32; k * rows];
+                let m = simd::MatRef {
+                    ty,
+                    data: &bytes,
+                    rows,
+                    cols,
+                };
+                // The CPU computes rows share_rows.. while the GPU does the rest.
+                let mut launched = Ok(());
+                pool.matmul_from(m, &x, k, &mut want, share_rows, &mut |acts| {
+                    launched = sh.launch(gpu, acts, &[mat, mat], share_rows, k);
+                });
+                launched?;
+                let got = sh
+                    .finish(ShareKind::Down, rows - share_rows, 1e-3)?
+                    .to_vec();
+                let mut full = vec![0f32; k * rows];
+                pool.matmul(m, &x, k, &mut full);
+                let mut bad = 0;
+                for t in 0..k {
+                    for r in 0..share_rows {
+                        let f = full[t * rows + r].to_bits();
+                        // Both copies of the matrix (j = 0, 1) and the CPU's own rows.
+                        bad += (got[t * share_rows + r].to_bits() != f) as usize;
+                        bad += (got[(k + t) * share_rows + r].to_bits() != f) as usize;
+                    }
+                    for r in share_rows..rows {
+                        bad +=
+                            (want[t * rows + r].to_bits() != full[t * rows + r].to_bits()) as usize;
+                    }
+                }
+                rep.truth(
+                    &format!("PCIe share {ty} {share_rows}/{rows}x{cols} k={k} == CPU"),
+                    bad == 0,
+                    &format!("{bad} differ"),
+                );
+            }
+            drop(sh);
+        }
+    }
+    Ok(())
+}

@@ -121,6 +121,7 @@ fn main() {
             return Ok(());
         }
         checks::matvec(&gpu, &mut rep, &mut rng, quick)?;
+        checks::exact_share(&gpu, &mut rep, &mut rng, quick)?;
         checks::norms_rope_elementwise(&gpu, &mut rep, &mut rng)?;
         checks::argmax(&gpu, &mut rep, &mut rng)?;
         sequence::gdn_conv(&gpu, &mut rep, &mut rng)?;

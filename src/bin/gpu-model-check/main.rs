@@ -338,6 +338,39 @@ fn check_model(path: &Path, threads: usize, rep: &mut Report) -> R<()> {
             e_hf,
             2.5 * e_ce + 1e-3,
         );
+        // The PCIe share gives the CPU path's bits: the same chunks (1 to 8 tokens, so every
+        // k) with it on from k = 1 and off, logits compared bit for bit.
+        if hm.has_pcie_share() {
+            let run = |hm: &mut GpuModel<'_>, on: bool| -> R<(Vec<f32>, u64)> {
+                hm.set_pcie_share_min_k(on.then_some(1));
+                hm.take_share_stats();
+                let mut st = hm.new_state(n_ctx)?;
+                let mut o = ForwardOutput::default();
+                let mut all = Vec::new();
+                let mut at = 0;
+                for k in 1..=8usize {
+                    let end = (at + k).min(toks.len());
+                    if at >= end {
+                        break;
+                    }
+                    hm.forward(&mut st, &toks[at..end], Logits::All, &mut o)?;
+                    all.extend_from_slice(&o.logits);
+                    at = end;
+                }
+                let rows = hm.take_share_stats().map_or(0, |(s, _)| s.gpu_rows);
+                Ok((all, rows))
+            };
+            let (on, rows_on) = run(&mut hm, true)?;
+            let (off, rows_off) = run(&mut hm, false)?;
+            hm.set_pcie_share_min_k(Some(hybrid_run::gpu::share::DEFAULT_MIN_K));
+            let same = on.len() == off.len()
+                && on.iter().zip(&off).all(|(a, b)| a.to_bits() == b.to_bits());
+            rep.truth(
+                &format!("{name}: hybrid with PCIe share == without, bit for bit (k = 1..8)"),
+                same && rows_on > 0 && rows_off == 0,
+                &format!("GPU rows {rows_on} / {rows_off}, {} logits", on.len()),
+            );
+        }
         let mut hs = hm.new_state(n_ctx)?;
         let mut h_toks = Vec::new();
         let (mut t, _) = hm.forward_greedy(&mut hs, &prompt)?;

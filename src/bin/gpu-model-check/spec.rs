@@ -270,6 +270,24 @@ pub fn bench(path: &Path, n_gpu_ffn: Option<usize>, threads: usize, n_gen: usize
             );
         }
     }
+    if let Some((s, fr)) = gm.take_share_stats() {
+        let f = |j: usize| {
+            (1..=6)
+                .map(|k| format!("{:.2}", fr[j][k]))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        println!(
+            "PCIe share during T(k): {} calls, GPU rows {} vs CPU rows {}, GPU {:.1} ms, CPU waited {:.1} ms; GPU fraction by k = 1..6: gate/up {}, down {}",
+            s.calls,
+            s.gpu_rows,
+            s.cpu_rows,
+            s.gpu_ms,
+            s.wait_ms,
+            f(0),
+            f(1)
+        );
+    }
     let (truth, base) = plain(&mut gm, &prompt, n_gen, n_ctx)?;
     println!(
         "decode, {n_gen} tokens, greedy: MTP off {:.2} t/s",
@@ -281,7 +299,7 @@ pub fn bench(path: &Path, n_gpu_ffn: Option<usize>, threads: usize, n_gen: usize
     let ns: &[usize] = if n_ffn >= cfg.n_layer() {
         &[2, 3, 4, 6]
     } else {
-        &[3, 5]
+        &[3, 4, 5]
     };
     for rate in [0.75, 0.84, 0.95] {
         for &n in ns {

@@ -37,6 +37,7 @@ use super::super::ops::{
     AttnScratch, DevPos, GdnConvArgs, GdnRecurrenceArgs, Gemm, KvCache, QuantActs, ATTN_HEAD_DIMS,
     GDN_HEAD_DIMS,
 };
+use super::super::share::{self, PcieShare, ShareKind};
 use super::snapshot::GpuSnapshotRing;
 use super::state::{GpuLayerState, GpuSeqState};
 use super::stream::{FfnStreamer, STREAM_MIN_TOKENS};
@@ -318,6 +319,59 @@ struct CpuFfnScratch {
     /// Wall time spent in the CPU FFN (download, CPU matmuls, upload) since the last
     /// [`GpuModel::take_cpu_ffn_secs`].
     secs: f64,
+    /// The GPU's share of CPU-placed rows, read over PCIe (`gpu::share`), when on.
+    share: Option<PcieShare>,
+}
+
+/// Registers the CPU-placed FFN weights for the GPU's PCIe share and allocates its buffers;
+/// `None` (with the reason logged) when it is off, unsupported, or the driver refuses.
+fn share_setup(gpu: &Gpu, host_ffn: &[Option<FfnWeights<'_>>]) -> Option<PcieShare> {
+    let min_k = share::min_k_from_env()?;
+    if !gpu.has_exact() {
+        return None;
+    }
+    let layers: Vec<&FfnWeights<'_>> = host_ffn.iter().flatten().collect();
+    let usable = |f: &&&FfnWeights<'_>| {
+        [f.gate, f.up, f.down]
+            .iter()
+            .all(|m| share::exact_supported(m.info.ty))
+    };
+    let slices: Vec<&[u8]> = layers
+        .iter()
+        .filter(usable)
+        .flat_map(|f| [f.gate.data, f.up.data, f.down.data])
+        .collect();
+    if slices.is_empty() {
+        return None;
+    }
+    let max_cols = layers
+        .iter()
+        .map(|f| f.down.info.row_len() as usize)
+        .chain(layers.iter().map(|f| f.gate.info.row_len() as usize))
+        .max()?;
+    let max_rows = layers
+        .iter()
+        .map(|f| (f.gate.info.rows() as usize).max(f.down.info.rows() as usize))
+        .max()?;
+    let t0 = std::time::Instant::now();
+    let bytes: usize = slices.iter().map(|s| s.len()).sum();
+    let made = share::register_all(gpu, &slices)
+        .and_then(|regions| PcieShare::new(gpu, regions, min_k, max_cols, max_rows));
+    match made {
+        Ok(s) => {
+            tracing::info!(
+                "PCIe share: {:.1} GiB of CPU-placed FFN weights mapped for the GPU in {} region(s) ({:.1} s); the GPU takes part of their rows at k >= {min_k}",
+                bytes as f64 / (1u64 << 30) as f64,
+                s.regions.len(),
+                t0.elapsed().as_secs_f64()
+            );
+            Some(s)
+        }
+        Err(e) => {
+            tracing::warn!("PCIe share off: {e}");
+            None
+        }
+    }
 }
 
 /// Where one layer's dense FFN runs, decided by the placement in [`GpuModel::chunk`]; the
@@ -420,14 +474,98 @@ fn cpu_ffn(
         s.hid.resize(t * ff, 0.0);
     }
     let (xn, o) = stg.io(n, n)?;
-    pool.ffn_gate_up_swiglu(mat(&f.gate), mat(&f.up), xn, t, &mut s.hid[..t * ff]);
-    pool.matmul(mat(&f.down), &s.hid[..t * ff], t, o);
+    let hid = &mut s.hid[..t * ff];
+    match s.share.as_mut().and_then(|sh| SharedFfn::new(sh, f, t)) {
+        Some(sf) => sf.run(gpu, pool, f, xn, t, hid, o)?,
+        None => {
+            pool.ffn_gate_up_swiglu(mat(&f.gate), mat(&f.up), xn, t, hid);
+            pool.matmul(mat(&f.down), hid, t, o);
+        }
+    }
     profile::record(Phase::CpuFfn, il, p0);
     let p0 = profile::start();
     stg.upload(gpu, b.o.view_mut().sub(0, n)?)?;
     profile::record(Phase::Upload, il, p0);
     s.secs += t0.elapsed().as_secs_f64();
     Ok(())
+}
+
+/// One CPU-placed FFN layer with the GPU taking rows `..r` of each matrix over PCIe.
+struct SharedFfn<'s> {
+    sh: &'s mut PcieShare,
+    gate: share::SharedMat,
+    up: share::SharedMat,
+    down: share::SharedMat,
+}
+
+impl<'s> SharedFfn<'s> {
+    /// `None` when the share does not apply (k below its minimum, a weight type without an
+    /// exact kernel, weights not registered).
+    fn new(sh: &'s mut PcieShare, f: &FfnWeights<'_>, t: usize) -> Option<SharedFfn<'s>> {
+        if sh.rows_for(ShareKind::GateUp, t, 1) == 0 {
+            return None;
+        }
+        let m = |v: &TensorView<'_>| -> Option<share::SharedMat> {
+            share::exact_supported(v.info.ty).then_some(())?;
+            Some(share::SharedMat {
+                ty: v.info.ty,
+                rows: v.info.rows() as usize,
+                cols: v.info.row_len() as usize,
+                w: sh.device_ptr(v.data)?,
+            })
+        };
+        let (gate, up, down) = (m(&f.gate)?, m(&f.up)?, m(&f.down)?);
+        Some(SharedFfn { sh, gate, up, down })
+    }
+
+    /// `o = down(swiglu(gate·xn, up·xn))` for k = t tokens: the same bits as the CPU-only
+    /// path, the GPU computing the first rows of each matrix while the workers do the rest.
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        self,
+        gpu: &Gpu,
+        pool: &Pool,
+        f: &FfnWeights<'_>,
+        xn: &[f32],
+        t: usize,
+        hid: &mut [f32],
+        o: &mut [f32],
+    ) -> Result<()> {
+        let SharedFfn { sh, gate, up, down } = self;
+        let ff = gate.rows;
+        // Gate and up: the GPU's rows come back raw and get the CPU's SwiGLU.
+        let rg = sh.rows_for(ShareKind::GateUp, t, ff);
+        let mut launched = Ok(());
+        let mut start = None;
+        pool.ffn_gate_up_swiglu_from(mat(&f.gate), mat(&f.up), xn, t, hid, rg, &mut |acts| {
+            launched = sh.launch(gpu, acts, &[gate, up], rg, t);
+            start = Some(std::time::Instant::now());
+        });
+        launched?;
+        let cpu = start.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        let res = sh.finish(ShareKind::GateUp, ff - rg, cpu)?;
+        for tt in 0..t {
+            let h = &mut hid[tt * ff..tt * ff + rg];
+            h.copy_from_slice(&res[tt * rg..(tt + 1) * rg]);
+            simd::act::swiglu_inplace(h, &res[(t + tt) * rg..(t + tt + 1) * rg]);
+        }
+        // Down.
+        let d = down.rows;
+        let rd = sh.rows_for(ShareKind::Down, t, d);
+        let mut launched = Ok(());
+        let mut start = None;
+        pool.matmul_from(mat(&f.down), hid, t, o, rd, &mut |acts| {
+            launched = sh.launch(gpu, acts, &[down], rd, t);
+            start = Some(std::time::Instant::now());
+        });
+        launched?;
+        let cpu = start.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        let res = sh.finish(ShareKind::Down, d - rd, cpu)?;
+        for tt in 0..t {
+            o[tt * d..tt * d + rd].copy_from_slice(&res[tt * rd..(tt + 1) * rd]);
+        }
+        Ok(())
+    }
 }
 
 fn unsupported(msg: String) -> ModelError {
@@ -568,6 +706,9 @@ impl<'a> GpuModel<'a> {
                 .max()
                 .unwrap_or(0);
             cpu_scratch.hid = vec![0.0; b.t_max * ff_max];
+            if !dequantize {
+                cpu_scratch.share = share_setup(&gpu, &host_ffn);
+            }
         }
         Ok(GpuModel {
             token_embd: w.token_embd,
@@ -586,6 +727,27 @@ impl<'a> GpuModel<'a> {
             pos,
             graphs: GraphCache::new(),
         })
+    }
+
+    /// Whether the GPU's PCIe share of CPU-placed rows is set up (`gpu::share`).
+    pub fn has_pcie_share(&self) -> bool {
+        self.cpu_scratch.share.is_some()
+    }
+
+    /// The smallest chunk that uses the PCIe share (`None`: off), where it is set up.
+    pub fn set_pcie_share_min_k(&mut self, min_k: Option<usize>) {
+        if let Some(s) = self.cpu_scratch.share.as_mut() {
+            s.set_min_k(min_k);
+        }
+    }
+
+    /// The PCIe share's counters since the last call, and its current fractions of rows by
+    /// k (gate/up, down).
+    pub fn take_share_stats(&mut self) -> Option<(share::ShareStats, [[f64; MAX_K + 1]; 2])> {
+        self.cpu_scratch
+            .share
+            .as_mut()
+            .map(|s| (s.take_stats(), s.fractions()))
     }
 
     /// Turns CUDA graphs for chunks of up to [`MAX_BATCH`] tokens on or off (on by default

@@ -1,0 +1,487 @@
+//! The GPU's share of a CPU-placed FFN layer (hybrid split): while the CPU workers compute
+//! rows `r0..` of a matrix, the GPU computes rows `..r0`, reading those weights straight
+//! from host memory over PCIe (the file map, registered read-only and mapped for the device:
+//! zero-copy, no VRAM). The kernels (`cuda/exact.cu`) follow the CPU kernels' float order
+//! bit for bit on the same Q8_K activation bits, so the output does not depend on who
+//! computed a row: the share can change from call to call (it follows the measured rates)
+//! and a token's result stays independent of k (speculation unchanged).
+//!
+//! Why it pays: at k >= 2 the CPU FFN is bound by the cores' integer work, not by the host's
+//! memory, so DRAM has bandwidth to spare that the GPU can use through PCIe (at k = 1 the
+//! cores already take all of it: `docs/benchmarks/gpu-split-mmv-2026-12-06.md` §6).
+//! `HYBRID_PCIE_SHARE`: `0` / `off` turns it off; a number sets the smallest k that uses
+//! it (default [`DEFAULT_MIN_K`]).
+
+use std::ffi::c_void;
+
+use cudarc::driver::{sys, CudaEvent, PinnedHostSlice};
+use simd::{GgmlType, QuantizedActs};
+
+use super::buffer::{GpuBuf, ViewMut};
+use super::device::Gpu;
+use super::error::{GpuError, Result};
+use super::ops::{as_i32, launch, launch_cfg};
+
+/// Smallest token count that uses the share unless `HYBRID_PCIE_SHARE` says otherwise.
+pub const DEFAULT_MIN_K: usize = 2;
+/// Rows per CTA of the exact kernels (one warp per row).
+const EX_WARPS: usize = 4;
+/// The share is a multiple of this many rows.
+const ROW_STEP: usize = 64;
+/// The share never grows past this fraction of a matrix's rows.
+const MAX_FRAC: f64 = 0.6;
+/// Share of the first call of each (matrix kind, k), before any rate is measured.
+const START_FRAC: f64 = 0.2;
+
+/// A host range registered with the driver as read-only, device-mapped memory: kernels read
+/// it through `dev` over PCIe. Unregistered on drop.
+pub struct HostRegion {
+    host: usize,
+    len: usize,
+    dev: u64,
+    ctx: std::sync::Arc<cudarc::driver::CudaContext>,
+}
+
+impl HostRegion {
+    /// Registers the pages spanning `bytes` (which must stay mapped and unchanged while the
+    /// region lives: the caller keeps the file map alive for as long as the model).
+    pub fn register(gpu: &Gpu, bytes: &[u8]) -> Result<HostRegion> {
+        const PAGE: usize = 4096;
+        let start = bytes.as_ptr() as usize / PAGE * PAGE;
+        let end = (bytes.as_ptr() as usize + bytes.len()).div_ceil(PAGE) * PAGE;
+        Self::register_range(gpu, start, end - start)
+    }
+
+    fn register_range(gpu: &Gpu, host: usize, len: usize) -> Result<HostRegion> {
+        gpu.ctx
+            .bind_to_thread()
+            .map_err(GpuError::driver("binding the context"))?;
+        let flags = sys::CU_MEMHOSTREGISTER_DEVICEMAP | sys::CU_MEMHOSTREGISTER_READ_ONLY;
+        // SAFETY: [host, host + len) is a page-aligned range of mapped memory (it spans a
+        // live slice of the caller's file map, rounded out to whole pages of that map); the
+        // driver only pins it and maps it for the device, read-only.
+        unsafe { sys::cuMemHostRegister_v2(host as *mut c_void, len, flags) }
+            .result()
+            .map_err(GpuError::driver(format!(
+                "registering {len} bytes of host weights for the GPU"
+            )))?;
+        let mut dev: sys::CUdeviceptr = 0;
+        // SAFETY: out-parameter call on the range registered just above.
+        let r =
+            unsafe { sys::cuMemHostGetDevicePointer_v2(&mut dev, host as *mut c_void, 0) }.result();
+        if let Err(e) = r {
+            // SAFETY: the range was registered above and nothing uses it yet.
+            unsafe { sys::cuMemHostUnregister(host as *mut c_void) };
+            return Err(GpuError::Driver {
+                what: "mapping registered host weights for the GPU".into(),
+                source: e,
+            });
+        }
+        Ok(HostRegion {
+            host,
+            len,
+            dev,
+            ctx: gpu.ctx.clone(),
+        })
+    }
+
+    /// The device address of `bytes`, if the region holds all of it.
+    pub fn device_ptr(&self, bytes: &[u8]) -> Option<u64> {
+        let p = bytes.as_ptr() as usize;
+        (p >= self.host && p + bytes.len() <= self.host + self.len)
+            .then(|| self.dev + (p - self.host) as u64)
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Drop for HostRegion {
+    fn drop(&mut self) {
+        if self.ctx.bind_to_thread().is_ok() {
+            // SAFETY: registered in `register_range`; no kernel reads it any more (the model
+            // that launched them is being dropped after synchronizing its stream).
+            unsafe { sys::cuMemHostUnregister(self.host as *mut c_void) };
+        }
+    }
+}
+
+/// Registers the page ranges spanning `slices`, merged where they touch or overlap (the
+/// driver refuses to register a page twice).
+pub fn register_all(gpu: &Gpu, slices: &[&[u8]]) -> Result<Vec<HostRegion>> {
+    const PAGE: usize = 4096;
+    let mut ranges: Vec<(usize, usize)> = slices
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let a = s.as_ptr() as usize;
+            (a / PAGE * PAGE, (a + s.len()).div_ceil(PAGE) * PAGE)
+        })
+        .collect();
+    ranges.sort_unstable();
+    let mut merged: Vec<(usize, usize)> = Vec::new();
+    for (a, b) in ranges {
+        match merged.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    merged
+        .into_iter()
+        .map(|(a, b)| HostRegion::register_range(gpu, a, b - a))
+        .collect()
+}
+
+/// Whether `ty` has an exact kernel.
+pub fn exact_supported(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q4_K | GgmlType::Q6_K)
+}
+
+/// Device copies of one call's Q8_K activations.
+pub struct ExactActs {
+    pub q8: GpuBuf<i8>,
+    pub d: GpuBuf<f32>,
+    pub bsums: GpuBuf<i16>,
+}
+
+impl Gpu {
+    /// Whether the exact kernels were built.
+    pub fn has_exact(&self) -> bool {
+        self.k.exact.is_some()
+    }
+
+    /// `out[t * out_stride + r] = W[r] · x_t` for rows `0..rows` of a `ty` matrix whose rows
+    /// (`row_bytes` each, `nb` blocks) start at device address `w` (device or registered host
+    /// memory), in the CPU kernels' float order; `x` holds k tokens of Q8_K (`nb` blocks each).
+    #[allow(clippy::too_many_arguments)]
+    pub fn mmv_exact(
+        &self,
+        ty: GgmlType,
+        w: u64,
+        row_bytes: usize,
+        rows: usize,
+        nb: usize,
+        x: &ExactActs,
+        k: usize,
+        out: &mut ViewMut<'_, f32>,
+        out_stride: usize,
+    ) -> Result<()> {
+        const OP: &str = "mmv_exact";
+        let kern = self
+            .k
+            .exact
+            .as_ref()
+            .ok_or_else(|| GpuError::shape(OP, "the exact kernels are not loaded"))?;
+        let f = match ty {
+            GgmlType::Q4_K => &kern[0],
+            GgmlType::Q6_K => &kern[1],
+            _ => return Err(GpuError::shape(OP, format!("no exact kernel for {ty}"))),
+        };
+        if rows == 0 || k == 0 || k > super::MAX_K || out_stride < rows {
+            return Err(GpuError::shape(
+                OP,
+                format!("rows {rows}, k {k}, out stride {out_stride}"),
+            ));
+        }
+        super::ops::need(OP, "q8", x.q8.len(), k * nb * 256)?;
+        super::ops::need(OP, "d", x.d.len(), k * nb)?;
+        super::ops::need(OP, "bsums", x.bsums.len(), k * nb * 16)?;
+        super::ops::need(OP, "out", out.len(), (k - 1) * out_stride + rows)?;
+        let rb = row_bytes as u64;
+        let (ri, nbi, ki, osi) = (
+            as_i32(OP, "rows", rows)?,
+            as_i32(OP, "nb", nb)?,
+            as_i32(OP, "k", k)?,
+            as_i32(OP, "out_stride", out_stride)?,
+        );
+        let (qp, dp, bp, op) = (x.q8.ptr, x.d.ptr, x.bsums.ptr, out.ptr);
+        let grid = rows.div_ceil(EX_WARPS) as u32;
+        let mut b = self.launcher(f);
+        b.arg(&w)
+            .arg(&rb)
+            .arg(&ri)
+            .arg(&nbi)
+            .arg(&qp)
+            .arg(&dp)
+            .arg(&bp)
+            .arg(&ki)
+            .arg(&op)
+            .arg(&osi);
+        launch(OP, &mut b, launch_cfg((grid, 1, 1), (32 * EX_WARPS) as u32))
+    }
+}
+
+/// One matrix of a share: its type, rows, columns, and device address of row 0.
+#[derive(Clone, Copy)]
+pub struct SharedMat {
+    pub ty: GgmlType,
+    pub rows: usize,
+    pub cols: usize,
+    pub w: u64,
+}
+
+impl SharedMat {
+    fn row_bytes(&self) -> usize {
+        self.ty.row_bytes(self.cols as u64).unwrap_or(0) as usize
+    }
+}
+
+/// Which step of the FFN a share is for (separate rates: different shapes).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ShareKind {
+    GateUp = 0,
+    Down = 1,
+}
+
+/// Counters since the last [`PcieShare::take_stats`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ShareStats {
+    pub calls: u64,
+    /// Rows the GPU computed (gate and up counted once each).
+    pub gpu_rows: u64,
+    pub cpu_rows: u64,
+    /// GPU time (events around copies and kernels), and the time the CPU waited for it
+    /// after finishing its own rows.
+    pub gpu_ms: f64,
+    pub wait_ms: f64,
+}
+
+/// The state of the PCIe share in a hybrid model: registered weights, device and pinned
+/// buffers for one call's activations and results, and the adaptive split per (kind, k).
+pub struct PcieShare {
+    pub regions: Vec<HostRegion>,
+    min_k: usize,
+    acts: ExactActs,
+    out: GpuBuf<f32>,
+    h_q8: PinnedHostSlice<i8>,
+    h_d: PinnedHostSlice<f32>,
+    h_bs: PinnedHostSlice<i16>,
+    h_out: PinnedHostSlice<f32>,
+    ev0: CudaEvent,
+    ev1: CudaEvent,
+    /// Fraction of rows given to the GPU, by kind and k (index k; 0 unused).
+    frac: [[f64; super::MAX_K + 1]; 2],
+    /// Whether this (kind, k) has been run once (the first call's timings are not used).
+    warm: [[bool; super::MAX_K + 1]; 2],
+    /// Rows of the call in flight (0: none).
+    pending_rows: usize,
+    pending_mats: usize,
+    pending_k: usize,
+    stats: ShareStats,
+}
+
+/// The smallest k that uses the share, from `HYBRID_PCIE_SHARE` (None: off).
+pub fn min_k_from_env() -> Option<usize> {
+    match std::env::var("HYBRID_PCIE_SHARE").as_deref() {
+        Ok("0") | Ok("off") | Ok("false") => None,
+        Ok(v) => Some(v.parse().unwrap_or(DEFAULT_MIN_K).max(1)),
+        Err(_) => Some(DEFAULT_MIN_K),
+    }
+}
+
+impl PcieShare {
+    /// Buffers for up to `max_cols` columns (the FFN width) and `max_rows` output rows per
+    /// matrix, k <= MAX_K.
+    pub fn new(
+        gpu: &Gpu,
+        regions: Vec<HostRegion>,
+        min_k: usize,
+        max_cols: usize,
+        max_rows: usize,
+    ) -> Result<PcieShare> {
+        let k = super::MAX_K;
+        let nb = max_cols.div_ceil(256);
+        let pinned = |what: &'static str| GpuError::driver(format!("allocating pinned {what}"));
+        // SAFETY (the three pinned allocations and the result buffer): page-locked host
+        // memory; each call writes the elements it copies before the copy is queued, and only
+        // reads results after waiting for the copy that wrote them.
+        let h_q8 = unsafe { gpu.ctx.alloc_pinned::<i8>(k * nb * 256) }.map_err(pinned("q8"))?;
+        let h_d = unsafe { gpu.ctx.alloc_pinned::<f32>(k * nb) }.map_err(pinned("scales"))?;
+        let h_bs = unsafe { gpu.ctx.alloc_pinned::<i16>(k * nb * 16) }.map_err(pinned("bsums"))?;
+        let h_out =
+            unsafe { gpu.ctx.alloc_pinned::<f32>(2 * k * max_rows) }.map_err(pinned("results"))?;
+        let ev = || {
+            gpu.ctx
+                .new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT))
+                .map_err(GpuError::driver("creating a share event"))
+        };
+        Ok(PcieShare {
+            regions,
+            min_k,
+            acts: ExactActs {
+                q8: gpu.alloc_zeros(k * nb * 256, "share activations")?,
+                d: gpu.alloc_zeros(k * nb, "share activation scales")?,
+                bsums: gpu.alloc_zeros(k * nb * 16, "share activation sums")?,
+            },
+            out: gpu.alloc_zeros(2 * k * max_rows, "share results")?,
+            h_q8,
+            h_d,
+            h_bs,
+            h_out,
+            ev0: ev()?,
+            ev1: ev()?,
+            frac: [[START_FRAC; super::MAX_K + 1]; 2],
+            warm: [[false; super::MAX_K + 1]; 2],
+            pending_rows: 0,
+            pending_mats: 0,
+            pending_k: 0,
+            stats: ShareStats::default(),
+        })
+    }
+
+    /// The device address of a host matrix's bytes, if registered.
+    pub fn device_ptr(&self, bytes: &[u8]) -> Option<u64> {
+        self.regions.iter().find_map(|r| r.device_ptr(bytes))
+    }
+
+    /// Rows of a `rows`-row matrix the GPU takes at k tokens (0: none).
+    pub fn rows_for(&self, kind: ShareKind, k: usize, rows: usize) -> usize {
+        if k < self.min_k || k > super::MAX_K {
+            return 0;
+        }
+        let r = (self.frac[kind as usize][k] * rows as f64) as usize / ROW_STEP * ROW_STEP;
+        r.clamp(ROW_STEP.min(rows), rows)
+    }
+
+    /// Copies the k tokens of Q8_K activations up and queues the exact mat-vec of rows
+    /// `..rows` of each matrix in `mats` (same columns), results going back to pinned memory.
+    pub fn launch(
+        &mut self,
+        gpu: &Gpu,
+        acts: &QuantizedActs,
+        mats: &[SharedMat],
+        rows: usize,
+        k: usize,
+    ) -> Result<()> {
+        const OP: &str = "PcieShare::launch";
+        let (q8, d, bs) = acts
+            .q8_k_all()
+            .ok_or_else(|| GpuError::shape(OP, "the activations are not Q8_K"))?;
+        if acts.k() != k || mats.is_empty() || mats.len() > 2 {
+            return Err(GpuError::shape(
+                OP,
+                format!("k {k} / {}, {} matrices", acts.k(), mats.len()),
+            ));
+        }
+        if q8.len() > self.h_q8.len()
+            || 2 * k * rows > self.h_out.len()
+            || mats.iter().any(|m| m.cols != acts.n() || rows > m.rows)
+        {
+            return Err(GpuError::shape(
+                OP,
+                format!(
+                    "{} values, {rows} rows: larger than the share buffers",
+                    q8.len()
+                ),
+            ));
+        }
+        let map = |e| GpuError::driver("mapping pinned share buffers")(e);
+        self.h_q8.as_mut_slice().map_err(map)?[..q8.len()].copy_from_slice(q8);
+        self.h_d.as_mut_slice().map_err(map)?[..d.len()].copy_from_slice(d);
+        self.h_bs.as_mut_slice().map_err(map)?[..bs.len()].copy_from_slice(bs);
+        self.ev0
+            .record(&gpu.stream)
+            .map_err(GpuError::driver("recording a share event"))?;
+        let s = gpu.stream.cu_stream();
+        // SAFETY (the three copies): each device buffer holds at least as many elements as
+        // copied (checked above against the pinned buffers, which have the same sizes), and
+        // the pinned sources are not rewritten before `finish` has waited for the stream.
+        unsafe {
+            let h = self.h_q8.as_slice().map_err(map)?;
+            cudarc::driver::result::memcpy_htod_async(self.acts.q8.ptr, &h[..q8.len()], s)
+                .map_err(GpuError::driver("copying share activations"))?;
+            let h = self.h_d.as_slice().map_err(map)?;
+            cudarc::driver::result::memcpy_htod_async(self.acts.d.ptr, &h[..d.len()], s)
+                .map_err(GpuError::driver("copying share activations"))?;
+            let h = self.h_bs.as_slice().map_err(map)?;
+            cudarc::driver::result::memcpy_htod_async(self.acts.bsums.ptr, &h[..bs.len()], s)
+                .map_err(GpuError::driver("copying share activations"))?;
+        }
+        let nb = acts.n() / 256;
+        for (j, m) in mats.iter().enumerate() {
+            let mut o = self.out.view_mut().sub(j * k * rows, k * rows)?;
+            gpu.mmv_exact(
+                m.ty,
+                m.w,
+                m.row_bytes(),
+                rows,
+                nb,
+                &self.acts,
+                k,
+                &mut o,
+                rows,
+            )?;
+        }
+        let n = mats.len() * k * rows;
+        let h = self.h_out.as_mut_slice().map_err(map)?;
+        // SAFETY: the device buffer holds n results written by the kernels queued above on
+        // the same stream; the pinned destination has room for n (checked) and is read only
+        // after `finish` waits for the event recorded next.
+        unsafe { cudarc::driver::result::memcpy_dtoh_async(&mut h[..n], self.out.ptr, s) }
+            .map_err(GpuError::driver("copying share results"))?;
+        self.ev1
+            .record(&gpu.stream)
+            .map_err(GpuError::driver("recording a share event"))?;
+        self.pending_rows = rows;
+        self.pending_mats = mats.len();
+        self.pending_k = k;
+        Ok(())
+    }
+
+    /// Waits for the call in flight and returns its results, matrix j's token t row r at
+    /// `[(j * k + t) * rows + r]`. `cpu_secs` (the CPU's time for its `cpu_rows`, measured
+    /// by the caller) and the GPU's event time move the split toward equal finish times.
+    pub fn finish(&mut self, kind: ShareKind, cpu_rows: usize, cpu_secs: f64) -> Result<&[f32]> {
+        let (rows, k, n_mats) = (self.pending_rows, self.pending_k, self.pending_mats);
+        let w0 = std::time::Instant::now();
+        self.ev1
+            .synchronize()
+            .map_err(GpuError::driver("waiting for the GPU's share"))?;
+        let wait = w0.elapsed().as_secs_f64();
+        let gpu_ms = self
+            .ev0
+            .elapsed_ms(&self.ev1)
+            .map_err(GpuError::driver("timing the GPU's share"))? as f64;
+        self.stats.calls += 1;
+        self.stats.gpu_rows += (rows * n_mats) as u64;
+        self.stats.cpu_rows += (cpu_rows * n_mats) as u64;
+        self.stats.gpu_ms += gpu_ms;
+        self.stats.wait_ms += wait * 1e3;
+        let (ki, kk) = (kind as usize, k.min(super::MAX_K));
+        if !self.warm[ki][kk] {
+            self.warm[ki][kk] = true;
+        } else if rows > 0 && cpu_rows > 0 && gpu_ms > 0.0 && cpu_secs > 0.0 {
+            // Rows per second on each side; the new fraction gives both the same finish time.
+            let g = rows as f64 / (gpu_ms * 1e-3);
+            let c = cpu_rows as f64 / cpu_secs;
+            let target = (g / (g + c)).min(MAX_FRAC);
+            let f = &mut self.frac[ki][kk];
+            *f = 0.6 * *f + 0.4 * target;
+        }
+        self.pending_rows = 0;
+        let h = self
+            .h_out
+            .as_slice()
+            .map_err(GpuError::driver("mapping pinned share results"))?;
+        Ok(&h[..n_mats * k * rows])
+    }
+
+    /// Sets the smallest k that uses the share (`None`: never; tests and benchmarks compare).
+    pub fn set_min_k(&mut self, min_k: Option<usize>) {
+        self.min_k = min_k.unwrap_or(usize::MAX).max(1);
+    }
+
+    /// The current fractions for k = 1..=MAX_K, gate/up then down (benchmarks print them).
+    pub fn fractions(&self) -> [[f64; super::MAX_K + 1]; 2] {
+        self.frac
+    }
+
+    pub fn take_stats(&mut self) -> ShareStats {
+        std::mem::take(&mut self.stats)
+    }
+}
