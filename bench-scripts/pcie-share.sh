@@ -34,7 +34,7 @@ fi
 echo "== 3. 27B Q4_K_M split, 45 GPU FFN layers: spec-bench, share on / off $(el)"
 M=/tmp/27b.gguf
 [ -f "$M" ] || "$BIN/hybrid-run" synth --preset 27b --quant q4_k_m -o "$M" > "$OUT/synth.log" 2>&1
-for v in ${SHARE_VARIANTS:-"on off+HYBRID_PCIE_SHARE=0 on"}; do
+for v in ${SHARE_VARIANTS:-on off+HYBRID_PCIE_SHARE=0 on}; do
     name=${v%%+*}; envset=(HYBRID_X=1); [ "$v" != "$name" ] && envset=("${v#*+}")
     log="$OUT/spec-$name.log"; [ -f "$log" ] && log="$OUT/spec-$name-2.log"
     env "${envset[@]}" timeout 240 "$BIN/gpu-model-check" --spec-bench "$M" --spec-gpu-ffn ${GPU_FFN:-45} \

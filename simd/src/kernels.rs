@@ -19,19 +19,35 @@ use crate::{GgmlType, Isa};
 /// a whole number of blocks and every `x[t]` must hold the matching number of activations.
 pub(crate) type KernelFn<const N: usize> = unsafe fn(&[u8], &[ActRow<'_>; N], &mut [f32; N]);
 
-/// The 1-, 2-, 4- and 8-input kernels of one (format, ISA).
+/// The 1- to 8-input kernels of one (format, ISA). Every width is its own instance: at k
+/// tokens the weights are read once and no padding token is computed (a group of 3 used to
+/// run the 4-input kernel and 5-7 the 8-input one; where the integer work binds, as in a
+/// verify step of the 16-core host, the padding cost its full share).
 #[derive(Clone, Copy)]
 pub(crate) struct Kernels {
     pub k1: KernelFn<1>,
     pub k2: KernelFn<2>,
+    pub k3: KernelFn<3>,
     pub k4: KernelFn<4>,
+    pub k5: KernelFn<5>,
+    pub k6: KernelFn<6>,
+    pub k7: KernelFn<7>,
     pub k8: KernelFn<8>,
 }
 
 /// Builds a `Kernels` from a function generic over the input count.
 macro_rules! kernels_of {
     ($($f:ident)::+) => {
-        $crate::kernels::Kernels { k1: $($f)::+::<1>, k2: $($f)::+::<2>, k4: $($f)::+::<4>, k8: $($f)::+::<8> }
+        $crate::kernels::Kernels {
+            k1: $($f)::+::<1>,
+            k2: $($f)::+::<2>,
+            k3: $($f)::+::<3>,
+            k4: $($f)::+::<4>,
+            k5: $($f)::+::<5>,
+            k6: $($f)::+::<6>,
+            k7: $($f)::+::<7>,
+            k8: $($f)::+::<8>,
+        }
     };
 }
 pub(crate) use kernels_of;
@@ -158,8 +174,8 @@ impl<F: FnMut(usize, usize, f32)> Sink for F {
 }
 
 /// Runs the kernels over `rows` of `w` for every token of `acts`, in groups of 8 tokens (the
-/// last group padded by repeating its last token into a scratch slot), and hands each
-/// result to `sink(row, token, value)`.
+/// last group, of m < 8, through the m-input kernel), and hands each result to
+/// `sink(row, token, value)`.
 pub(crate) fn compute_rows(
     ks: &KernelSet,
     w: &MatRef<'_>,
@@ -220,7 +236,11 @@ pub(crate) fn compute_rows(
                     match m {
                         1 => (ks.k.k1)(row, first(&x), first_mut(&mut o)),
                         2 => (ks.k.k2)(row, first(&x), first_mut(&mut o)),
-                        3 | 4 => (ks.k.k4)(row, first(&x), first_mut(&mut o)),
+                        3 => (ks.k.k3)(row, first(&x), first_mut(&mut o)),
+                        4 => (ks.k.k4)(row, first(&x), first_mut(&mut o)),
+                        5 => (ks.k.k5)(row, first(&x), first_mut(&mut o)),
+                        6 => (ks.k.k6)(row, first(&x), first_mut(&mut o)),
+                        7 => (ks.k.k7)(row, first(&x), first_mut(&mut o)),
                         _ => (ks.k.k8)(row, first(&x), first_mut(&mut o)),
                     }
                 }

@@ -161,7 +161,7 @@ pub fn check_format(
                 }
             }
             for isa in Isa::available() {
-                for kk in [1usize, 2, 3, 4, 5, 8, 11] {
+                for kk in [1usize, 2, 3, 4, 5, 6, 7, 8, 11] {
                     let mut a = QuantizedActs::new();
                     a.quantize(ty, &x[..kk * cols], kk, cols);
                     let mut got = vec![f32::NAN; kk * rows];

@@ -411,8 +411,14 @@ pub fn exact_share(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8, quick: bool) -> 
             let bb = ty.block_bytes();
             bytes[..bb].fill(0xFF);
             let d = half::f16::from_f32(0.004).to_bits().to_le_bytes();
+            // Finite super-scales (0xFFFF is an f16 NaN, whose payload x86 and CUDA
+            // propagate differently).
             match ty {
-                GgmlType::Q4_K => bytes[0..2].copy_from_slice(&d),
+                GgmlType::Q4_K => {
+                    bytes[0..2].copy_from_slice(&d);
+                    bytes[2..4]
+                        .copy_from_slice(&half::f16::from_f32(0.002).to_bits().to_le_bytes());
+                }
                 _ => bytes[208..210].copy_from_slice(&d),
             }
             let w = gpu.upload_matrix(&format!("exact.{ty}"), ty, rows, cols, &bytes)?;
