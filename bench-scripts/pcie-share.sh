@@ -5,7 +5,8 @@
 #   2. gpu-model-check on the synthetic models (hybrid with the share == without, bit for bit);
 #   3. the synthetic 27B Q4_K_M, 45 GPU FFN layers (the 16 GiB plan's split): spec-bench T(k)
 #      and simulated-acceptance decode with the share (default) and without (HYBRID_PCIE_SHARE=0),
-#      alternated, the first again at the end.
+#      alternated, the first again at the end;
+#   4. with SPLIT=1, split-bench on the 16 GiB plan (decode against its roofline, prefill).
 # Binaries prebuilt here (no Rust there) in $BIN_DIR (default .dev-carry/gpu). Logs in $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +42,12 @@ for v in ${SHARE_VARIANTS:-on off+HYBRID_PCIE_SHARE=0 on}; do
         --spec-n ${SPEC_N:-32} --threads 16 > "$log" 2>&1 || status=1
     echo "-- $name $(el)"; grep -vE "INFO" "$log" | grep -E "^\||PCIe|MTP off|share|error" | head -24
 done
+if [ "${SPLIT:-0}" = 1 ]; then
+    echo "== 4. the 16 GiB split (split-bench: plan, roofline, decode, prefill) $(el)"
+    timeout 300 "$BIN/gpu-model-check" --split-bench "$M" --vram-budget-gib 16 --split-ctx 32768 \
+        --threads 16 > "$OUT/split.log" 2>&1 || status=1
+    grep -v INFO "$OUT/split.log" | grep -iE "decode|roofline|fraction|peak|prefill|alone|read" | head -16
+fi
 echo "done $(el)"
 echo "pcie-share: $([ $status -eq 0 ] && echo PASS || echo FAIL)"
 exit $status

@@ -205,8 +205,16 @@ impl Pool {
     /// when all have finished. A panic in any worker is re-raised here. Not re-entrant:
     /// `f` must not call back into this pool (that would deadlock on `run_lock`).
     pub fn run(&self, f: &(dyn Fn(usize, usize) + Sync)) {
+        self.run_with_lead(&mut || {}, f);
+    }
+
+    /// `run`, with the caller doing `lead()` after the workers were woken and before it
+    /// takes its own part (`f(0, n)`): host work that must happen once per job (e.g.
+    /// queuing the GPU's share of the rows) without holding the other workers back.
+    pub fn run_with_lead(&self, lead: &mut dyn FnMut(), f: &(dyn Fn(usize, usize) + Sync)) {
         let sh = &*self.shared;
         if sh.n == 1 {
+            lead();
             f(0, 1);
             return;
         }
@@ -232,7 +240,10 @@ impl Pool {
                 self.threads[i - 1].thread().unpark();
             }
         }
-        let mine = catch_unwind(AssertUnwindSafe(|| f(0, sh.n)));
+        let mine = catch_unwind(AssertUnwindSafe(|| {
+            lead();
+            f(0, sh.n)
+        }));
         let t_mine = prof.then(std::time::Instant::now);
         let all_done = || sh.done.load(Ordering::Acquire) >= sh.n - 1;
         if !spin_until(all_done) {
@@ -296,7 +307,8 @@ impl Pool {
     }
 
     /// `matmul` for rows `r0..` only (the cells of rows below `r0` are left as they are):
-    /// `with_acts` sees the converted input before the workers start, so that another device
+    /// `with_acts` sees the converted input on the calling thread once the other workers are
+    /// on their rows (before the caller takes its own), so that another device
     /// can compute rows `..r0` from the same bits meanwhile (the GPU's PCIe share,
     /// `hybrid-run`'s `gpu::share`). Every value is bit-identical to `matmul`'s.
     pub fn matmul_from(
@@ -332,14 +344,13 @@ impl Pool {
             acts.build_amx(Some(self));
         }
         let acts = &*acts;
-        with_acts(acts);
         let rows = w.rows;
         let r0 = r0.min(rows);
         let out_ptr = SendPtr(out.as_mut_ptr());
         let chunk = ks.chunk_rows(w.cols, k);
         let n_chunks = (rows - r0).div_ceil(chunk);
         let shares = Shares::new(n_chunks, self.n_threads());
-        self.run(&|i, _| {
+        self.run_with_lead(&mut || with_acts(acts), &|i, _| {
             while let Some(c) = shares.next(i) {
                 let r = r0 + c * chunk..(r0 + (c + 1) * chunk).min(rows);
                 // SAFETY (of the stores): t < k and r < rows, so the cells are inside `out`
@@ -505,14 +516,13 @@ impl Pool {
             }
         }
         let (ag, au) = (&*acts_g, if same { &*acts_g } else { &*acts_u });
-        with_acts(ag);
         let rows = gate.rows;
         let r0 = r0.min(rows);
         let out_ptr = SendPtr(out.as_mut_ptr());
         let chunk = kg.chunk_rows(gate.cols, k).max(ku.chunk_rows(up.cols, k));
         let n_chunks = (rows - r0).div_ceil(chunk);
         let shares = Shares::new(n_chunks, self.n_threads());
-        self.run(&|i, _| {
+        self.run_with_lead(&mut || with_acts(ag), &|i, _| {
             while let Some(c) = shares.next(i) {
                 let r = r0 + c * chunk..(r0 + (c + 1) * chunk).min(rows);
                 // The chunk's (r, t) cells are touched only by this thread: first the gate value

@@ -249,6 +249,9 @@ pub struct ShareStats {
     /// after finishing its own rows.
     pub gpu_ms: f64,
     pub wait_ms: f64,
+    /// Host time spent queuing (copying the activations to pinned memory, the copies and
+    /// launches), on the thread that then joins the CPU workers.
+    pub launch_ms: f64,
 }
 
 /// The state of the PCIe share in a hybrid model: registered weights, device and pinned
@@ -275,6 +278,18 @@ pub struct PcieShare {
     stats: ShareStats,
 }
 
+/// Page-locked host memory for `n` values of `T`.
+fn pinned<T: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits>(
+    gpu: &Gpu,
+    n: usize,
+    what: &str,
+) -> Result<PinnedHostSlice<T>> {
+    // SAFETY: the share writes every element it copies before the copy is queued, and reads
+    // results only after waiting for the copy that wrote them.
+    unsafe { gpu.ctx.alloc_pinned::<T>(n.max(1)) }
+        .map_err(GpuError::driver(format!("allocating pinned share {what}")))
+}
+
 /// The smallest k that uses the share, from `HYBRID_PCIE_SHARE` (None: off).
 pub fn min_k_from_env() -> Option<usize> {
     match std::env::var("HYBRID_PCIE_SHARE").as_deref() {
@@ -296,15 +311,10 @@ impl PcieShare {
     ) -> Result<PcieShare> {
         let k = super::MAX_K;
         let nb = max_cols.div_ceil(256);
-        let pinned = |what: &'static str| GpuError::driver(format!("allocating pinned {what}"));
-        // SAFETY (the three pinned allocations and the result buffer): page-locked host
-        // memory; each call writes the elements it copies before the copy is queued, and only
-        // reads results after waiting for the copy that wrote them.
-        let h_q8 = unsafe { gpu.ctx.alloc_pinned::<i8>(k * nb * 256) }.map_err(pinned("q8"))?;
-        let h_d = unsafe { gpu.ctx.alloc_pinned::<f32>(k * nb) }.map_err(pinned("scales"))?;
-        let h_bs = unsafe { gpu.ctx.alloc_pinned::<i16>(k * nb * 16) }.map_err(pinned("bsums"))?;
-        let h_out =
-            unsafe { gpu.ctx.alloc_pinned::<f32>(2 * k * max_rows) }.map_err(pinned("results"))?;
+        let h_q8 = pinned::<i8>(gpu, k * nb * 256, "q8")?;
+        let h_d = pinned::<f32>(gpu, k * nb, "scales")?;
+        let h_bs = pinned::<i16>(gpu, k * nb * 16, "bsums")?;
+        let h_out = pinned::<f32>(gpu, 2 * k * max_rows, "results")?;
         let ev = || {
             gpu.ctx
                 .new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT))
@@ -359,6 +369,7 @@ impl PcieShare {
         k: usize,
     ) -> Result<()> {
         const OP: &str = "PcieShare::launch";
+        let t0 = std::time::Instant::now();
         let (q8, d, bs) = acts
             .q8_k_all()
             .ok_or_else(|| GpuError::shape(OP, "the activations are not Q8_K"))?;
@@ -388,7 +399,7 @@ impl PcieShare {
             .record(&gpu.stream)
             .map_err(GpuError::driver("recording a share event"))?;
         let s = gpu.stream.cu_stream();
-        // SAFETY (the three copies): each device buffer holds at least as many elements as
+        // SAFETY: (the three copies) each device buffer holds at least as many elements as
         // copied (checked above against the pinned buffers, which have the same sizes), and
         // the pinned sources are not rewritten before `finish` has waited for the stream.
         unsafe {
@@ -430,6 +441,7 @@ impl PcieShare {
         self.pending_rows = rows;
         self.pending_mats = mats.len();
         self.pending_k = k;
+        self.stats.launch_ms += t0.elapsed().as_secs_f64() * 1e3;
         Ok(())
     }
 

@@ -278,12 +278,13 @@ pub fn bench(path: &Path, n_gpu_ffn: Option<usize>, threads: usize, n_gen: usize
                 .join(" ")
         };
         println!(
-            "PCIe share during T(k): {} calls, GPU rows {} vs CPU rows {}, GPU {:.1} ms, CPU waited {:.1} ms; GPU fraction by k = 1..6: gate/up {}, down {}",
+            "PCIe share during T(k): {} calls, GPU rows {} vs CPU rows {}, GPU {:.1} ms, CPU waited {:.1} ms, queuing {:.1} ms; GPU fraction by k = 1..6: gate/up {}, down {}",
             s.calls,
             s.gpu_rows,
             s.cpu_rows,
             s.gpu_ms,
             s.wait_ms,
+            s.launch_ms,
             f(0),
             f(1)
         );

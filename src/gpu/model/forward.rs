@@ -537,9 +537,10 @@ impl<'s> SharedFfn<'s> {
         let rg = sh.rows_for(ShareKind::GateUp, t, ff);
         let mut launched = Ok(());
         let mut start = None;
+        // The hook runs on this thread once the workers are already on their rows.
         pool.ffn_gate_up_swiglu_from(mat(&f.gate), mat(&f.up), xn, t, hid, rg, &mut |acts| {
-            launched = sh.launch(gpu, acts, &[gate, up], rg, t);
             start = Some(std::time::Instant::now());
+            launched = sh.launch(gpu, acts, &[gate, up], rg, t);
         });
         launched?;
         let cpu = start.map_or(0.0, |s| s.elapsed().as_secs_f64());
@@ -555,8 +556,8 @@ impl<'s> SharedFfn<'s> {
         let mut launched = Ok(());
         let mut start = None;
         pool.matmul_from(mat(&f.down), hid, t, o, rd, &mut |acts| {
-            launched = sh.launch(gpu, acts, &[down], rd, t);
             start = Some(std::time::Instant::now());
+            launched = sh.launch(gpu, acts, &[down], rd, t);
         });
         launched?;
         let cpu = start.map_or(0.0, |s| s.elapsed().as_secs_f64());
