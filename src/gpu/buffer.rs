@@ -84,6 +84,16 @@ impl<'a, T> View<'a, T> {
         self.ptr
     }
 
+    /// A view of `len` elements at `ptr`, which must lie inside a buffer borrowed for `'a`
+    /// (crate-internal reinterpretations of a byte buffer, `gpu::share`).
+    pub(crate) fn from_raw(ptr: u64, len: usize) -> View<'a, T> {
+        View {
+            ptr,
+            len,
+            _m: PhantomData,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }

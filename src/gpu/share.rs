@@ -17,7 +17,7 @@ use std::ffi::c_void;
 use cudarc::driver::{sys, CudaEvent, PinnedHostSlice};
 use simd::{GgmlType, QuantizedActs};
 
-use super::buffer::{GpuBuf, ViewMut};
+use super::buffer::{GpuBuf, View, ViewMut};
 use super::device::Gpu;
 use super::error::{GpuError, Result};
 use super::ops::{as_i32, launch, launch_cfg};
@@ -142,11 +142,18 @@ pub fn exact_supported(ty: GgmlType) -> bool {
     matches!(ty, GgmlType::Q4_K | GgmlType::Q6_K)
 }
 
-/// Device copies of one call's Q8_K activations.
-pub struct ExactActs {
-    pub q8: GpuBuf<i8>,
-    pub d: GpuBuf<f32>,
-    pub bsums: GpuBuf<i16>,
+/// One call's Q8_K activations on the device: quants, block scales and bsums of k tokens.
+#[derive(Clone, Copy)]
+pub struct ExactActs<'a> {
+    q8: View<'a, i8>,
+    d: View<'a, f32>,
+    bsums: View<'a, i16>,
+}
+
+impl<'a> ExactActs<'a> {
+    pub fn new(q8: View<'a, i8>, d: View<'a, f32>, bsums: View<'a, i16>) -> ExactActs<'a> {
+        ExactActs { q8, d, bsums }
+    }
 }
 
 impl Gpu {
@@ -166,7 +173,7 @@ impl Gpu {
         row_bytes: usize,
         rows: usize,
         nb: usize,
-        x: &ExactActs,
+        x: &ExactActs<'_>,
         k: usize,
         out: &mut ViewMut<'_, f32>,
         out_stride: usize,
@@ -259,11 +266,11 @@ pub struct ShareStats {
 pub struct PcieShare {
     pub regions: Vec<HostRegion>,
     min_k: usize,
-    acts: ExactActs,
+    /// A call's activations, packed (quants, then scales, then bsums, each 16-byte
+    /// aligned), so that one copy takes them up; `acts` on the device, `h_acts` pinned.
+    acts: GpuBuf<u8>,
     out: GpuBuf<f32>,
-    h_q8: PinnedHostSlice<i8>,
-    h_d: PinnedHostSlice<f32>,
-    h_bs: PinnedHostSlice<i16>,
+    h_acts: PinnedHostSlice<u8>,
     h_out: PinnedHostSlice<f32>,
     ev0: CudaEvent,
     ev1: CudaEvent,
@@ -275,7 +282,26 @@ pub struct PcieShare {
     pending_rows: usize,
     pending_mats: usize,
     pending_k: usize,
+    /// Host time from the start of `launch` to the first event (the GPU's late start).
+    pending_pre: f64,
     stats: ShareStats,
+}
+
+/// Byte offsets of the scales and bsums in a packed activation buffer for k tokens of nb
+/// blocks, the bsums' length and the total (each part 16-byte aligned).
+fn packed_len(k: usize, nb: usize) -> (usize, usize, usize, usize) {
+    let a = |n: usize| n.div_ceil(16) * 16;
+    let q8 = k * nb * 256;
+    let d = a(q8);
+    let bs = d + a(4 * k * nb);
+    let bs_len = 2 * k * nb * 16;
+    (d, bs, bs_len, bs + a(bs_len))
+}
+
+/// A byte view of the packed buffer as a view of `T` (its offset is 16-byte aligned and its
+/// length a multiple of `size_of::<T>()`: `packed_len`).
+fn cast_view<T>(v: View<'_, u8>) -> View<'_, T> {
+    View::from_raw(v.device_ptr(), v.len() / std::mem::size_of::<T>())
 }
 
 /// Page-locked host memory for `n` values of `T`.
@@ -311,9 +337,8 @@ impl PcieShare {
     ) -> Result<PcieShare> {
         let k = super::MAX_K;
         let nb = max_cols.div_ceil(256);
-        let h_q8 = pinned::<i8>(gpu, k * nb * 256, "q8")?;
-        let h_d = pinned::<f32>(gpu, k * nb, "scales")?;
-        let h_bs = pinned::<i16>(gpu, k * nb * 16, "bsums")?;
+        let acts_bytes = packed_len(k, nb).3;
+        let h_acts = pinned::<u8>(gpu, acts_bytes, "activations")?;
         let h_out = pinned::<f32>(gpu, 2 * k * max_rows, "results")?;
         let ev = || {
             gpu.ctx
@@ -323,15 +348,9 @@ impl PcieShare {
         Ok(PcieShare {
             regions,
             min_k,
-            acts: ExactActs {
-                q8: gpu.alloc_zeros(k * nb * 256, "share activations")?,
-                d: gpu.alloc_zeros(k * nb, "share activation scales")?,
-                bsums: gpu.alloc_zeros(k * nb * 16, "share activation sums")?,
-            },
+            acts: gpu.alloc_zeros(acts_bytes, "share activations")?,
             out: gpu.alloc_zeros(2 * k * max_rows, "share results")?,
-            h_q8,
-            h_d,
-            h_bs,
+            h_acts,
             h_out,
             ev0: ev()?,
             ev1: ev()?,
@@ -340,6 +359,7 @@ impl PcieShare {
             pending_rows: 0,
             pending_mats: 0,
             pending_k: 0,
+            pending_pre: 0.0,
             stats: ShareStats::default(),
         })
     }
@@ -379,7 +399,9 @@ impl PcieShare {
                 format!("k {k} / {}, {} matrices", acts.k(), mats.len()),
             ));
         }
-        if q8.len() > self.h_q8.len()
+        let nb = acts.n() / 256;
+        let (o_d, o_bs, _, total) = packed_len(k, nb);
+        if total > self.h_acts.len()
             || 2 * k * rows > self.h_out.len()
             || mats.iter().any(|m| m.cols != acts.n() || rows > m.rows)
         {
@@ -392,41 +414,32 @@ impl PcieShare {
             ));
         }
         let map = |e| GpuError::driver("mapping pinned share buffers")(e);
-        self.h_q8.as_mut_slice().map_err(map)?[..q8.len()].copy_from_slice(q8);
-        self.h_d.as_mut_slice().map_err(map)?[..d.len()].copy_from_slice(d);
-        self.h_bs.as_mut_slice().map_err(map)?[..bs.len()].copy_from_slice(bs);
+        {
+            let h = self.h_acts.as_mut_slice().map_err(map)?;
+            h[..q8.len()].copy_from_slice(bytemuck::cast_slice(q8));
+            h[o_d..o_d + 4 * d.len()].copy_from_slice(bytemuck::cast_slice(d));
+            h[o_bs..o_bs + 2 * bs.len()].copy_from_slice(bytemuck::cast_slice(bs));
+        }
         self.ev0
             .record(&gpu.stream)
             .map_err(GpuError::driver("recording a share event"))?;
+        self.pending_pre = t0.elapsed().as_secs_f64();
         let s = gpu.stream.cu_stream();
-        // SAFETY: (the three copies) each device buffer holds at least as many elements as
-        // copied (checked above against the pinned buffers, which have the same sizes), and
-        // the pinned sources are not rewritten before `finish` has waited for the stream.
-        unsafe {
-            let h = self.h_q8.as_slice().map_err(map)?;
-            cudarc::driver::result::memcpy_htod_async(self.acts.q8.ptr, &h[..q8.len()], s)
-                .map_err(GpuError::driver("copying share activations"))?;
-            let h = self.h_d.as_slice().map_err(map)?;
-            cudarc::driver::result::memcpy_htod_async(self.acts.d.ptr, &h[..d.len()], s)
-                .map_err(GpuError::driver("copying share activations"))?;
-            let h = self.h_bs.as_slice().map_err(map)?;
-            cudarc::driver::result::memcpy_htod_async(self.acts.bsums.ptr, &h[..bs.len()], s)
-                .map_err(GpuError::driver("copying share activations"))?;
-        }
-        let nb = acts.n() / 256;
+        let h = self.h_acts.as_slice().map_err(map)?;
+        // SAFETY: the device buffer has the pinned buffer's size (both from `packed_len` of
+        // the largest call) and `total` fits it (checked above); the pinned source is not
+        // rewritten before `finish` has waited for the stream.
+        unsafe { cudarc::driver::result::memcpy_htod_async(self.acts.ptr, &h[..total], s) }
+            .map_err(GpuError::driver("copying share activations"))?;
+        let a = self.acts.view();
+        let x = ExactActs {
+            q8: cast_view(a.sub(0, q8.len())?),
+            d: cast_view(a.sub(o_d, 4 * d.len())?),
+            bsums: cast_view(a.sub(o_bs, 2 * bs.len())?),
+        };
         for (j, m) in mats.iter().enumerate() {
             let mut o = self.out.view_mut().sub(j * k * rows, k * rows)?;
-            gpu.mmv_exact(
-                m.ty,
-                m.w,
-                m.row_bytes(),
-                rows,
-                nb,
-                &self.acts,
-                k,
-                &mut o,
-                rows,
-            )?;
+            gpu.mmv_exact(m.ty, m.w, m.row_bytes(), rows, nb, &x, k, &mut o, rows)?;
         }
         let n = mats.len() * k * rows;
         let h = self.h_out.as_mut_slice().map_err(map)?;
@@ -468,8 +481,10 @@ impl PcieShare {
         if !self.warm[ki][kk] {
             self.warm[ki][kk] = true;
         } else if rows > 0 && cpu_rows > 0 && gpu_ms > 0.0 && cpu_secs > 0.0 {
-            // Rows per second on each side; the new fraction gives both the same finish time.
-            let g = rows as f64 / (gpu_ms * 1e-3);
+            // Rows per second on each side, both timed from the moment the CPU workers
+            // start (the GPU's clock from `launch`'s start: its copy into pinned memory
+            // delays the GPU); the new fraction gives both the same finish time.
+            let g = rows as f64 / (self.pending_pre + gpu_ms * 1e-3);
             let c = cpu_rows as f64 / cpu_secs;
             let target = (g / (g + c)).min(MAX_FRAC);
             let f = &mut self.frac[ki][kk];

@@ -440,11 +440,13 @@ pub fn exact_share(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8, quick: bool) -> 
                 let mut acts = simd::QuantizedActs::new();
                 acts.quantize(ty, &x, k, cols);
                 // Device-resident weights, every row.
-                let ex = share::ExactActs {
-                    q8: gpu.upload(acts.q8_k_all().map(|a| a.0).unwrap_or(&[]), "q8")?,
-                    d: gpu.upload(acts.q8_k_all().map(|a| a.1).unwrap_or(&[]), "d")?,
-                    bsums: gpu.upload(acts.q8_k_all().map(|a| a.2).unwrap_or(&[]), "bsums")?,
-                };
+                let (q8, d8, bs) = acts.q8_k_all().unwrap_or((&[], &[], &[]));
+                let (q8, d8, bs) = (
+                    gpu.upload(q8, "q8")?,
+                    gpu.upload(d8, "d")?,
+                    gpu.upload(bs, "bsums")?,
+                );
+                let ex = share::ExactActs::new(q8.view(), d8.view(), bs.view());
                 let mut out = nan_buf(gpu, k * rows, "exact out")?;
                 gpu.mmv_exact(
                     ty,
