@@ -287,6 +287,27 @@ pub struct PcieShare {
     stats: ShareStats,
 }
 
+/// Rows of a `rows`-row matrix for a GPU fraction `frac`: a multiple of [`ROW_STEP`], at least
+/// one step (so the GPU's rate stays measured) and at most all rows.
+fn share_rows(frac: f64, rows: usize) -> usize {
+    let r = (frac.max(0.0) * rows as f64) as usize / ROW_STEP * ROW_STEP;
+    r.clamp(ROW_STEP.min(rows), rows)
+}
+
+/// The GPU's next fraction of rows after a call in which it computed `gpu_rows` in
+/// `gpu_secs` and the CPU `cpu_rows` in `cpu_secs`: toward the fraction at which both finish
+/// together at these rates (`g / (g + c)` of the rows), smoothed, at most [`MAX_FRAC`].
+/// Unchanged when a side has no rows or no time.
+fn next_fraction(f: f64, gpu_rows: usize, gpu_secs: f64, cpu_rows: usize, cpu_secs: f64) -> f64 {
+    if gpu_rows == 0 || cpu_rows == 0 || gpu_secs <= 0.0 || cpu_secs <= 0.0 {
+        return f;
+    }
+    let g = gpu_rows as f64 / gpu_secs;
+    let c = cpu_rows as f64 / cpu_secs;
+    let target = (g / (g + c)).min(MAX_FRAC);
+    0.6 * f + 0.4 * target
+}
+
 /// Byte offsets of the scales and bsums in a packed activation buffer for k tokens of nb
 /// blocks, the bsums' length and the total (each part 16-byte aligned).
 fn packed_len(k: usize, nb: usize) -> (usize, usize, usize, usize) {
@@ -374,8 +395,7 @@ impl PcieShare {
         if k < self.min_k || k > super::MAX_K {
             return 0;
         }
-        let r = (self.frac[kind as usize][k] * rows as f64) as usize / ROW_STEP * ROW_STEP;
-        r.clamp(ROW_STEP.min(rows), rows)
+        share_rows(self.frac[kind as usize][k], rows)
     }
 
     /// Copies the k tokens of Q8_K activations up and queues the exact mat-vec of rows
@@ -480,15 +500,17 @@ impl PcieShare {
         let (ki, kk) = (kind as usize, k.min(super::MAX_K));
         if !self.warm[ki][kk] {
             self.warm[ki][kk] = true;
-        } else if rows > 0 && cpu_rows > 0 && gpu_ms > 0.0 && cpu_secs > 0.0 {
-            // Rows per second on each side, both timed from the moment the CPU workers
-            // start (the GPU's clock from `launch`'s start: its copy into pinned memory
-            // delays the GPU); the new fraction gives both the same finish time.
-            let g = rows as f64 / (self.pending_pre + gpu_ms * 1e-3);
-            let c = cpu_rows as f64 / cpu_secs;
-            let target = (g / (g + c)).min(MAX_FRAC);
+        } else {
+            // The GPU's clock starts with `launch` (its copy into pinned memory delays it),
+            // the CPU's when its workers start.
             let f = &mut self.frac[ki][kk];
-            *f = 0.6 * *f + 0.4 * target;
+            *f = next_fraction(
+                *f,
+                rows,
+                self.pending_pre + gpu_ms * 1e-3,
+                cpu_rows,
+                cpu_secs,
+            );
         }
         self.pending_rows = 0;
         let h = self
@@ -510,5 +532,49 @@ impl PcieShare {
 
     pub fn take_stats(&mut self) -> ShareStats {
         std::mem::take(&mut self.stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With fixed rates the split converges to equal finish times within a few calls.
+    #[test]
+    fn the_split_converges_to_equal_finish_times() {
+        let rows = 17408;
+        let (g, c) = (3000.0, 7000.0); // rows per second
+        let mut f = START_FRAC;
+        for _ in 0..20 {
+            let rg = share_rows(f, rows);
+            let rc = rows - rg;
+            f = next_fraction(f, rg, rg as f64 / g, rc, rc as f64 / c);
+        }
+        assert!((f - 0.3).abs() < 0.01, "fraction {f}");
+        let rg = share_rows(f, rows);
+        let (tg, tc) = (rg as f64 / g, (rows - rg) as f64 / c);
+        assert!((tg - tc).abs() / tc < 0.03, "GPU {tg} s vs CPU {tc} s");
+    }
+
+    #[test]
+    fn the_split_is_capped_and_ignores_empty_measurements() {
+        let mut f = START_FRAC;
+        for _ in 0..50 {
+            f = next_fraction(f, 1000, 1e-6, 1000, 1.0);
+        }
+        assert!(f <= MAX_FRAC + 1e-12 && f > MAX_FRAC - 0.01, "{f}");
+        assert_eq!(next_fraction(0.3, 0, 1.0, 100, 1.0), 0.3);
+        assert_eq!(next_fraction(0.3, 100, 0.0, 100, 1.0), 0.3);
+        assert_eq!(next_fraction(0.3, 100, 1.0, 100, 0.0), 0.3);
+    }
+
+    #[test]
+    fn share_rows_are_whole_steps_within_the_matrix() {
+        assert_eq!(share_rows(0.0, 5120), ROW_STEP);
+        assert_eq!(share_rows(0.3, 5120), 1536);
+        assert_eq!(share_rows(0.31, 5120) % ROW_STEP, 0);
+        assert_eq!(share_rows(1.0, 100), 64);
+        assert_eq!(share_rows(0.5, 40), 40);
+        assert_eq!(share_rows(2.0, 640), 640);
     }
 }

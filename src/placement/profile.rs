@@ -28,6 +28,9 @@ pub enum Phase {
     CpuFfn,
     /// A layer's mixer (attention or GDN) on the CPU.
     CpuMixer,
+    /// Inside a CPU FFN: waiting for the GPU's PCIe share of the rows after the CPU's own
+    /// rows were done (`gpu::share`).
+    ShareWait,
 }
 
 struct Totals {
@@ -39,6 +42,8 @@ struct Totals {
     n_upload: u64,
     cpu_ffn: Vec<Duration>,
     cpu_mixer: Vec<Duration>,
+    share_wait: Duration,
+    n_share: u64,
 }
 
 impl Totals {
@@ -52,6 +57,8 @@ impl Totals {
             n_upload: 0,
             cpu_ffn: Vec::new(),
             cpu_mixer: Vec::new(),
+            share_wait: Duration::ZERO,
+            n_share: 0,
         }
     }
 }
@@ -104,6 +111,10 @@ pub fn add(phase: Phase, il: usize, d: Duration) {
         }
         Phase::CpuFfn => per_layer(&mut t.cpu_ffn),
         Phase::CpuMixer => per_layer(&mut t.cpu_mixer),
+        Phase::ShareWait => {
+            t.n_share += 1;
+            t.share_wait += d;
+        }
     }
 }
 
@@ -141,6 +152,13 @@ pub fn report() -> String {
         },
         ms(rest),
     );
+    if t.n_share > 0 {
+        s.push_str(&format!(
+            "\n  PCIe share (GPU rows of CPU-placed FFN layers): {} per step, CPU waited {:.3} ms per step for them (inside CPU FFN)",
+            t.n_share as f64 / n,
+            ms(t.share_wait)
+        ));
+    }
     let n_layers = t.cpu_ffn.len().max(t.cpu_mixer.len());
     for il in 0..n_layers {
         let f = t.cpu_ffn.get(il).copied().unwrap_or_default();
@@ -172,8 +190,11 @@ mod tests {
         add(Phase::CpuMixer, 0, Duration::from_millis(2));
         add(Phase::Download, 0, Duration::from_millis(4));
         add(Phase::Upload, 0, Duration::from_millis(2));
+        add(Phase::ShareWait, 0, Duration::from_millis(1));
         record(Phase::CpuFfn, 1, None);
         let r = report();
+        assert!(r.contains("PCIe share"), "{r}");
+        assert!(r.contains("0.5 per step, CPU waited 0.500 ms"), "{r}");
         assert!(r.contains("over 2 steps"), "{r}");
         assert!(r.contains("total 10.00 ms"), "{r}");
         assert!(r.contains("CPU FFN 3.00 ms"), "{r}");

@@ -269,6 +269,28 @@ pub fn bench(path: &Path, n_gpu_ffn: Option<usize>, threads: usize, n_gen: usize
                 median(rs)
             );
         }
+        // Where a verify step's time goes at k = 1 and 4 (hybrid): the `--profile` split.
+        if n_ffn < cfg.n_layer() {
+            use hybrid_run::placement::profile;
+            for k in [1usize, 4] {
+                profile::enable();
+                profile::reset();
+                for _ in 0..10 {
+                    argmax.clear();
+                    t.verify_argmax(&batch[..k], &mut out, &mut argmax)?;
+                    t.keep(1)?;
+                    t.model.gpu().synchronize()?;
+                    let p = t.st.n_past - 1;
+                    t.st.n_past = p;
+                }
+                let r = profile::report();
+                println!("profile k = {k}: {}", r.lines().next().unwrap_or(""));
+                for l in r.lines().filter(|l| l.contains("PCIe share")) {
+                    println!("profile k = {k}: {}", l.trim());
+                }
+                profile::reset();
+            }
+        }
     }
     if let Some((s, fr)) = gm.take_share_stats() {
         let f = |j: usize| {

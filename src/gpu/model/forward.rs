@@ -544,7 +544,9 @@ impl<'s> SharedFfn<'s> {
         });
         launched?;
         let cpu = start.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        let p0 = profile::start();
         let res = sh.finish(ShareKind::GateUp, ff - rg, cpu)?;
+        profile::record(Phase::ShareWait, 0, p0);
         for tt in 0..t {
             let h = &mut hid[tt * ff..tt * ff + rg];
             h.copy_from_slice(&res[tt * rg..(tt + 1) * rg]);
@@ -561,7 +563,9 @@ impl<'s> SharedFfn<'s> {
         });
         launched?;
         let cpu = start.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        let p0 = profile::start();
         let res = sh.finish(ShareKind::Down, d - rd, cpu)?;
+        profile::record(Phase::ShareWait, 0, p0);
         for tt in 0..t {
             o[tt * d..tt * d + rd].copy_from_slice(&res[tt * rd..(tt + 1) * rd]);
         }
