@@ -427,15 +427,15 @@ pub fn exact_share(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8, quick: bool) -> 
             } else {
                 (1..=MAX_K).collect()
             };
+            let m = simd::MatRef {
+                ty,
+                data: &bytes,
+                rows,
+                cols,
+            };
             for &k in &ks {
                 let x = uniform(rng, k * cols, -2.0, 2.0);
                 let mut want = vec![0f32; k * rows];
-                let m = simd::MatRef {
-                    ty,
-                    data: &bytes,
-                    rows,
-                    cols,
-                };
                 pool.matmul(m, &x, k, &mut want);
                 let mut acts = simd::QuantizedActs::new();
                 acts.quantize(ty, &x, k, cols);
@@ -487,12 +487,6 @@ pub fn exact_share(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8, quick: bool) -> 
             for &k in &ks {
                 let x = uniform(rng, k * cols, -2.0, 2.0);
                 let mut want = vec![0f32; k * rows];
-                let m = simd::MatRef {
-                    ty,
-                    data: &bytes,
-                    rows,
-                    cols,
-                };
                 // The CPU computes rows share_rows.. while the GPU does the rest.
                 let mut launched = Ok(());
                 pool.matmul_from(m, &x, k, &mut want, share_rows, &mut |acts| {

@@ -535,18 +535,9 @@ impl<'s> SharedFfn<'s> {
         let ff = gate.rows;
         // Gate and up: the GPU's rows come back raw and get the CPU's SwiGLU.
         let rg = sh.rows_for(ShareKind::GateUp, t, ff);
-        let mut launched = Ok(());
-        let mut start = None;
-        // The hook runs on this thread once the workers are already on their rows.
-        pool.ffn_gate_up_swiglu_from(mat(&f.gate), mat(&f.up), xn, t, hid, rg, &mut |acts| {
-            start = Some(std::time::Instant::now());
-            launched = sh.launch(gpu, acts, &[gate, up], rg, t);
-        });
-        launched?;
-        let cpu = start.map_or(0.0, |s| s.elapsed().as_secs_f64());
-        let p0 = profile::start();
-        let res = sh.finish(ShareKind::GateUp, ff - rg, cpu)?;
-        profile::record(Phase::ShareWait, 0, p0);
+        let res = shared_step(sh, gpu, ShareKind::GateUp, &[gate, up], rg, ff, t, |hook| {
+            pool.ffn_gate_up_swiglu_from(mat(&f.gate), mat(&f.up), xn, t, hid, rg, hook)
+        })?;
         for tt in 0..t {
             let h = &mut hid[tt * ff..tt * ff + rg];
             h.copy_from_slice(&res[tt * rg..(tt + 1) * rg]);
@@ -555,22 +546,43 @@ impl<'s> SharedFfn<'s> {
         // Down.
         let d = down.rows;
         let rd = sh.rows_for(ShareKind::Down, t, d);
-        let mut launched = Ok(());
-        let mut start = None;
-        pool.matmul_from(mat(&f.down), hid, t, o, rd, &mut |acts| {
-            start = Some(std::time::Instant::now());
-            launched = sh.launch(gpu, acts, &[down], rd, t);
-        });
-        launched?;
-        let cpu = start.map_or(0.0, |s| s.elapsed().as_secs_f64());
-        let p0 = profile::start();
-        let res = sh.finish(ShareKind::Down, d - rd, cpu)?;
-        profile::record(Phase::ShareWait, 0, p0);
+        let res = shared_step(sh, gpu, ShareKind::Down, &[down], rd, d, t, |hook| {
+            pool.matmul_from(mat(&f.down), hid, t, o, rd, hook)
+        })?;
         for tt in 0..t {
             o[tt * d..tt * d + rd].copy_from_slice(&res[tt * rd..(tt + 1) * rd]);
         }
         Ok(())
     }
+}
+
+/// One shared step: `cpu(hook)` runs a pool call that computes rows `r..rows` after `hook`
+/// has seen the quantized input; the hook queues the GPU's rows `..r` of `mats` (it runs on
+/// the calling thread once the workers are on their rows). Waits for the GPU and returns its
+/// results (`PcieShare::finish`'s layout).
+#[allow(clippy::too_many_arguments)]
+fn shared_step<'s>(
+    sh: &'s mut PcieShare,
+    gpu: &Gpu,
+    kind: ShareKind,
+    mats: &[share::SharedMat],
+    r: usize,
+    rows: usize,
+    t: usize,
+    cpu: impl FnOnce(&mut dyn FnMut(&simd::QuantizedActs)),
+) -> Result<&'s [f32]> {
+    let mut launched = Ok(());
+    let mut start = None;
+    cpu(&mut |acts| {
+        start = Some(std::time::Instant::now());
+        launched = sh.launch(gpu, acts, mats, r, t);
+    });
+    launched?;
+    let cpu_secs = start.map_or(0.0, |s| s.elapsed().as_secs_f64());
+    let p0 = profile::start();
+    let res = sh.finish(kind, rows - r, cpu_secs);
+    profile::record(Phase::ShareWait, 0, p0);
+    res
 }
 
 fn unsupported(msg: String) -> ModelError {
