@@ -277,15 +277,31 @@ pub(crate) mod x86 {
     ///
     /// # Safety
     /// AVX-512F must be available.
+    ///
+    /// The word mask goes with it, opaque too: with a known word-granular mask LLVM splits
+    /// the merge-masked `vpshufb` into a plain `vpshufb` and a masked `vmovdqu16`, one more
+    /// 512-bit uop per pair of vectors in a loop that is bound by them (compute ceiling on
+    /// the dev VM, k = 4, two alternated rounds: Q4_K 15.1 -> 13.7-14.9 ns per block, Q5_K
+    /// 20.5 -> 19.3-19.4, Q6_K 15.3 -> 14.1-14.2; docs/benchmarks/kernels-2core-2026-12-06.md).
     #[target_feature(enable = "avx512f")]
     #[inline]
-    pub unsafe fn up16_index() -> __m512i {
-        std::hint::black_box(_mm512_broadcast_i32x4(_mm_setr_epi32(
-            0x0100_0000,
-            0x0504_0000,
-            0x0908_0000,
-            0x0D0C_0000u32 as i32,
-        )))
+    pub unsafe fn up16_index() -> Up16 {
+        Up16 {
+            idx: std::hint::black_box(_mm512_broadcast_i32x4(_mm_setr_epi32(
+                0x0100_0000,
+                0x0504_0000,
+                0x0908_0000,
+                0x0D0C_0000u32 as i32,
+            ))),
+            hi_words: std::hint::black_box(0xCCCC_CCCC_CCCC_CCCC),
+        }
+    }
+
+    /// The shuffle of [`up16_index`]: indices and the mask of the dwords' high words.
+    #[derive(Clone, Copy)]
+    pub struct Up16 {
+        idx: __m512i,
+        hi_words: __mmask64,
     }
 
     /// The scaled integer dot of one 256-element K-quant block with one token, as 16 int32
@@ -309,15 +325,14 @@ pub(crate) mod x86 {
         q8: *const i8,
         s01: __m512i,
         s23: __m512i,
-        up16: __m512i,
+        up16: Up16,
     ) -> __m512i {
         let p = [0, 1, 2, 3].map(|v| {
             let y = _mm512_loadu_si512(q8.add(64 * v) as *const __m512i);
             _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[v], y)
         });
-        const HI_WORDS: __mmask64 = 0xCCCC_CCCC_CCCC_CCCC;
-        let x01 = _mm512_mask_shuffle_epi8(p[0], HI_WORDS, p[1], up16);
-        let x23 = _mm512_mask_shuffle_epi8(p[2], HI_WORDS, p[3], up16);
+        let x01 = _mm512_mask_shuffle_epi8(p[0], up16.hi_words, p[1], up16.idx);
+        let x23 = _mm512_mask_shuffle_epi8(p[2], up16.hi_words, p[3], up16.idx);
         _mm512_add_epi32(_mm512_madd_epi16(x01, s01), _mm512_madd_epi16(x23, s23))
     }
 
