@@ -14,7 +14,9 @@
 //
 // Weights: each block is first copied by the warp into shared memory with 4-byte loads that
 // cover it (coalesced, one request per 128 bytes, whatever the block's alignment: Q6_K
-// blocks are 210 bytes), while the next block's words are already in flight.
+// blocks are 210 bytes), while the next block's words are already in flight. The covering
+// words reach up to 3 bytes past a block whose end is not 4-aligned: the caller's mapping
+// must hold them (registered host ranges are whole pages; gpu-check pads its device copy).
 #include "common.cuh"
 
 #define EX_MAX_K 8

@@ -421,7 +421,13 @@ pub fn exact_share(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8, quick: bool) -> 
                 }
                 _ => bytes[208..210].copy_from_slice(&d),
             }
-            let w = gpu.upload_matrix(&format!("exact.{ty}"), ty, rows, cols, &bytes)?;
+            // The kernels stage blocks in whole 4-byte words and may read up to 3 bytes past
+            // a block (cuda/exact.cu): the device copy gets that tail, as registered host
+            // ranges (whole pages) have it.
+            let row_bytes = ty.row_bytes(cols as u64).unwrap_or(0) as usize;
+            let mut padded = bytes.clone();
+            padded.extend_from_slice(&[0; 4]);
+            let w = gpu.upload(&padded, "exact weights")?;
             let ks: Vec<usize> = if quick {
                 vec![1, 4, 8]
             } else {
@@ -450,8 +456,8 @@ pub fn exact_share(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8, quick: bool) -> 
                 let mut out = nan_buf(gpu, k * rows, "exact out")?;
                 gpu.mmv_exact(
                     ty,
-                    w.device_ptr(),
-                    w.row_bytes,
+                    w.view().device_ptr(),
+                    row_bytes,
                     rows,
                     cols / 256,
                     &ex,
