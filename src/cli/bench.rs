@@ -124,6 +124,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             continue;
         }
         let mut times = Vec::new();
+        // With HYBRID_OPPROF=1: where the timed steps' time went, by op (a development aid).
+        let mut ops: Vec<(&'static str, std::time::Duration)> = Vec::new();
         for _ in 0..a.reps.max(5) {
             st.reset();
             model.forward(
@@ -133,9 +135,25 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 &mut out,
             )?;
             let batch: Vec<u32> = (0..k as u32).map(|i| (i * 31 + 5) % vocab).collect();
+            simd::prof::reset();
             let t0 = Instant::now();
             model.forward(&mut st, &batch, Logits::All, &mut out)?;
             times.push(t0.elapsed().as_secs_f64() * 1e3);
+            for (label, _, d) in simd::prof::totals() {
+                match ops.iter_mut().find(|(l, _)| *l == label) {
+                    Some(o) => o.1 += d,
+                    None => ops.push((label, d)),
+                }
+            }
+        }
+        if !ops.is_empty() {
+            let n = a.reps.max(5) as f64;
+            ops.sort_by(|x, y| y.1.cmp(&x.1));
+            let list: Vec<String> = ops
+                .iter()
+                .map(|(l, d)| format!("{l} {:.2}", d.as_secs_f64() * 1e3 / n))
+                .collect();
+            println!("ops at k = {k}, ms per step: {}", list.join(" | "));
         }
         let ms = median(times);
         if k == 1 || t1 == 0.0 {
