@@ -38,6 +38,7 @@ use super::super::ops::{
     GDN_HEAD_DIMS,
 };
 use super::super::share::{self, PcieShare, ShareKind};
+use super::shared_ffn::{run_shared, FfnMats, OnGpu};
 use super::snapshot::GpuSnapshotRing;
 use super::state::{GpuLayerState, GpuSeqState};
 use super::stream::{FfnStreamer, STREAM_MIN_TOKENS};
@@ -475,9 +476,10 @@ fn cpu_ffn(
     }
     let (xn, o) = stg.io(n, n)?;
     let hid = &mut s.hid[..t * ff];
-    match s.share.as_mut().and_then(|sh| SharedFfn::new(sh, f, t)) {
-        Some(sf) => sf.run(gpu, pool, f, xn, t, hid, o)?,
-        None => {
+    let mats = s.share.as_ref().and_then(|sh| shared_mats(sh, f, t));
+    match (mats, s.share.as_mut()) {
+        (Some(m), Some(sh)) => run_shared(&mut OnGpu { sh, gpu }, &m, pool, xn, t, hid, o)?,
+        _ => {
             pool.ffn_gate_up_swiglu(mat(&f.gate), mat(&f.up), xn, t, hid);
             pool.matmul(mat(&f.down), hid, t, o);
         }
@@ -490,99 +492,33 @@ fn cpu_ffn(
     Ok(())
 }
 
-/// One CPU-placed FFN layer with the GPU taking rows `..r` of each matrix over PCIe.
-struct SharedFfn<'s> {
-    sh: &'s mut PcieShare,
-    gate: share::SharedMat,
-    up: share::SharedMat,
-    down: share::SharedMat,
-}
-
-impl<'s> SharedFfn<'s> {
-    /// `None` when the share does not apply (k below its minimum, a weight type without an
-    /// exact kernel, weights not registered).
-    fn new(sh: &'s mut PcieShare, f: &FfnWeights<'_>, t: usize) -> Option<SharedFfn<'s>> {
-        if sh.rows_for(ShareKind::GateUp, t, 1) == 0 {
-            return None;
-        }
-        let m = |v: &TensorView<'_>| -> Option<share::SharedMat> {
-            share::exact_supported(v.info.ty).then_some(())?;
-            Some(share::SharedMat {
-                ty: v.info.ty,
-                rows: v.info.rows() as usize,
-                cols: v.info.row_len() as usize,
-                w: sh.device_ptr(v.data)?,
-            })
-        };
-        let (gate, up, down) = (m(&f.gate)?, m(&f.up)?, m(&f.down)?);
-        Some(SharedFfn { sh, gate, up, down })
-    }
-
-    /// `o = down(swiglu(gate·xn, up·xn))` for k = t tokens: the same bits as the CPU-only
-    /// path, the GPU computing the first rows of each matrix while the workers do the rest.
-    #[allow(clippy::too_many_arguments)]
-    fn run(
-        self,
-        gpu: &Gpu,
-        pool: &Pool,
-        f: &FfnWeights<'_>,
-        xn: &[f32],
-        t: usize,
-        hid: &mut [f32],
-        o: &mut [f32],
-    ) -> Result<()> {
-        let SharedFfn { sh, gate, up, down } = self;
-        let ff = gate.rows;
-        // Gate and up: the GPU's rows come back raw and get the CPU's SwiGLU.
-        let rg = sh.rows_for(ShareKind::GateUp, t, ff);
-        let res = shared_step(sh, gpu, ShareKind::GateUp, &[gate, up], rg, ff, t, |hook| {
-            pool.ffn_gate_up_swiglu_from(mat(&f.gate), mat(&f.up), xn, t, hid, rg, hook)
-        })?;
-        for tt in 0..t {
-            let h = &mut hid[tt * ff..tt * ff + rg];
-            h.copy_from_slice(&res[tt * rg..(tt + 1) * rg]);
-            simd::act::swiglu_inplace(h, &res[(t + tt) * rg..(t + tt + 1) * rg]);
-        }
-        // Down.
-        let d = down.rows;
-        let rd = sh.rows_for(ShareKind::Down, t, d);
-        let res = shared_step(sh, gpu, ShareKind::Down, &[down], rd, d, t, |hook| {
-            pool.matmul_from(mat(&f.down), hid, t, o, rd, hook)
-        })?;
-        for tt in 0..t {
-            o[tt * d..tt * d + rd].copy_from_slice(&res[tt * rd..(tt + 1) * rd]);
-        }
-        Ok(())
-    }
-}
-
-/// One shared step: `cpu(hook)` runs a pool call that computes rows `r..rows` after `hook`
-/// has seen the quantized input; the hook queues the GPU's rows `..r` of `mats` (it runs on
-/// the calling thread once the workers are on their rows). Waits for the GPU and returns its
-/// results (`PcieShare::finish`'s layout).
-#[allow(clippy::too_many_arguments)]
-fn shared_step<'s>(
-    sh: &'s mut PcieShare,
-    gpu: &Gpu,
-    kind: ShareKind,
-    mats: &[share::SharedMat],
-    r: usize,
-    rows: usize,
+/// The matrices of a CPU-placed FFN layer for the PCIe share at k = t tokens: `None` when
+/// the share does not apply (k below its minimum, a weight type without an exact kernel,
+/// weights not registered).
+fn shared_mats<'w>(
+    sh: &PcieShare,
+    f: &FfnWeights<'w>,
     t: usize,
-    cpu: impl FnOnce(&mut dyn FnMut(&simd::QuantizedActs)),
-) -> Result<&'s [f32]> {
-    let mut launched = Ok(());
-    let mut start = None;
-    cpu(&mut |acts| {
-        start = Some(std::time::Instant::now());
-        launched = sh.launch(gpu, acts, mats, r, t);
-    });
-    launched?;
-    let cpu_secs = start.map_or(0.0, |s| s.elapsed().as_secs_f64());
-    let p0 = profile::start();
-    let res = sh.finish(kind, rows - r, cpu_secs);
-    profile::record(Phase::ShareWait, 0, p0);
-    res
+) -> Option<FfnMats<'w, share::SharedMat>> {
+    if sh.rows_for(ShareKind::GateUp, t, 1) == 0 {
+        return None;
+    }
+    let m = |v: &TensorView<'w>| -> Option<(MatRef<'w>, share::SharedMat)> {
+        share::exact_supported(v.info.ty).then_some(())?;
+        let cpu = mat(v);
+        let dev = share::SharedMat {
+            ty: cpu.ty,
+            rows: cpu.rows,
+            cols: cpu.cols,
+            w: sh.device_ptr(v.data)?,
+        };
+        Some((cpu, dev))
+    };
+    Some(FfnMats {
+        gate: m(&f.gate)?,
+        up: m(&f.up)?,
+        down: m(&f.down)?,
+    })
 }
 
 fn unsupported(msg: String) -> ModelError {

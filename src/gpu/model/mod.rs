@@ -5,6 +5,7 @@
 //! unchanged.
 
 mod forward;
+mod shared_ffn;
 mod snapshot;
 mod state;
 mod stream;
