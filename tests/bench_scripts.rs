@@ -740,6 +740,7 @@ fn stats(
         gpu_mem_used_bytes: None,
         gpu_name: None,
         tokens: tokens.to_vec(),
+        pcie_share: None,
     }
 }
 

@@ -181,6 +181,8 @@ pub struct GpuRunDone {
     pub gpu_mem_used_bytes: Option<u64>,
     /// The generated token ids.
     pub tokens: Vec<u32>,
+    /// The GPU's PCIe share of CPU-placed FFN rows over the run (hybrid split, where set up).
+    pub pcie_share: Option<crate::gpu::share::ShareStats>,
 }
 
 /// The generation loop of `hybrid-run` on the GPU engine (whole model or hybrid split).
@@ -284,6 +286,10 @@ pub fn run(
     if let Some(spec) = &stats.spec {
         eprintln!("{}", spec.summary());
     }
+    let pcie_share = model.take_share_stats().map(|(s, _)| s);
+    if let Some(s) = pcie_share.filter(|s| s.calls > 0) {
+        eprintln!("{}", s.summary());
+    }
     let gpu_mem_used_bytes = model
         .gpu()
         .mem_info()
@@ -294,6 +300,7 @@ pub fn run(
         gpu_name: model.gpu().info().name.clone(),
         gpu_mem_used_bytes,
         tokens,
+        pcie_share,
     })
 }
 

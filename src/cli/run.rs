@@ -298,6 +298,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 gpu_mem_used_bytes: done.gpu_mem_used_bytes,
                 gpu_name: Some(done.gpu_name),
                 tokens,
+                pcie_share: done.pcie_share,
             }
             .write(p)?;
         }
@@ -374,6 +375,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             gpu_mem_used_bytes: None,
             gpu_name: None,
             tokens: ids,
+            pcie_share: None,
         }
         .write(p)?;
     }

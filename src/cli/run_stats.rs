@@ -35,6 +35,9 @@ pub struct RunStats {
     /// The generated token ids (scripts compare runs by them: a synthetic model's text can
     /// be empty).
     pub tokens: Vec<u32>,
+    /// Hybrid split: the GPU's PCIe share of the CPU-placed FFN rows (absent where off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pcie_share: Option<crate::gpu::share::ShareStats>,
 }
 
 /// (host, device) weight bytes per plain decode step when the dense FFN of the first

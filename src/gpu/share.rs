@@ -246,7 +246,7 @@ pub enum ShareKind {
 }
 
 /// Counters since the last [`PcieShare::take_stats`].
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub struct ShareStats {
     pub calls: u64,
     /// Rows the GPU computed (gate and up counted once each).
@@ -569,6 +569,24 @@ mod tests {
     }
 
     #[test]
+    fn the_summary_gives_the_gpu_share_of_rows_and_serializes() {
+        let s = ShareStats {
+            calls: 38,
+            gpu_rows: 300,
+            cpu_rows: 700,
+            gpu_ms: 12.5,
+            wait_ms: 0.9,
+            launch_ms: 1.0,
+        };
+        let line = s.summary();
+        assert!(line.contains("38 calls"), "{line}");
+        assert!(line.contains("computed 30% of"), "{line}");
+        assert!(line.contains("waited 0.9 ms"), "{line}");
+        let j = serde_json::to_value(s).unwrap();
+        assert_eq!(j["gpu_rows"], 300);
+    }
+
+    #[test]
     fn share_rows_are_whole_steps_within_the_matrix() {
         assert_eq!(share_rows(0.0, 5120), ROW_STEP);
         assert_eq!(share_rows(0.3, 5120), 1536);
@@ -576,5 +594,19 @@ mod tests {
         assert_eq!(share_rows(1.0, 100), 64);
         assert_eq!(share_rows(0.5, 40), 40);
         assert_eq!(share_rows(2.0, 640), 640);
+    }
+}
+
+impl ShareStats {
+    /// One line for the end of a run.
+    pub fn summary(&self) -> String {
+        let all = (self.gpu_rows + self.cpu_rows).max(1) as f64;
+        format!(
+            "PCIe share: {} calls, the GPU computed {:.0}% of the CPU-placed FFN rows in them ({:.1} ms of GPU time), the CPU waited {:.1} ms for it",
+            self.calls,
+            100.0 * self.gpu_rows as f64 / all,
+            self.gpu_ms,
+            self.wait_ms
+        )
     }
 }
