@@ -339,10 +339,23 @@ fn pinned<T: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits>(
 
 /// The smallest k that uses the share, from `HYBRID_PCIE_SHARE` (None: off).
 pub fn min_k_from_env() -> Option<usize> {
-    match std::env::var("HYBRID_PCIE_SHARE").as_deref() {
-        Ok("0") | Ok("off") | Ok("false") => None,
-        Ok(v) => Some(v.parse().unwrap_or(DEFAULT_MIN_K).max(1)),
-        Err(_) => Some(DEFAULT_MIN_K),
+    parse_min_k(std::env::var("HYBRID_PCIE_SHARE").ok().as_deref())
+}
+
+fn parse_min_k(v: Option<&str>) -> Option<usize> {
+    match v.map(str::trim) {
+        None | Some("") | Some("on") => Some(DEFAULT_MIN_K),
+        Some("0") | Some("off") | Some("false") => None,
+        Some(v) => match v.parse::<usize>() {
+            Ok(0) => None,
+            Ok(n) => Some(n),
+            Err(_) => {
+                tracing::warn!(
+                    "HYBRID_PCIE_SHARE={v:?} is not 0/off or a token count; using the default (from k = {DEFAULT_MIN_K})"
+                );
+                Some(DEFAULT_MIN_K)
+            }
+        },
     }
 }
 
@@ -584,6 +597,17 @@ mod tests {
         assert!(line.contains("waited 0.9 ms"), "{line}");
         let j = serde_json::to_value(s).unwrap();
         assert_eq!(j["gpu_rows"], 300);
+    }
+
+    #[test]
+    fn the_environment_switch_reads_off_a_count_or_the_default() {
+        assert_eq!(parse_min_k(None), Some(DEFAULT_MIN_K));
+        assert_eq!(parse_min_k(Some("0")), None);
+        assert_eq!(parse_min_k(Some("off")), None);
+        assert_eq!(parse_min_k(Some(" 3 ")), Some(3));
+        assert_eq!(parse_min_k(Some("1")), Some(1));
+        assert_eq!(parse_min_k(Some("00")), None);
+        assert_eq!(parse_min_k(Some("lots")), Some(DEFAULT_MIN_K));
     }
 
     #[test]
