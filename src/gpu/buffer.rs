@@ -165,9 +165,4 @@ impl GpuMatrix {
     pub fn bytes(&self) -> usize {
         self.data.len()
     }
-
-    /// The device address of row 0.
-    pub fn device_ptr(&self) -> u64 {
-        self.data.ptr
-    }
 }

@@ -43,15 +43,6 @@ pub struct HostRegion {
 }
 
 impl HostRegion {
-    /// Registers the pages spanning `bytes` (which must stay mapped and unchanged while the
-    /// region lives: the caller keeps the file map alive for as long as the model).
-    pub fn register(gpu: &Gpu, bytes: &[u8]) -> Result<HostRegion> {
-        const PAGE: usize = 4096;
-        let start = bytes.as_ptr() as usize / PAGE * PAGE;
-        let end = (bytes.as_ptr() as usize + bytes.len()).div_ceil(PAGE) * PAGE;
-        Self::register_range(gpu, start, end - start)
-    }
-
     fn register_range(gpu: &Gpu, host: usize, len: usize) -> Result<HostRegion> {
         gpu.ctx
             .bind_to_thread()
@@ -91,14 +82,6 @@ impl HostRegion {
         (p >= self.host && p + bytes.len() <= self.host + self.len)
             .then(|| self.dev + (p - self.host) as u64)
     }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
 }
 
 impl Drop for HostRegion {
@@ -112,7 +95,8 @@ impl Drop for HostRegion {
 }
 
 /// Registers the page ranges spanning `slices`, merged where they touch or overlap (the
-/// driver refuses to register a page twice).
+/// driver refuses to register a page twice). The slices must stay mapped and unchanged while
+/// the regions live: the caller keeps the file map alive for as long as the model.
 pub fn register_all(gpu: &Gpu, slices: &[&[u8]]) -> Result<Vec<HostRegion>> {
     const PAGE: usize = 4096;
     let mut ranges: Vec<(usize, usize)> = slices
@@ -405,10 +389,15 @@ impl PcieShare {
 
     /// Rows of a `rows`-row matrix the GPU takes at k tokens (0: none).
     pub fn rows_for(&self, kind: ShareKind, k: usize, rows: usize) -> usize {
-        if k < self.min_k || k > super::MAX_K {
+        if !self.active_at(k) {
             return 0;
         }
         share_rows(self.frac[kind as usize][k], rows)
+    }
+
+    /// Whether a call of k tokens uses the share.
+    pub fn active_at(&self, k: usize) -> bool {
+        (self.min_k..=super::MAX_K).contains(&k)
     }
 
     /// Copies the k tokens of Q8_K activations up and queues the exact mat-vec of rows

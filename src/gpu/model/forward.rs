@@ -37,7 +37,7 @@ use super::super::ops::{
     AttnScratch, DevPos, GdnConvArgs, GdnRecurrenceArgs, Gemm, KvCache, QuantActs, ATTN_HEAD_DIMS,
     GDN_HEAD_DIMS,
 };
-use super::super::share::{self, PcieShare, ShareKind};
+use super::super::share::{self, PcieShare};
 use super::shared_ffn::{run_shared, FfnMats, OnGpu};
 use super::snapshot::GpuSnapshotRing;
 use super::state::{GpuLayerState, GpuSeqState};
@@ -500,7 +500,7 @@ fn shared_mats<'w>(
     f: &FfnWeights<'w>,
     t: usize,
 ) -> Option<FfnMats<'w, share::SharedMat>> {
-    if sh.rows_for(ShareKind::GateUp, t, 1) == 0 {
+    if !sh.active_at(t) {
         return None;
     }
     let m = |v: &TensorView<'w>| -> Option<(MatRef<'w>, share::SharedMat)> {
