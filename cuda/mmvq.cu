@@ -214,6 +214,250 @@ __device__ __forceinline__ void mmvq_body(const u8* __restrict__ W, u64 row_byte
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Q4_K on the tensor cores (sm_80+): mmvt_q4_k_kK. One CTA owns 16 rows; its warps split the
+// row's 256-weight blocks (warp w takes blocks w, w + warps, ...). Per 64-weight chunk of a
+// block (32 bytes of nibbles) a warp issues two integer MMAs m16n8k32: A = the 16 rows' 32
+// low (then high) nibbles of the chunk, i.e. one 32-weight sub-block, B = the activation
+// quants of up to 8 tokens for the same 32 weights, C = the exact integer dots of every
+// (row, token) pair of that sub-block. Then, per (row, token), in sub-block order:
+//     acc = fma(d_act, sc * (float)C, acc); acc = fma(-mn, s_act, acc)
+// (the same roundings as mmv_q4_k), and the warps' sums are added in warp order. Every token
+// takes the same path whatever K is (tokens past K are zero columns of B), so a token's result
+// does not depend on K or on its place in the batch; the accumulator registers do not grow
+// with K, and the weights are read once per call for any K <= 8.
+//
+// Fragment layouts (PTX ISA, mma.m16n8k32 with .s8): lane = 4 * gq + tq; A: a0 row gq,
+// bytes 4tq..4tq+3 of the K dimension, a1 row gq + 8 (same bytes), a2 row gq bytes 16 + 4tq..,
+// a3 row gq + 8 (same); B: b0 bytes 4tq.. of column (token) gq, b1 bytes 16 + 4tq..; C: c0, c1
+// row gq, tokens 2tq, 2tq + 1; c2, c3 row gq + 8. The K dimension may be any permutation of
+// the sub-block's 32 weights as long as A and B use the same one: lane (gq, tq) puts weights
+// 8tq .. 8tq + 7 of the sub-block in its bytes (4tq.. and 16 + 4tq..), which are 8
+// consecutive nibbles of the row's chunk (bytes 8tq .. 8tq + 7) and 8 consecutive activation
+// quants (one 8-byte load).
+#ifndef MMVT_MAX_WARPS
+#define MMVT_MAX_WARPS 8
+#endif
+// MMVT_DEPTH: blocks loaded ahead of the one computed. MMVT_INTERLEAVE 1: warps take
+// interleaved blocks (w, w + warps, ...); 0: contiguous runs (written after the last device
+// call of session 7: compiled, never run). Tuning knobs for bench-scripts/mmv-variants.sh;
+// either way the order is a function of the shape alone.
+#ifndef MMVT_DEPTH
+#define MMVT_DEPTH 1
+#endif
+#ifndef MMVT_INTERLEAVE
+#define MMVT_INTERLEAVE 1
+#endif
+
+__device__ __forceinline__ void mma_s8_m16n8k32(int (&c)[4], int a0, int a1, int a2, int a3, int b0, int b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    // volatile, like the weight loads (ldv_*): volatile asm keeps its program order, so every
+    // weight load of a block is issued before the MMAs that use the block before it.
+    asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%10, %11, %12, %13};"
+        : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1), "r"(0), "r"(0), "r"(0), "r"(0));
+#else
+    c[0] = c[1] = c[2] = c[3] = 0;  // never launched before sm_80 (src/gpu/ops/matvec.rs)
+#endif
+}
+
+// Weight loads of the tensor-core kernels as volatile asm (read-only path): the compiler may
+// not sink them to their first use, so a warp has the next block's bytes in flight while it
+// computes the current one (without this NVCC issued each 64-weight chunk's load just before
+// its MMA: four dependent DRAM round trips per block).
+__device__ __forceinline__ int2 ldv_v2(const u8* p) {
+    int2 v;
+    asm volatile("ld.global.nc.v2.s32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "l"(p));
+    return v;
+}
+__device__ __forceinline__ int4 ldv_v4(const u8* p) {
+    int4 v;
+    asm volatile("ld.global.nc.v4.s32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+    return v;
+}
+
+// The bytes of one 256-weight block of rows gq and gq + 8 that lane (gq, tq) needs.
+struct BlockW {
+    int4 ha, hb;         // headers (d, dmin, scales)
+    int2 qa[4], qb[4];   // nibbles: bytes 32c + 8tq .. + 7 of qs, c = 0..3
+    int2 hha, hhb;       // Q5_K: bytes 8tq .. + 7 of qh
+};
+
+template <bool Q5>
+__device__ __forceinline__ void load_block(const u8* ba, const u8* bb, int tq, BlockW& w) {
+    constexpr int QS = Q5 ? 48 : 16;
+    w.ha = ldv_v4(ba);
+    w.hb = ldv_v4(bb);
+#pragma unroll
+    for (int c = 0; c < 4; c++) {
+        w.qa[c] = ldv_v2(ba + QS + 32 * c + 8 * tq);
+        w.qb[c] = ldv_v2(bb + QS + 32 * c + 8 * tq);
+    }
+    if (Q5) {
+        w.hha = ldv_v2(ba + 16 + 8 * tq);
+        w.hhb = ldv_v2(bb + 16 + 8 * tq);
+    } else {
+        w.hha = w.hhb = make_int2(0, 0);
+    }
+}
+
+// The eight (scale, min) pairs of a Q4_K/Q5_K block as float, d * sc and dmin * m, from its
+// 16-byte header (get_scale_min_k4 for all j at once): the 6-bit values are gathered into four
+// words of four bytes (scales of sub-blocks 0-3, 4-7, mins likewise), and byte j becomes a
+// float through 2^23 + byte (one byte permute): fma(d, 2^23 + sc, -d * 2^23) is d * sc rounded
+// once, bit for bit d * (float)sc.
+struct K4Scales {
+    u32 scw[2], mw[2];
+    float d, dmin, d23, dmin23;
+    __device__ __forceinline__ explicit K4Scales(int4 h) {
+        const u32 s0 = (u32)h.y, s1 = (u32)h.z, s2 = (u32)h.w;
+        scw[0] = s0 & 0x3f3f3f3fu;
+        mw[0] = s1 & 0x3f3f3f3fu;
+        scw[1] = (s2 & 0x0f0f0f0fu) | ((s0 >> 2) & 0x30303030u);
+        mw[1] = ((s2 >> 4) & 0x0f0f0f0fu) | ((s1 >> 2) & 0x30303030u);
+        d = f16_to_f32((u16)((u32)h.x & 0xFFFF));
+        dmin = f16_to_f32((u16)((u32)h.x >> 16));
+        d23 = d * 8388608.0f;
+        dmin23 = dmin * 8388608.0f;
+    }
+    __device__ __forceinline__ static float byte_f(u32 w, int i) {
+        return __uint_as_float(__byte_perm(w, 0x4B000000u, 0x7540 + i));  // 2^23 + byte i
+    }
+    __device__ __forceinline__ float sc(int j) const { return __fmaf_rn(d, byte_f(scw[j >> 2], j & 3), -d23); }
+    __device__ __forceinline__ float mn(int j) const { return __fmaf_rn(dmin, byte_f(mw[j >> 2], j & 3), -dmin23); }
+};
+
+// One (row, token) accumulator through one sub-block: the mat-vec's expression.
+__device__ __forceinline__ float q4k_step(float acc, int c, float sc, float mn, float2 ds) {
+    acc = __fmaf_rn(ds.x, __fmul_rn(sc, (float)c), acc);
+    return __fmaf_rn(-mn, ds.y, acc);
+}
+
+// The warps' (row, token) sums added in warp order and stored (acc as in mmvt_k4_body).
+template <int K>
+__device__ __forceinline__ void mmvt_store(const float (&acc)[4], float (&red)[MMVT_MAX_WARPS][16][8],
+                                           float* __restrict__ out, int rows, int row0) {
+    const int warps = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int gq = lane >> 2, tq = lane & 3;
+    red[warp][gq][2 * tq] = acc[0];
+    red[warp][gq][2 * tq + 1] = acc[1];
+    red[warp][gq + 8][2 * tq] = acc[2];
+    red[warp][gq + 8][2 * tq + 1] = acc[3];
+    __syncthreads();
+    if ((int)threadIdx.x < 16 * K) {
+        const int r = threadIdx.x / K, t = threadIdx.x % K;
+        float s = red[0][r][t];
+        for (int w = 1; w < warps; w++) s += red[w][r][t];
+        if (row0 + r < rows) out[(size_t)t * rows + row0 + r] = s;
+    }
+    __syncthreads();  // red is reused by the next row group
+}
+
+// Q4_K (144-byte blocks: header, qs at 16) and Q5_K (176 bytes: header, qh[32] at 16, qs at
+// 48; the fifth bit of weight 64c + l is bit 2c of qh[l], of weight 64c + 32 + l bit 2c + 1).
+template <int FMT, int K>
+__device__ __forceinline__ void mmvt_k4_body(const u8* __restrict__ W, u64 row_bytes, int rows, int n,
+                                             const i8* __restrict__ aq, const float2* __restrict__ ads,
+                                             float* __restrict__ out) {
+    constexpr bool Q5 = FMT == FMT_Q5_K;
+    constexpr int BYTES = Q5 ? 176 : 144;
+    const int warps = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int gq = lane >> 2, tq = lane & 3;
+    const int nb = n >> 8, n32 = n >> 5;
+    const int t0 = 2 * tq, t1 = 2 * tq + 1;  // this lane's two tokens in C
+    __shared__ float red[MMVT_MAX_WARPS][16][8];
+    for (int row0 = blockIdx.x * 16; row0 < rows; row0 += gridDim.x * 16) {  // CTA-uniform
+        // Tail rows are computed from the last row and never stored.
+        const u8* wa = W + (size_t)min(row0 + gq, rows - 1) * row_bytes;
+        const u8* wb = W + (size_t)min(row0 + gq + 8, rows - 1) * row_bytes;
+        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // (row gq | gq + 8) x (token t0 | t1)
+        // Warp w takes the contiguous blocks [b0, b1) of its 16 rows (so each row is read in
+        // runs of consecutive bytes, not 144-byte pieces), MMVT_DEPTH blocks ahead of the one
+        // it computes (software pipeline; the loads are volatile, so they are issued here).
+#if MMVT_INTERLEAVE
+        const int b0 = warp, b1 = nb, bs = warps;
+#else
+        const int b0 = warp * nb / warps, b1 = (warp + 1) * nb / warps, bs = 1;
+#endif
+        BlockW pf[MMVT_DEPTH];
+#pragma unroll
+        for (int i = 0; i < MMVT_DEPTH; i++)
+            if (b0 + i * bs < b1)
+                load_block<Q5>(wa + (size_t)(b0 + i * bs) * BYTES, wb + (size_t)(b0 + i * bs) * BYTES, tq, pf[i]);
+        for (int b = b0; b < b1; b += bs) {
+            const BlockW cu = pf[0];
+#pragma unroll
+            for (int i = 0; i + 1 < MMVT_DEPTH; i++) pf[i] = pf[i + 1];
+            const int bn = b + MMVT_DEPTH * bs;
+            if (bn < b1) load_block<Q5>(wa + (size_t)bn * BYTES, wb + (size_t)bn * BYTES, tq, pf[MMVT_DEPTH - 1]);
+            const int4 ha = cu.ha, hb = cu.hb;
+            const int2 hha = cu.hha, hhb = cu.hhb;
+            const int2* qa = cu.qa;
+            const int2* qb = cu.qb;
+            const K4Scales sa(ha), sb(hb);
+#pragma unroll
+            for (int c = 0; c < 4; c++) {
+                // Activations of token gq for weights 64c + 8tq .. + 7 (sub-block 2c) and
+                // 64c + 32 + 8tq .. + 7 (sub-block 2c + 1); zero columns past K.
+                int2 xl = make_int2(0, 0), xh = make_int2(0, 0);
+                if (gq < K) {
+                    const i8* xp = aq + (size_t)gq * n + b * 256 + 64 * c + 8 * tq;
+                    xl = *(const int2*)xp;
+                    xh = *(const int2*)(xp + 32);
+                }
+                // (d, s) of sub-blocks 2c and 2c + 1 for tokens t0 and t1 (one 16-byte load).
+                float4 s0 = make_float4(0.0f, 0.0f, 0.0f, 0.0f), s1 = s0;
+                if (t0 < K) s0 = *(const float4*)(ads + (size_t)t0 * n32 + b * 8 + 2 * c);
+                if (K > 1 && t1 < K) s1 = *(const float4*)(ads + (size_t)t1 * n32 + b * 8 + 2 * c);
+                int la0 = qa[c].x & 0x0F0F0F0F, la1 = qa[c].y & 0x0F0F0F0F;
+                int lb0 = qb[c].x & 0x0F0F0F0F, lb1 = qb[c].y & 0x0F0F0F0F;
+                int ua0 = (qa[c].x >> 4) & 0x0F0F0F0F, ua1 = (qa[c].y >> 4) & 0x0F0F0F0F;
+                int ub0 = (qb[c].x >> 4) & 0x0F0F0F0F, ub1 = (qb[c].y >> 4) & 0x0F0F0F0F;
+                if (Q5) {
+                    la0 |= (int)((((u32)hha.x >> (2 * c)) & 0x01010101u) << 4);
+                    la1 |= (int)((((u32)hha.y >> (2 * c)) & 0x01010101u) << 4);
+                    lb0 |= (int)((((u32)hhb.x >> (2 * c)) & 0x01010101u) << 4);
+                    lb1 |= (int)((((u32)hhb.y >> (2 * c)) & 0x01010101u) << 4);
+                    ua0 |= (int)((((u32)hha.x >> (2 * c + 1)) & 0x01010101u) << 4);
+                    ua1 |= (int)((((u32)hha.y >> (2 * c + 1)) & 0x01010101u) << 4);
+                    ub0 |= (int)((((u32)hhb.x >> (2 * c + 1)) & 0x01010101u) << 4);
+                    ub1 |= (int)((((u32)hhb.y >> (2 * c + 1)) & 0x01010101u) << 4);
+                }
+                int cl[4], ch[4];
+                mma_s8_m16n8k32(cl, la0, lb0, la1, lb1, xl.x, xl.y);
+                mma_s8_m16n8k32(ch, ua0, ub0, ua1, ub1, xh.x, xh.y);
+                const float2 dl0 = make_float2(s0.x, s0.y), dh0 = make_float2(s0.z, s0.w);
+                const float2 dl1 = make_float2(s1.x, s1.y), dh1 = make_float2(s1.z, s1.w);
+                // Sub-block 2c, then 2c + 1 (token t1 is never stored when K = 1).
+                const float sla = sa.sc(2 * c), mla = sa.mn(2 * c), slb = sb.sc(2 * c), mlb = sb.mn(2 * c);
+                acc[0] = q4k_step(acc[0], cl[0], sla, mla, dl0);
+                acc[2] = q4k_step(acc[2], cl[2], slb, mlb, dl0);
+                if (K > 1) {
+                    acc[1] = q4k_step(acc[1], cl[1], sla, mla, dl1);
+                    acc[3] = q4k_step(acc[3], cl[3], slb, mlb, dl1);
+                }
+                const float sha = sa.sc(2 * c + 1), mha = sa.mn(2 * c + 1);
+                const float shb = sb.sc(2 * c + 1), mhb = sb.mn(2 * c + 1);
+                acc[0] = q4k_step(acc[0], ch[0], sha, mha, dh0);
+                acc[2] = q4k_step(acc[2], ch[2], shb, mhb, dh0);
+                if (K > 1) {
+                    acc[1] = q4k_step(acc[1], ch[1], sha, mha, dh1);
+                    acc[3] = q4k_step(acc[3], ch[3], shb, mhb, dh1);
+                }
+            }
+        }
+        mmvt_store<K>(acc, red, out, rows, row0);
+    }
+}
+
+#define MMVT(name, FMT, K)                                                                       \
+    extern "C" __global__ void __launch_bounds__(32 * MMVT_MAX_WARPS)                            \
+        name(const u8* W, u64 row_bytes, int rows, int n, const i8* aq, const float2* ads,       \
+             float* out) { PDL_ENTER();                                                          \
+        mmvt_k4_body<FMT, K>(W, row_bytes, rows, n, aq, ads, out);                               \
+    }
+
 // Float weights: a unit is 16 bytes (8 f16/bf16 or 4 f32 weights); x: [K][n] f32.
 template <int FMT>
 struct FloatFmt;
@@ -317,3 +561,6 @@ ALL_K(MMVQ, q8_0, FMT_Q8_0)
 ALL_K(MMVF, f32, FMT_F32)
 ALL_K(MMVF, f16, FMT_F16)
 ALL_K(MMVF, bf16, FMT_BF16)
+// The tensor-core forms (sm_80+): mmv_q4_k_t_k*, mmv_q5_k_t_k*.
+ALL_K(MMVT, q4_k_t, FMT_Q4_K)
+ALL_K(MMVT, q5_k_t, FMT_Q5_K)

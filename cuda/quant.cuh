@@ -17,6 +17,65 @@
 #define FMT_Q6_K 2
 #define FMT_Q8_0 3
 
+// Weight loads, in one of three flavours: 0 plain loads, 1 read-only loads that do not
+// allocate in L1, 2 read-only loads marked streaming (evict first). Weights are read once per
+// call, so they need not stay in L1, where they compete with the activations that every row
+// group of an SM reads again. Measured on the H100 (docs/benchmarks/gpu-mma-mmv-2026-12-06.md,
+// one call, 27B FFN shapes): flavour 2 speeds up Q5_K (k = 1 24.5 -> 23.3 us, k = 4
+// 43.1 -> 40.2 tall) and Q8_0 (k = 1 45.7 -> 41.4, k = 4 67.7 -> 51.2, k = 8 140 -> 94 tall),
+// is mixed for Q4_K and Q6_K (wide k = 1 slower: 20.6 -> 21.5, 31.2 -> 34.0) and flavour 1 is
+// 2x slower for the formats read in 2-byte pieces (Q6_K, Q8_0). Per format below; the
+// MMV_WLOAD_* macros are tuning knobs for bench-scripts/mmv-variants.sh.
+#ifndef MMV_WLOAD_Q4K
+#define MMV_WLOAD_Q4K 0
+#endif
+#ifndef MMV_WLOAD_Q5K
+#define MMV_WLOAD_Q5K 2
+#endif
+#ifndef MMV_WLOAD_Q6K
+#define MMV_WLOAD_Q6K 0
+#endif
+#ifndef MMV_WLOAD_Q80
+#define MMV_WLOAD_Q80 2
+#endif
+template <int LD>
+__device__ __forceinline__ int4 ldw_v4(const u8* p) {
+    int4 v;
+    if (LD == 1)
+        asm("ld.global.nc.L1::no_allocate.v4.s32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+    else if (LD == 2)
+        asm("ld.global.cs.nc.v4.s32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+    else
+        v = *(const int4*)p;
+    return v;
+}
+template <int LD>
+__device__ __forceinline__ u16 ldw_u16(const u8* p) {
+    u16 v;
+    if (LD == 1)
+        asm("ld.global.nc.L1::no_allocate.u16 %0, [%1];" : "=h"(v) : "l"(p));
+    else if (LD == 2)
+        asm("ld.global.cs.nc.u16 %0, [%1];" : "=h"(v) : "l"(p));
+    else
+        v = *(const u16*)p;
+    return v;
+}
+template <int LD>
+__device__ __forceinline__ int ldw_i32_a2(const u8* p) {
+    return (int)((u32)ldw_u16<LD>(p) | ((u32)ldw_u16<LD>(p + 2) << 16));
+}
+template <int LD>
+__device__ __forceinline__ int ldw_i8(const u8* p) {
+    int v;
+    if (LD == 1)
+        asm("ld.global.nc.L1::no_allocate.s8 %0, [%1];" : "=r"(v) : "l"(p));
+    else if (LD == 2)
+        asm("ld.global.cs.nc.s8 %0, [%1];" : "=r"(v) : "l"(p));
+    else
+        v = *(const i8*)p;
+    return v;
+}
+
 template <int G, int IPG>
 struct Unit {
     int q[G][IPG];
@@ -53,15 +112,16 @@ struct Fmt;
 // nibbles weights 64c + 32 + 16h + i (sub-block 2c + 1).
 template <>
 struct Fmt<FMT_Q4_K> {
+    static constexpr int LD = MMV_WLOAD_Q4K;
     static constexpr int QK = 256, BYTES = 144, PARTS = 8, G = 2, IPG = 4;
     __device__ static int elem(int p, int g) { return 64 * (p >> 1) + 16 * (p & 1) + 32 * g; }
     __device__ static void load(const u8* blk, int p, Unit<G, IPG>& u) {
         const int c = p >> 1, h = p & 1;
         // 16-byte aligned: blocks are 144 = 9 * 16 bytes; the header (d, dmin, 12 scale
         // bytes) is one 16-byte load, qs starts at byte 16.
-        const int4 hd = *(const int4*)blk;
+        const int4 hd = ldw_v4<LD>(blk);
         const float d = f16_to_f32((u16)((u32)hd.x & 0xFFFF)), dmin = f16_to_f32((u16)((u32)hd.x >> 16));
-        const int4 v = *(const int4*)(blk + 16 + 32 * c + 16 * h);
+        const int4 v = ldw_v4<LD>(blk + 16 + 32 * c + 16 * h);
         const int w[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
         for (int i = 0; i < 4; i++) {
@@ -82,14 +142,15 @@ struct Fmt<FMT_Q4_K> {
 // weight 64c + l is bit 2c of qh[l], of weight 64c + 32 + l bit 2c + 1 of qh[l].
 template <>
 struct Fmt<FMT_Q5_K> {
+    static constexpr int LD = MMV_WLOAD_Q5K;
     static constexpr int QK = 256, BYTES = 176, PARTS = 8, G = 2, IPG = 4;
     __device__ static int elem(int p, int g) { return 64 * (p >> 1) + 16 * (p & 1) + 32 * g; }
     __device__ static void load(const u8* blk, int p, Unit<G, IPG>& u) {
         const int c = p >> 1, h = p & 1;
-        const float d = f16_to_f32(*(const u16*)blk), dmin = f16_to_f32(*(const u16*)(blk + 2));
+        const float d = f16_to_f32(ldw_u16<LD>(blk)), dmin = f16_to_f32(ldw_u16<LD>(blk + 2));
         // 16-byte aligned: blocks are 176 = 11 * 16 bytes, qh starts at 16 and qs at 48.
-        const int4 vh = *(const int4*)(blk + 16 + 16 * h);
-        const int4 vl = *(const int4*)(blk + 48 + 32 * c + 16 * h);
+        const int4 vh = ldw_v4<LD>(blk + 16 + 16 * h);
+        const int4 vl = ldw_v4<LD>(blk + 48 + 32 * c + 16 * h);
         const int hh[4] = {vh.x, vh.y, vh.z, vh.w};
         const int ll[4] = {vl.x, vl.y, vl.z, vl.w};
 #pragma unroll
@@ -116,25 +177,26 @@ __device__ __forceinline__ int sub32_bytes(u32 x) { return (int)(((x | 0x8080808
 // ql[64n + l + 32] and qh[32n + l]; group m has scale d * scales[8n + l/16 + 2m].
 template <>
 struct Fmt<FMT_Q6_K> {
+    static constexpr int LD = MMV_WLOAD_Q6K;
     static constexpr int QK = 256, BYTES = 210, PARTS = 8, G = 4, IPG = 2;
     __device__ static int elem(int p, int g) { return 128 * (p >> 2) + 32 * g + 8 * (p & 3); }
     __device__ static void load(const u8* blk, int p, Unit<G, IPG>& u) {
         const int n = p >> 2, l0 = 8 * (p & 3);
-        const float d = f16_to_f32(*(const u16*)(blk + 208));
+        const float d = f16_to_f32(ldw_u16<LD>(blk + 208));
 #pragma unroll
         for (int i = 0; i < 2; i++) {
-            const u32 a = (u32)ld_i32_a2(blk + 64 * n + l0 + 4 * i);
-            const u32 b = (u32)ld_i32_a2(blk + 64 * n + l0 + 32 + 4 * i);
-            const u32 h = (u32)ld_i32_a2(blk + 128 + 32 * n + l0 + 4 * i);
+            const u32 a = (u32)ldw_i32_a2<LD>(blk + 64 * n + l0 + 4 * i);
+            const u32 b = (u32)ldw_i32_a2<LD>(blk + 64 * n + l0 + 32 + 4 * i);
+            const u32 h = (u32)ldw_i32_a2<LD>(blk + 128 + 32 * n + l0 + 4 * i);
             u.q[0][i] = sub32_bytes((a & 0x0F0F0F0Fu) | ((h << 4) & 0x30303030u));
             u.q[1][i] = sub32_bytes((b & 0x0F0F0F0Fu) | ((h << 2) & 0x30303030u));
             u.q[2][i] = sub32_bytes(((a >> 4) & 0x0F0F0F0Fu) | (h & 0x30303030u));
             u.q[3][i] = sub32_bytes(((b >> 4) & 0x0F0F0F0Fu) | ((h >> 2) & 0x30303030u));
         }
-        const i8* sc = (const i8*)(blk + 192) + 8 * n + (l0 >> 4);
+        const u8* sc = blk + 192 + 8 * n + (l0 >> 4);
 #pragma unroll
         for (int m = 0; m < 4; m++) {
-            u.sc[m] = d * (float)sc[2 * m];
+            u.sc[m] = d * (float)ldw_i8<LD>(sc + 2 * m);
             u.mn[m] = 0.0f;
         }
         u.add_min = false;
@@ -144,12 +206,13 @@ struct Fmt<FMT_Q6_K> {
 // Q8_0, 34 bytes: d f16, qs[32] int8. Part p covers weights 8p .. 8p + 7.
 template <>
 struct Fmt<FMT_Q8_0> {
+    static constexpr int LD = MMV_WLOAD_Q80;
     static constexpr int QK = 32, BYTES = 34, PARTS = 4, G = 1, IPG = 2;
     __device__ static int elem(int p, int g) { return 8 * p; }
     __device__ static void load(const u8* blk, int p, Unit<G, IPG>& u) {
-        u.q[0][0] = ld_i32_a2(blk + 2 + 8 * p);
-        u.q[0][1] = ld_i32_a2(blk + 2 + 8 * p + 4);
-        u.sc[0] = f16_to_f32(*(const u16*)blk);
+        u.q[0][0] = ldw_i32_a2<LD>(blk + 2 + 8 * p);
+        u.q[0][1] = ldw_i32_a2<LD>(blk + 2 + 8 * p + 4);
+        u.sc[0] = f16_to_f32(ldw_u16<LD>(blk));
         u.mn[0] = 0.0f;
         u.add_min = false;
     }

@@ -45,6 +45,8 @@ pub struct Gpu {
     load_stats: LoadStats,
     /// Launch kernels with programmatic dependent launch (sm_90+, unless `HYBRID_PDL=0`).
     pdl: bool,
+    /// Q4_K/Q5_K mat-vecs on the tensor cores (`mmv_*_t_k*`, sm_80+; `HYBRID_MMV_MMA`).
+    mmvt: bool,
     /// GPU time per launch kind, while on (`set_kernel_profile`).
     prof: Option<KernelProfile>,
 }
@@ -152,6 +154,13 @@ impl Gpu {
                 std::env::var("HYBRID_PDL").as_deref(),
                 Ok("0") | Ok("off") | Ok("false")
             );
+        // Off unless HYBRID_MMV_MMA=1: measured slower than the dp4a kernels at k = 1
+        // (docs/benchmarks/gpu-mma-mmv-2026-12-06.md).
+        let mmvt = k.mmvt.is_some()
+            && matches!(
+                std::env::var("HYBRID_MMV_MMA").as_deref(),
+                Ok("1") | Ok("on") | Ok("true")
+            );
         Ok(Gpu {
             ctx,
             stream,
@@ -159,6 +168,7 @@ impl Gpu {
             info,
             load_stats,
             pdl,
+            mmvt,
             prof: None,
         })
     }
@@ -191,6 +201,18 @@ impl Gpu {
     /// benchmarks compare both).
     pub fn set_pdl(&mut self, on: bool) {
         self.pdl = on && self.info.cc.0 >= 9;
+    }
+
+    /// Whether Q4_K/Q5_K mat-vecs run on the tensor cores.
+    pub fn mmvt(&self) -> bool {
+        self.mmvt
+    }
+
+    /// Turns the tensor-core Q4_K/Q5_K mat-vecs on or off (only on devices that have them,
+    /// sm_80+; checks and benchmarks compare both). A model must keep one setting for its
+    /// whole life: a token's bits depend on it.
+    pub fn set_mmvt(&mut self, on: bool) {
+        self.mmvt = on && self.k.mmvt.is_some();
     }
 
     pub fn info(&self) -> &DeviceInfo {

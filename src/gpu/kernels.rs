@@ -31,6 +31,9 @@ pub(crate) fn mmv_index(ty: GgmlType) -> Option<usize> {
 pub struct Kernels {
     /// `mmv[format][k - 1]`, format as in [`MMV_FORMATS`].
     pub(crate) mmv: Vec<[CudaFunction; MAX_K]>,
+    /// The tensor-core mat-vecs `mmv_{q4_k,q5_k}_t_k{1..8}` (sm_80 and newer; None before),
+    /// `[Q4_K, Q5_K][k - 1]`.
+    pub(crate) mmvt: Option<[[CudaFunction; MAX_K]; 2]>,
     pub(crate) quantize_q8_1: CudaFunction,
     pub(crate) rms_norm: CudaFunction,
     pub(crate) rms_norm_gated: CudaFunction,
@@ -133,6 +136,24 @@ impl Kernels {
             let f = |k: usize| m.get(Kernel::Mmvq, &format!("mmv_{fmt}_k{k}"));
             mmv.push([f(1)?, f(2)?, f(3)?, f(4)?, f(5)?, f(6)?, f(7)?, f(8)?]);
         }
+        let mmvt = if cc >= (8, 0) {
+            let f = |fmt: &str, k: usize| m.get(Kernel::Mmvq, &format!("mmv_{fmt}_t_k{k}"));
+            let all = |fmt: &str| -> Result<[CudaFunction; MAX_K]> {
+                Ok([
+                    f(fmt, 1)?,
+                    f(fmt, 2)?,
+                    f(fmt, 3)?,
+                    f(fmt, 4)?,
+                    f(fmt, 5)?,
+                    f(fmt, 6)?,
+                    f(fmt, 7)?,
+                    f(fmt, 8)?,
+                ])
+            };
+            Some([all("q4_k")?, all("q5_k")?])
+        } else {
+            None
+        };
         let dequant = (|| -> Result<Dequant> {
             let mut by_fmt = Vec::new();
             for ty in MMV_FORMATS {
@@ -154,6 +175,7 @@ impl Kernels {
         .ok();
         let k = Kernels {
             mmv,
+            mmvt,
             dequant,
             exact,
             quantize_q8_1: m.get(Kernel::Mmvq, "quantize_q8_1")?,

@@ -90,14 +90,21 @@ pub fn dequant_references(rep: &mut Report, rng: &mut Rng8) {
     }
 }
 
-pub fn matvec(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8, quick: bool) -> R<()> {
-    for ty in MMV_FORMATS {
+pub fn matvec(
+    gpu: &Gpu,
+    rep: &mut Report,
+    rng: &mut Rng8,
+    quick: bool,
+    types: &[GgmlType],
+) -> R<()> {
+    for &ty in types {
         let shapes: &[(usize, usize)] = match ty {
             GgmlType::Q8_0 => &[(37, 96), (515, 1312), (300, 96)],
             GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => &[(37, 40), (515, 1000)],
             // 37x512 and 515x1280 take the split form (fewer rows than columns), 2100x512
-            // the whole-row form.
-            _ => &[(37, 512), (515, 1280), (2100, 512)],
+            // the whole-row form. Q4_K on sm_80+: 515x1280 and 300x2560 take the tensor-core
+            // kernel with 8 warps (idle warps; warps with two blocks), 2100x512 with 4.
+            _ => &[(37, 512), (515, 1280), (2100, 512), (300, 2560)],
         };
         let shapes = if quick { &shapes[1..] } else { shapes };
         for &(rows, cols) in shapes {
@@ -130,7 +137,11 @@ pub fn matvec(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8, quick: bool) -> R<()>
                 let got = gpu.download(out.view())?;
                 let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
                 let exact = refs::matvec_f64(&wf, rows, cols, &x64, k);
-                let name = format!("matvec {ty} {rows}x{cols} k={k}");
+                let tc = gpu.mmvt() && matches!(ty, GgmlType::Q4_K | GgmlType::Q5_K);
+                let name = format!(
+                    "matvec{} {ty} {rows}x{cols} k={k}",
+                    if tc { " (tensor cores)" } else { "" }
+                );
                 if ty.is_quantized() {
                     let xq = refs::quantize_acts_like_gpu(&x);
                     let same = refs::matvec_f64(&wf, rows, cols, &xq, k);
@@ -171,6 +182,9 @@ pub fn matvec(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8, quick: bool) -> R<()>
                 }
             }
         }
+    }
+    if types.len() < MMV_FORMATS.len() {
+        return Ok(());
     }
     // Typed errors instead of launches on bad arguments.
     let bytes = refs::random_weights(rng, GgmlType::Q4_K, 4, 256);

@@ -53,6 +53,29 @@ fn split_form(rows: usize, cols: usize) -> bool {
     on && rows < cols
 }
 
+/// How many warps per 16-row CTA the tensor-core kernel (`mmv_q4_k_t_k*`, `mmv_q5_k_t_k*` in
+/// `cuda/mmvq.cu`) gets for a `rows` x `cols` matrix, or None for matrices of fewer than
+/// `HYBRID_MMVT_MIN_ROWS` rows (default 256: too few CTAs of 16 rows), which keep the dp4a
+/// kernel. Wide matrices (fewer rows than columns) get 8 warps, tall ones 4
+/// (`HYBRID_MMVT_WARPS=1..8` forces a count, for tuning). Like the split form, the choice
+/// depends on the shape alone, so every k of one matrix takes the same kernel and a token's
+/// bits do not depend on k.
+fn mmvt_warps(rows: usize, cols: usize) -> Option<u32> {
+    static CFG: std::sync::OnceLock<(usize, Option<u32>)> = std::sync::OnceLock::new();
+    let (min_rows, forced) = *CFG.get_or_init(|| {
+        let min_rows = std::env::var("HYBRID_MMVT_MIN_ROWS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(256);
+        let forced = std::env::var("HYBRID_MMVT_WARPS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|w: &u32| (1..=8).contains(w));
+        (min_rows, forced)
+    });
+    (rows >= min_rows).then_some(forced.unwrap_or(if rows < cols { 8 } else { 4 }))
+}
+
 /// Rows per warp of the k-token kernel (RowsPerWarp in mmvq.cu).
 /// (Q8_0 keeps 2 up to k = 4; its kernels walk row groups grid-stride, so a grid sized for 4
 /// rows per warp still covers every row.)
@@ -167,6 +190,29 @@ impl Gpu {
                 ));
             }
             let (aq, ads) = (qa.q.ptr, qa.ds.ptr);
+            let tensor_core = match w.ty {
+                GgmlType::Q4_K => Some(0),
+                GgmlType::Q5_K => Some(1),
+                _ => None,
+            };
+            if let (Some(i), Some(fs), true) = (tensor_core, &self.k.mmvt, self.mmvt()) {
+                if let Some(warps) = mmvt_warps(w.rows, w.cols) {
+                    // One CTA per 16 rows (the kernel also walks row groups grid-stride).
+                    let grid = (blocks_for(OP, w.rows, 16)?, 1, 1);
+                    let mut b = self.launcher(&fs[i][k - 1]);
+                    if b.profiling() {
+                        b.label(format!("matvec {} {}x{} k={k} mma", w.ty, w.rows, w.cols));
+                    }
+                    b.arg(&wp) /* W */
+                        .arg(&row_bytes) /* row_bytes */
+                        .arg(&rows) /* rows */
+                        .arg(&n) /* n */
+                        .arg(&aq) /* aq */
+                        .arg(&ads) /* ads */
+                        .arg(&op); /* out */
+                    return launch(OP, &mut b, launch_cfg(grid, 32 * warps));
+                }
+            }
             let split = split_form(w.rows, w.cols);
             let grid = if split {
                 // One row group per CTA (its warps split the columns).
