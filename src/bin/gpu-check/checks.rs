@@ -8,9 +8,12 @@ use crate::refs::{self, rel_l2, uniform, Rng8};
 /// Tolerances (relative L2 error against the f64 reference).
 /// Quantized mat-vec vs an f64 product with the same 8-bit activations: f32 rounding only.
 const TOL_MMVQ_SAME_ACTS: f64 = 2e-5;
-/// Quantized mat-vec vs the f64 product with unquantized activations: the activation
-/// rounding (expected 3e-3 .. 6e-3 on uniform data).
-const TOL_MMVQ_EXACT: f64 = 1.5e-2;
+/// Quantized mat-vec vs the f64 product with unquantized activations: every output within
+/// the activation rounding's bound sum_c |w| |x_q - x| (refs::act_rounding_bound) plus this
+/// much of the outputs' RMS for the kernel's f32 rounding. (A relative-L2 constant, 1.5e-2,
+/// was used before: its expected 3e-3 .. 6e-3 held on average but a 37-row Q5_K matrix reached
+/// 1.67e-2 on one seed with a correct kernel.)
+const TOL_MMVQ_EXACT_SLACK: f64 = 2e-5;
 /// Float weights (f32 FMA accumulation over <= a few thousand terms).
 const TOL_F32_DOT: f64 = 1e-5;
 /// Elementwise ops, norms, rope: a few f32 ulps.
@@ -150,10 +153,11 @@ pub fn matvec(
                         rel_l2(&got, &same),
                         TOL_MMVQ_SAME_ACTS,
                     );
+                    let bound = refs::act_rounding_bound(&wf, rows, cols, &x64, &xq, k);
                     rep.check(
-                        &format!("{name} vs exact f32 acts"),
-                        rel_l2(&got, &exact),
-                        TOL_MMVQ_EXACT,
+                        &format!("{name} vs exact f32 acts (share of the rounding bound)"),
+                        refs::worst_bound_ratio(&got, &exact, &bound, TOL_MMVQ_EXACT_SLACK),
+                        1.0,
                     );
                 } else {
                     rep.check(&name, rel_l2(&got, &exact), TOL_F32_DOT);

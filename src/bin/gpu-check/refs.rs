@@ -210,6 +210,51 @@ pub fn rms_norm(x: &[f32], w: &[f32], eps: f32) -> Vec<f64> {
 }
 
 /// Relative L2 error ||got - want|| / ||want||; NaN or inf anywhere in `got` gives +inf.
+/// The activation rounding's effect on each output, bounded: |sum_c w[r][c] * (xq[t][c] -
+/// x[t][c])| <= sum_c |w[r][c]| * |xq[t][c] - x[t][c]| for row r of token t ([t][r] order).
+pub fn act_rounding_bound(
+    w: &[f32],
+    rows: usize,
+    cols: usize,
+    x: &[f64],
+    xq: &[f64],
+    k: usize,
+) -> Vec<f64> {
+    let mut out = vec![0.0f64; k * rows];
+    for t in 0..k {
+        let dx: Vec<f64> = (0..cols)
+            .map(|c| (xq[t * cols + c] - x[t * cols + c]).abs())
+            .collect();
+        for r in 0..rows {
+            let wr = &w[r * cols..(r + 1) * cols];
+            out[t * rows + r] = wr
+                .iter()
+                .zip(&dx)
+                .map(|(&a, &d)| (a as f64).abs() * d)
+                .sum();
+        }
+    }
+    out
+}
+
+/// The largest |got - want| / (bound + slack) over all outputs (NaN or inf: infinity), where
+/// slack = rel_slack * the RMS of `want` covers the f32 rounding of the kernel. <= 1 when
+/// every output is within its bound.
+pub fn worst_bound_ratio(got: &[f32], want: &[f64], bound: &[f64], rel_slack: f64) -> f64 {
+    assert_eq!(got.len(), want.len());
+    assert_eq!(got.len(), bound.len());
+    if got.iter().any(|v| !v.is_finite()) {
+        return f64::INFINITY;
+    }
+    let rms = (want.iter().map(|w| w * w).sum::<f64>() / want.len().max(1) as f64).sqrt();
+    let slack = rel_slack * rms + 1e-30;
+    got.iter()
+        .zip(want)
+        .zip(bound)
+        .map(|((&g, &w), &b)| (g as f64 - w).abs() / (b + slack))
+        .fold(0.0, f64::max)
+}
+
 pub fn rel_l2(got: &[f32], want: &[f64]) -> f64 {
     assert_eq!(got.len(), want.len());
     if got.iter().any(|v| !v.is_finite()) {
@@ -222,4 +267,34 @@ pub fn rel_l2(got: &[f32], want: &[f64]) -> f64 {
         .sum();
     let den: f64 = want.iter().map(|w| w * w).sum();
     (num / den.max(1e-300)).sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    /// The bound holds for the exact product with the rounded activations, and a product
+    /// with one output off by more than its bound exceeds it.
+    #[test]
+    fn act_rounding_bound_holds_and_catches() {
+        let mut rng = Rng8::seed_from_u64(7);
+        let (rows, cols, k) = (37, 512, 2);
+        let w = uniform(&mut rng, rows * cols, -1.0, 1.0);
+        let x32 = uniform(&mut rng, k * cols, -1.0, 1.0);
+        let x: Vec<f64> = x32.iter().map(|&v| v as f64).collect();
+        let xq = quantize_acts_like_gpu(&x32);
+        let exact = matvec_f64(&w, rows, cols, &x, k);
+        let same = matvec_f64(&w, rows, cols, &xq, k);
+        let bound = act_rounding_bound(&w, rows, cols, &x, &xq, k);
+        let got: Vec<f32> = same.iter().map(|&v| v as f32).collect();
+        let r = worst_bound_ratio(&got, &exact, &bound, 1e-5);
+        assert!(r <= 1.0, "ratio {r}");
+        assert!(bound.iter().all(|&b| b > 0.0));
+        let mut bad = got.clone();
+        bad[5] = (exact[5] + 2.0 * bound[5] + 1e-3) as f32;
+        assert!(worst_bound_ratio(&bad, &exact, &bound, 1e-5) > 1.0);
+        bad[5] = f32::NAN;
+        assert!(worst_bound_ratio(&bad, &exact, &bound, 1e-5).is_infinite());
+    }
 }
