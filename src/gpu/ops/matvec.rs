@@ -190,40 +190,32 @@ impl Gpu {
                 ));
             }
             let (aq, ads) = (qa.q.ptr, qa.ds.ptr);
-            let tensor_core = match w.ty {
-                GgmlType::Q4_K => Some(0),
-                GgmlType::Q5_K => Some(1),
+            let tensor_core = match (w.ty, &self.k.mmvt, self.mmvt()) {
+                (GgmlType::Q4_K, Some(fs), true) => Some(&fs[0]),
+                (GgmlType::Q5_K, Some(fs), true) => Some(&fs[1]),
                 _ => None,
-            };
-            if let (Some(i), Some(fs), true) = (tensor_core, &self.k.mmvt, self.mmvt()) {
-                if let Some(warps) = mmvt_warps(w.rows, w.cols) {
-                    // One CTA per 16 rows (the kernel also walks row groups grid-stride).
-                    let grid = (blocks_for(OP, w.rows, 16)?, 1, 1);
-                    let mut b = self.launcher(&fs[i][k - 1]);
-                    if b.profiling() {
-                        b.label(format!("matvec {} {}x{} k={k} mma", w.ty, w.rows, w.cols));
-                    }
-                    b.arg(&wp) /* W */
-                        .arg(&row_bytes) /* row_bytes */
-                        .arg(&rows) /* rows */
-                        .arg(&n) /* n */
-                        .arg(&aq) /* aq */
-                        .arg(&ads) /* ads */
-                        .arg(&op); /* out */
-                    return launch(OP, &mut b, launch_cfg(grid, 32 * warps));
-                }
             }
-            let split = split_form(w.rows, w.cols);
-            let grid = if split {
-                // One row group per CTA (its warps split the columns).
-                (blocks_for(OP, w.rows, rows_per_warp(k))?, 1, 1)
-            } else {
-                grid
+            .and_then(|fs| Some((&fs[k - 1], mmvt_warps(w.rows, w.cols)?)));
+            // The tensor-core kernel: one CTA per 16 rows. The dp4a kernel: its grid above, or
+            // in the split form one row group per CTA (its warps split the columns); it takes
+            // the form as a last argument.
+            let (f, grid, threads, split_arg, form) = match tensor_core {
+                Some((f, warps)) => (
+                    f,
+                    (blocks_for(OP, w.rows, 16)?, 1, 1),
+                    32 * warps,
+                    None,
+                    " mma",
+                ),
+                None if split_form(w.rows, w.cols) => {
+                    let grid = (blocks_for(OP, w.rows, rows_per_warp(k))?, 1, 1);
+                    (f, grid, 32 * WARPS as u32, Some(1i32), "")
+                }
+                None => (f, grid, 32 * WARPS as u32, Some(0i32), ""),
             };
-            let split_arg = split as i32;
             let mut b = self.launcher(f);
             if b.profiling() {
-                b.label(format!("matvec {} {}x{} k={k}", w.ty, w.rows, w.cols));
+                b.label(format!("matvec {} {}x{} k={k}{form}", w.ty, w.rows, w.cols));
             }
             b.arg(&wp) /* W */
                 .arg(&row_bytes) /* row_bytes */
@@ -231,9 +223,11 @@ impl Gpu {
                 .arg(&n) /* n */
                 .arg(&aq) /* aq */
                 .arg(&ads) /* ads */
-                .arg(&op) /* out */
-                .arg(&split_arg); /* split */
-            launch(OP, &mut b, launch_cfg(grid, 32 * WARPS as u32))
+                .arg(&op); /* out */
+            if let Some(split) = &split_arg {
+                b.arg(split); /* split */
+            }
+            launch(OP, &mut b, launch_cfg(grid, threads))
         } else {
             let epu = if w.ty == GgmlType::F32 { 4 } else { 8 };
             if w.cols % epu != 0 {
