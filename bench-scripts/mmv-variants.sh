@@ -6,7 +6,8 @@
 # Usage: bench-scripts/mmv-variants.sh TYPES VARIANT...
 #   TYPES    e.g. Q4_K or Q4_K,Q6_K
 #   VARIANT  base                      the embedded sources
-#            NAME:MACRO=VAL[,MACRO=VAL] mmvq.cu / *.cuh with those #define values
+#            NAME:MACRO=VAL[,MACRO=VAL][+ENV=VAL] mmvq.cu / *.cuh with those #define values
+#                                      (and, after a +, an environment variable set)
 #            NAME@FILE                  FILE in place of mmvq.cu (e.g. an older version)
 #            NAME+ENV=VAL               base sources with an environment variable set
 # Binary: $GPU_CHECK_BIN (default .dev-carry/gpu/gpu-check). Logs: $OUT (or /tmp/mmv).
@@ -31,7 +32,9 @@ for v in "$@"; do
     *:*)
         name=${v%%:*}
         d="$SRC/$name"; mkdir -p "$d"; cp cuda/*.cuh cuda/mmvq.cu "$d/"
-        IFS=, read -ra defs <<< "${v#*:}"
+        macros=${v#*:}
+        case "$macros" in *+*) envset=("${macros#*+}"); macros=${macros%%+*} ;; esac
+        IFS=, read -ra defs <<< "$macros"
         for def in "${defs[@]}"; do
             m=${def%%=*}; val=${def#*=}
             f=$(grep -l "^#define $m " "$d"/mmvq.cu "$d"/*.cuh | head -1)
