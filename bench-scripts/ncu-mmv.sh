@@ -4,7 +4,8 @@
 # memory workload, for Q4_K k = 1 and k = 4 at both 27B FFN shapes (the bench runs each
 # (shape, k) 16 + 9 x 16 times, tall shape first, so launch 20 of a k's kernel is the tall
 # shape and launch 180 the wide one). Usage: bench-scripts/ncu-mmv.sh [TYPE] [KS]
-# Reports: $OUT/ncu-<type>-k<k>-<shape>.txt (or /tmp/ncu).
+# Reports: $OUT/ncu-<type>-k<k>-<shape>.txt (or /tmp/ncu). With HYBRID_MMV_MMA=1 in the
+# environment it profiles the tensor-core kernels (mmv_<type>_t_k<k>, Q4_K/Q5_K) instead.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=${GPU_CHECK_BIN:-.dev-carry/gpu/gpu-check}
@@ -12,6 +13,7 @@ OUT=${OUT:-/tmp/ncu}
 mkdir -p "$OUT"
 ty=${1:-Q4_K}
 lower=$(echo "$ty" | tr 'A-Z' 'a-z')
+[ "${HYBRID_MMV_MMA:-0}" = 1 ] && lower="${lower}_t"
 NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
 [ -n "$NCU" ] || { echo "ncu not found"; exit 1; }
 for k in ${2:-1 4}; do
