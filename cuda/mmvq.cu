@@ -302,6 +302,76 @@ __device__ __forceinline__ void load_block(const u8* ba, const u8* bb, int tq, B
     }
 }
 
+// Shared-memory staging (MMVT_SMEM 1, sm_80+): each warp copies its next blocks of the 16
+// rows with cp.async, 16 contiguous bytes per lane and copy (lanes walk the rows' bytes in
+// order, so a warp's global reads are row-contiguous), MMVT_STAGES blocks deep, no registers
+// held for the bytes in flight; the fragments are then read from shared memory. Row stride
+// 160 bytes for Q4_K (= 32 mod 128: the 8-byte fragment reads of a half-warp hit 32 distinct
+// banks), 176 for Q5_K.
+#ifndef MMVT_SMEM
+#define MMVT_SMEM 0
+#endif
+#ifndef MMVT_STAGES
+#define MMVT_STAGES 2
+#endif
+
+__device__ __forceinline__ u32 smem_addr(const void* p) {
+    u32 a;
+    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+    return a;
+}
+__device__ __forceinline__ void cp_async16(u32 dst, const void* src) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
+#endif
+}
+__device__ __forceinline__ void cp_async_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;" ::: "memory");
+#endif
+}
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+#endif
+}
+
+// Copies block b of rows row0 .. row0 + 15 (tail rows: the last row) into a stage.
+template <int BYTES, int STRIDE>
+__device__ __forceinline__ void stage_block(const u8* W, u64 row_bytes, int rows, int row0, int b, u32 stage, int lane) {
+    constexpr int P = BYTES / 16, PIECES = 16 * P;
+#pragma unroll
+    for (int i = 0; i < (PIECES + 31) / 32; i++) {
+        const int p = lane + 32 * i;
+        if (p < PIECES) {
+            const int r = p / P, o = 16 * (p % P);
+            const u8* src = W + (size_t)min(row0 + r, rows - 1) * row_bytes + (size_t)b * BYTES + o;
+            cp_async16(stage + r * STRIDE + o, src);
+        }
+    }
+}
+
+template <bool Q5, int STRIDE>
+__device__ __forceinline__ void read_block(const u8* st, int gq, int tq, BlockW& w) {
+    constexpr int QS = Q5 ? 48 : 16;
+    const u8* ra = st + gq * STRIDE;
+    const u8* rb = st + (gq + 8) * STRIDE;
+    w.ha = *(const int4*)ra;
+    w.hb = *(const int4*)rb;
+#pragma unroll
+    for (int c = 0; c < 4; c++) {
+        w.qa[c] = *(const int2*)(ra + QS + 32 * c + 8 * tq);
+        w.qb[c] = *(const int2*)(rb + QS + 32 * c + 8 * tq);
+    }
+    if (Q5) {
+        w.hha = *(const int2*)(ra + 16 + 8 * tq);
+        w.hhb = *(const int2*)(rb + 16 + 8 * tq);
+    } else {
+        w.hha = w.hhb = make_int2(0, 0);
+    }
+}
+
 // The eight (scale, min) pairs of a Q4_K/Q5_K block as float, d * sc and dmin * m, from its
 // 16-byte header (get_scale_min_k4 for all j at once): the 6-bit values are gathered into four
 // words of four bytes (scales of sub-blocks 0-3, 4-7, mins likewise), and byte j becomes a
@@ -380,6 +450,30 @@ __device__ __forceinline__ void mmvt_k4_body(const u8* __restrict__ W, u64 row_b
 #else
         const int b0 = warp * nb / warps, b1 = (warp + 1) * nb / warps, bs = 1;
 #endif
+#if MMVT_SMEM
+        constexpr int STRIDE = Q5 ? 176 : 160, STAGE = 16 * STRIDE;
+        __shared__ __align__(16) u8 tiles[MMVT_MAX_WARPS * MMVT_STAGES * STAGE];
+        u8* mine = tiles + warp * MMVT_STAGES * STAGE;
+        const u32 mine_s = smem_addr(mine);
+#pragma unroll
+        for (int i = 0; i + 1 < MMVT_STAGES; i++) {
+            if (b0 + i * bs < b1)
+                stage_block<BYTES, STRIDE>(W, row_bytes, rows, row0, b0 + i * bs, mine_s + i * STAGE, lane);
+            cp_async_commit();  // one group per stage, empty or not, so the count below holds
+        }
+        int it = 0;
+        for (int b = b0; b < b1; b += bs, it++) {
+            const int bn = b + (MMVT_STAGES - 1) * bs;
+            if (bn < b1)
+                stage_block<BYTES, STRIDE>(W, row_bytes, rows, row0, bn,
+                                           mine_s + ((it + MMVT_STAGES - 1) % MMVT_STAGES) * STAGE, lane);
+            cp_async_commit();
+            cp_async_wait<MMVT_STAGES - 1>();  // block b's group has landed
+            __syncwarp();
+            BlockW cu;
+            read_block<Q5, STRIDE>(mine + (it % MMVT_STAGES) * STAGE, gq, tq, cu);
+            __syncwarp();  // every lane has read the stage before the next copy reuses it
+#else
         BlockW pf[MMVT_DEPTH];
 #pragma unroll
         for (int i = 0; i < MMVT_DEPTH; i++)
@@ -391,6 +485,7 @@ __device__ __forceinline__ void mmvt_k4_body(const u8* __restrict__ W, u64 row_b
             for (int i = 0; i + 1 < MMVT_DEPTH; i++) pf[i] = pf[i + 1];
             const int bn = b + MMVT_DEPTH * bs;
             if (bn < b1) load_block<Q5>(wa + (size_t)bn * BYTES, wb + (size_t)bn * BYTES, tq, pf[MMVT_DEPTH - 1]);
+#endif
             const int4 ha = cu.ha, hb = cu.hb;
             const int2 hha = cu.hha, hhb = cu.hhb;
             const int2* qa = cu.qa;
