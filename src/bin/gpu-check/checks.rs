@@ -105,8 +105,9 @@ pub fn matvec(
             GgmlType::Q8_0 => &[(37, 96), (515, 1312), (300, 96)],
             GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => &[(37, 40), (515, 1000)],
             // 37x512 and 515x1280 take the split form (fewer rows than columns), 2100x512
-            // the whole-row form. Q4_K on sm_80+: 515x1280 and 300x2560 take the tensor-core
-            // kernel with 8 warps (idle warps; warps with two blocks), 2100x512 with 4.
+            // the whole-row form. With the tensor cores on (sm_80+), Q4_K/Q5_K 515x1280 and
+            // 300x2560 take the tensor-core kernel with 8 warps (idle warps; warps with two
+            // blocks), 2100x512 with 4, 37x512 stays on the dp4a kernel (< 256 rows).
             _ => &[(37, 512), (515, 1280), (2100, 512), (300, 2560)],
         };
         let shapes = if quick { &shapes[1..] } else { shapes };

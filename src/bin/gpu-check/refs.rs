@@ -209,7 +209,6 @@ pub fn rms_norm(x: &[f32], w: &[f32], eps: f32) -> Vec<f64> {
         .collect()
 }
 
-/// Relative L2 error ||got - want|| / ||want||; NaN or inf anywhere in `got` gives +inf.
 /// The activation rounding's effect on each output, bounded: |sum_c w[r][c] * (xq[t][c] -
 /// x[t][c])| <= sum_c |w[r][c]| * |xq[t][c] - x[t][c]| for row r of token t ([t][r] order).
 pub fn act_rounding_bound(
@@ -255,6 +254,7 @@ pub fn worst_bound_ratio(got: &[f32], want: &[f64], bound: &[f64], rel_slack: f6
         .fold(0.0, f64::max)
 }
 
+/// Relative L2 error ||got - want|| / ||want||; NaN or inf anywhere in `got` gives +inf.
 pub fn rel_l2(got: &[f32], want: &[f64]) -> f64 {
     assert_eq!(got.len(), want.len());
     if got.iter().any(|v| !v.is_finite()) {
