@@ -4,6 +4,15 @@
 // result is deterministic and within a few f32 ulps of the double version for n <= 17408.
 #include "common.cuh"
 
+// NORM_REGS > 0: a thread keeps its (at most NORM_REGS) elements of x and w (and z) in
+// registers from the first pass, loading w with x, so the second pass makes no memory round
+// trip (a one-token norm is latency: one CTA). Same operations in the same order, so the
+// results are bit-identical to NORM_REGS 0. Off until timed on a GPU (tuning knob for
+// bench-scripts/gpu-decode-ab.sh through HYBRID_CUDA_SRC_DIR; written in session 7).
+#ifndef NORM_REGS
+#define NORM_REGS 0
+#endif
+
 // One block per row. x row r starts at x + r * x_stride, y row r at y + r * y_stride
 // (strides let the per-head q norm read from the interleaved q|gate projection).
 extern "C" __global__ void rms_norm(const float* __restrict__ x, int x_stride, const float* __restrict__ w,
@@ -12,6 +21,28 @@ extern "C" __global__ void rms_norm(const float* __restrict__ x, int x_stride, c
     const float* xr = x + (size_t)blockIdx.x * x_stride;
     float* yr = y + (size_t)blockIdx.x * y_stride;
     float s = 0.0f;
+#if NORM_REGS > 0
+    if (n <= NORM_REGS * (int)blockDim.x) {
+        float xv[NORM_REGS], wv[NORM_REGS];
+#pragma unroll
+        for (int j = 0; j < NORM_REGS; j++) {
+            const int i = threadIdx.x + j * blockDim.x;
+            if (i < n) {
+                xv[j] = xr[i];
+                wv[j] = w[i];
+                s = __fmaf_rn(xv[j], xv[j], s);
+            }
+        }
+        s = block_sum(s, red);
+        const float scale = 1.0f / sqrtf(s / (float)n + eps);
+#pragma unroll
+        for (int j = 0; j < NORM_REGS; j++) {
+            const int i = threadIdx.x + j * blockDim.x;
+            if (i < n) yr[i] = (xv[j] * scale) * wv[j];
+        }
+        return;
+    }
+#endif
     for (int i = threadIdx.x; i < n; i += blockDim.x) s = __fmaf_rn(xr[i], xr[i], s);
     s = block_sum(s, red);
     const float scale = 1.0f / sqrtf(s / (float)n + eps);
@@ -26,6 +57,29 @@ extern "C" __global__ void rms_norm_gated(const float* __restrict__ x, const flo
     __shared__ float red[32];
     const size_t off = (size_t)blockIdx.x * n;
     float s = 0.0f;
+#if NORM_REGS > 0
+    if (n <= NORM_REGS * (int)blockDim.x) {
+        float xv[NORM_REGS], wv[NORM_REGS], zv[NORM_REGS];
+#pragma unroll
+        for (int j = 0; j < NORM_REGS; j++) {
+            const int i = threadIdx.x + j * blockDim.x;
+            if (i < n) {
+                xv[j] = x[off + i];
+                wv[j] = w[i];
+                zv[j] = z[off + i];
+                s = __fmaf_rn(xv[j], xv[j], s);
+            }
+        }
+        s = block_sum(s, red);
+        const float scale = 1.0f / sqrtf(s / (float)n + eps);
+#pragma unroll
+        for (int j = 0; j < NORM_REGS; j++) {
+            const int i = threadIdx.x + j * blockDim.x;
+            if (i < n) y[off + i] = ((xv[j] * scale) * wv[j]) * silu_f(zv[j]);
+        }
+        return;
+    }
+#endif
     for (int i = threadIdx.x; i < n; i += blockDim.x) s = __fmaf_rn(x[off + i], x[off + i], s);
     s = block_sum(s, red);
     const float scale = 1.0f / sqrtf(s / (float)n + eps);
