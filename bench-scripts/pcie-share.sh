@@ -39,7 +39,7 @@ for v in ${SHARE_VARIANTS:-on off+HYBRID_PCIE_SHARE=0 on}; do
     name=${v%%+*}; envset=(HYBRID_X=1); [ "$v" != "$name" ] && envset=("${v#*+}")
     log="$OUT/spec-$name.log"; [ -f "$log" ] && log="$OUT/spec-$name-2.log"
     env "${envset[@]}" timeout 240 "$BIN/gpu-model-check" --spec-bench "$M" --spec-gpu-ffn ${GPU_FFN:-45} \
-        --spec-n ${SPEC_N:-32} --threads 16 > "$log" 2>&1 || status=1
+        --spec-n ${SPEC_N:-64} --threads 16 > "$log" 2>&1 || status=1
     echo "-- $name $(el)"; grep -vE "INFO" "$log" | grep -E "^\||PCIe|MTP off|share|error" | head -24
 done
 if [ "${SPLIT:-0}" = 1 ]; then
