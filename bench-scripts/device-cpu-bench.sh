@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CPU benchmarks on the GPU host (16 cores), run through the device tool. No Rust there:
-# expects prebuilt binaries in .dev-bin/ (hybrid-run, kernel-bench) and, for the llama.cpp
+# expects prebuilt binaries in .dev-carry/bin/ (hybrid-run, kernel-bench; $BIN overrides) and, for the llama.cpp
 # comparison, a trimmed llama.cpp source tree in .dev-carry/llama.cpp (git-ignored, never
 # committed). Usage: bench-scripts/device-cpu-bench.sh small|27b
 # Writes logs under $OUT (or /tmp/out).

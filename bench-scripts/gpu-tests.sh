@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # GPU kernel checks on the GPU host (no Rust there: builds nothing). Runs the prebuilt
-# gpu-check binary (default .dev-bin/gpu-check, built with `cargo build --release --bin
+# gpu-check binary (default .dev-carry/gpu/gpu-check, built with `cargo build --release --bin
 # gpu-check` and copied there): all checks with a cold NVRTC cache, a restart that must load
 # every module from the cache, compute-sanitizer memcheck on the quick checks (on sm_80+ these
 # include the tensor-core mat-vecs, which gpu-check runs in both modes), then the mat-vec
 # benchmark. Logs go to $OUT (or /tmp/gpu-tests). Exit status 1 if any step failed.
 set -uo pipefail
-BIN=${GPU_CHECK_BIN:-.dev-bin/gpu-check}
+BIN=${GPU_CHECK_BIN:-.dev-carry/gpu/gpu-check}
 OUT=${OUT:-/tmp/gpu-tests}
 mkdir -p "$OUT"
 HYBRID_RUN_CACHE=$(mktemp -d)
