@@ -442,9 +442,11 @@ __device__ __forceinline__ void mmvt_k4_body(const u8* __restrict__ W, u64 row_b
         const u8* wa = W + (size_t)min(row0 + gq, rows - 1) * row_bytes;
         const u8* wb = W + (size_t)min(row0 + gq + 8, rows - 1) * row_bytes;
         float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // (row gq | gq + 8) x (token t0 | t1)
-        // Warp w takes the contiguous blocks [b0, b1) of its 16 rows (so each row is read in
-        // runs of consecutive bytes, not 144-byte pieces), MMVT_DEPTH blocks ahead of the one
-        // it computes (software pipeline; the loads are volatile, so they are issued here).
+        // Warp w's blocks of its 16 rows: b0, b0 + bs, ... below b1 (MMVT_INTERLEAVE: every
+        // warps-th block; else a contiguous run, so that each row is read in runs of
+        // consecutive bytes rather than 144-byte pieces). The next blocks are loaded while
+        // one is computed: MMVT_DEPTH ahead into registers (volatile loads, so they are
+        // issued here), or with MMVT_SMEM, MMVT_STAGES - 1 ahead into shared memory.
 #if MMVT_INTERLEAVE
         const int b0 = warp, b1 = nb, bs = warps;
 #else
