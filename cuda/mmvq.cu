@@ -175,6 +175,23 @@ __device__ __forceinline__ void mmvq_group(const u8* __restrict__ W, u64 row_byt
     reduce_store<RowsPerWarpQ<FMT, K>::R, K>(acc, out, row0, rows);
 }
 
+// The CTA's per-warp sums red[w][r][t] (rows r < R, tokens t < K, written by every warp)
+// added in warp order and stored as out[t][row0 + r]; rows past `rows` are not stored. Both
+// forms whose warps split a row group's columns (the dp4a split form, the tensor-core kernel)
+// end their row groups here, so their sums are added the same way.
+template <int W, int R, int KD, int K>
+__device__ __forceinline__ void store_in_warp_order(float (&red)[W][R][KD], float* __restrict__ out,
+                                                    int rows, int row0) {
+    __syncthreads();
+    if ((int)threadIdx.x < R * K) {
+        const int r = threadIdx.x / K, t = threadIdx.x % K;
+        float s = red[0][r][t];
+        for (int w = 1; w < (int)(blockDim.x >> 5); w++) s += red[w][r][t];
+        if (row0 + r < rows) out[(size_t)t * rows + row0 + r] = s;
+    }
+    __syncthreads();  // red is reused by the next row group
+}
+
 // W: rows x row_bytes; aq: [K][n] int8; ads: [K][n/32] (d, s); out: [K][rows].
 // split == 0: each warp owns whole row groups. split != 0 (wide matrices, chosen by the
 // launcher from the shape alone, so every K of one matrix takes the same form): the warps of
@@ -203,14 +220,7 @@ __device__ __forceinline__ void mmvq_body(const u8* __restrict__ W, u64 row_byte
                 const float v = warp_sum(acc[r][t]);
                 if (lane == 0) red[warp][r][t] = v;
             }
-        __syncthreads();
-        if ((int)threadIdx.x < R * K) {
-            const int r = threadIdx.x / K, t = threadIdx.x % K;
-            float s = red[0][r][t];
-            for (int w = 1; w < warps; w++) s += red[w][r][t];
-            if (row0 + r < rows) out[(size_t)t * rows + row0 + r] = s;
-        }
-        __syncthreads();  // red is reused by the next row group
+        store_in_warp_order<MMV_WARPS, R, K, K>(red, out, rows, row0);
     }
 }
 
@@ -408,20 +418,13 @@ __device__ __forceinline__ float q4k_step(float acc, int c, float sc, float mn, 
 template <int K>
 __device__ __forceinline__ void mmvt_store(const float (&acc)[4], float (&red)[MMVT_MAX_WARPS][16][8],
                                            float* __restrict__ out, int rows, int row0) {
-    const int warps = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int gq = lane >> 2, tq = lane & 3;
     red[warp][gq][2 * tq] = acc[0];
     red[warp][gq][2 * tq + 1] = acc[1];
     red[warp][gq + 8][2 * tq] = acc[2];
     red[warp][gq + 8][2 * tq + 1] = acc[3];
-    __syncthreads();
-    if ((int)threadIdx.x < 16 * K) {
-        const int r = threadIdx.x / K, t = threadIdx.x % K;
-        float s = red[0][r][t];
-        for (int w = 1; w < warps; w++) s += red[w][r][t];
-        if (row0 + r < rows) out[(size_t)t * rows + row0 + r] = s;
-    }
-    __syncthreads();  // red is reused by the next row group
+    store_in_warp_order<MMVT_MAX_WARPS, 16, 8, K>(red, out, rows, row0);
 }
 
 // Q4_K (144-byte blocks: header, qs at 16) and Q5_K (176 bytes: header, qh[32] at 16, qs at
