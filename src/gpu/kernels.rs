@@ -130,27 +130,17 @@ impl Kernels {
         }
         stats.compile_ms = t0.elapsed().as_secs_f64() * 1e3;
         let m = Modules(mods);
+        // `{prefix}_k1` .. `{prefix}_k8` of the mat-vec module.
+        let per_k = |prefix: &str| -> Result<[CudaFunction; MAX_K]> {
+            let f = |k: usize| m.get(Kernel::Mmvq, &format!("{prefix}_k{k}"));
+            Ok([f(1)?, f(2)?, f(3)?, f(4)?, f(5)?, f(6)?, f(7)?, f(8)?])
+        };
         let mut mmv = Vec::new();
         for ty in MMV_FORMATS {
-            let fmt = ty.to_string().to_lowercase();
-            let f = |k: usize| m.get(Kernel::Mmvq, &format!("mmv_{fmt}_k{k}"));
-            mmv.push([f(1)?, f(2)?, f(3)?, f(4)?, f(5)?, f(6)?, f(7)?, f(8)?]);
+            mmv.push(per_k(&format!("mmv_{}", ty.to_string().to_lowercase()))?);
         }
         let mmvt = if cc >= (8, 0) {
-            let f = |fmt: &str, k: usize| m.get(Kernel::Mmvq, &format!("mmv_{fmt}_t_k{k}"));
-            let all = |fmt: &str| -> Result<[CudaFunction; MAX_K]> {
-                Ok([
-                    f(fmt, 1)?,
-                    f(fmt, 2)?,
-                    f(fmt, 3)?,
-                    f(fmt, 4)?,
-                    f(fmt, 5)?,
-                    f(fmt, 6)?,
-                    f(fmt, 7)?,
-                    f(fmt, 8)?,
-                ])
-            };
-            Some([all("q4_k")?, all("q5_k")?])
+            Some([per_k("mmv_q4_k_t")?, per_k("mmv_q5_k_t")?])
         } else {
             None
         };
