@@ -74,6 +74,26 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
+// One 32-block of activations quantized to 8 bits for the quantized mat-vec (q8_1): the
+// warp holds the block, lane i value v of element i; d = amax / 127, q = roundf(v / d),
+// s = d * sum(q), all f32. Writes q[lane] and, from lane 0, *ds = (d, s). The one definition
+// for quantize_q8_1 and the kernels that quantize their own output (rms_norm, the gated norm,
+// SwiGLU), so every producer rounds the same way.
+__device__ __forceinline__ void q8_1_block(float v, i8* __restrict__ q, float2* __restrict__ ds) {
+    const int lane = threadIdx.x & 31;
+    const float amax = warp_max(fabsf(v));
+    const float d = amax / 127.0f;
+    const int qi = amax == 0.0f ? 0 : (int)roundf(v / d);
+    q[lane] = (i8)qi;
+    const int sum = warp_sum_int(qi);
+    if (lane == 0) {
+        float2 r;
+        r.x = d;
+        r.y = d * (float)sum;
+        *ds = r;
+    }
+}
+
 // The scalar functions of spec/qwen35-forward.md §1, in f32 with the precise expf/logf.
 __device__ __forceinline__ float sigmoid_f(float x) { return 1.0f / (1.0f + expf(-x)); }
 __device__ __forceinline__ float silu_f(float x) { return x / (1.0f + expf(-x)); }

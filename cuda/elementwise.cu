@@ -7,11 +7,17 @@ extern "C" __global__ void add_f32(const float* a, const float* __restrict__ b, 
     if (i < n) y[i] = a[i] + b[i];
 }
 
-// y = silu(g) * u, silu(x) = x / (1 + expf(-x)) (precise expf).
+// y = silu(g) * u, silu(x) = x / (1 + expf(-x)) (precise expf). q != nullptr: y is also
+// quantized to q8_1 ([n] and [n / 32], as quantize_q8_1 would; n % 32 == 0 and blockDim.x a
+// multiple of 32, so whole warps pass the bound test together).
 extern "C" __global__ void swiglu_f32(const float* __restrict__ g, const float* __restrict__ u,
-                                      float* __restrict__ y, long long n) { PDL_ENTER();
+                                      float* __restrict__ y, long long n, i8* __restrict__ q,
+                                      float2* __restrict__ ds) { PDL_ENTER();
     const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) y[i] = silu_f(g[i]) * u[i];
+    if (i >= n) return;
+    const float v = silu_f(g[i]) * u[i];
+    y[i] = v;
+    if (q != nullptr) q8_1_block(v, q + (i & ~31LL), ds + (i >> 5));
 }
 
 // o[r][i] *= sigmoid(gate[r * gate_stride + i]) for rows r < rows of n: the attention output

@@ -20,20 +20,8 @@
 extern "C" __global__ void quantize_q8_1(const float* __restrict__ x, i8* __restrict__ q,
                                          float2* __restrict__ ds, int nblocks) { PDL_ENTER();
     const int b = (int)((blockIdx.x * blockDim.x + threadIdx.x) >> 5);
-    const int lane = threadIdx.x & 31;
     if (b >= nblocks) return;  // whole warps leave together
-    const float v = x[(size_t)b * 32 + lane];
-    const float amax = warp_max(fabsf(v));
-    const float d = amax / 127.0f;
-    const int qi = amax == 0.0f ? 0 : (int)roundf(v / d);
-    q[(size_t)b * 32 + lane] = (i8)qi;
-    const int sum = warp_sum_int(qi);
-    if (lane == 0) {
-        float2 r;
-        r.x = d;
-        r.y = d * (float)sum;
-        ds[b] = r;
-    }
+    q8_1_block(x[(size_t)b * 32 + (threadIdx.x & 31)], q + (size_t)b * 32, ds + b);
 }
 
 // Rows per warp: more rows share each activation load, which keeps L1 traffic per weight

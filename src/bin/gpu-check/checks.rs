@@ -219,6 +219,157 @@ pub fn matvec(
     Ok(())
 }
 
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+/// The fused kernels (residual add + RMSNorm + quantization, gated norm + quantization,
+/// SwiGLU + quantization) against the separate kernels they replace, bit for bit: the
+/// residual, the f32 output, and the quants with their scales.
+pub fn fused_norms(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8) -> R<()> {
+    let eps = 1e-6f32;
+    let quants_equal = |a: &QuantActs, b: &QuantActs| -> R<bool> {
+        let (qa, da) = a.contents(gpu)?;
+        let (qb, db) = b.contents(gpu)?;
+        Ok(qa == qb && same_bits(&da, &db) && !qa.is_empty())
+    };
+    // add + rms_norm + quantize, k = 1..8 rows of 5120 and 3 rows of 96 (128 threads).
+    for &(rows, n) in &[(1usize, 5120usize), (3, 5120), (MAX_K, 5120), (3, 96)] {
+        let x = uniform(rng, rows * n, -2.0, 2.0);
+        let mut o = uniform(rng, rows * n, -2.0, 2.0);
+        o[0] = 0.0; // an exact zero and a row-long zero block stay exact
+        let w = uniform(rng, n, 0.5, 1.5);
+        let (od, wd) = (gpu.upload(&o, "o")?, gpu.upload(&w, "w")?);
+        let (mut xa, mut xb) = (gpu.upload(&x, "x")?, gpu.upload(&x, "x")?);
+        let (mut ya, mut yb) = (nan_buf(gpu, rows * n, "y")?, nan_buf(gpu, rows * n, "y")?);
+        let mut qa = QuantActs::new(gpu, MAX_K, n)?;
+        let mut qb = QuantActs::new(gpu, MAX_K, n)?;
+        gpu.add_rms_norm(
+            xa.view_mut(),
+            Some(od.view()),
+            wd.view(),
+            ya.view_mut(),
+            rows,
+            n,
+            eps,
+            Some(&mut qa),
+        )?;
+        gpu.add_inplace(xb.view_mut(), od.view(), rows * n)?;
+        gpu.rms_norm(xb.view(), n, wd.view(), yb.view_mut(), n, rows, n, eps)?;
+        gpu.quantize_acts(yb.view(), rows, n, &mut qb)?;
+        let ok = same_bits(&gpu.download(xa.view())?, &gpu.download(xb.view())?)
+            && same_bits(&gpu.download(ya.view())?, &gpu.download(yb.view())?)
+            && quants_equal(&qa, &qb)?;
+        rep.truth(
+            &format!("add_rms_norm+q8 == add, rms_norm, quantize {rows}x{n}"),
+            ok,
+            "bit-exact",
+        );
+        // Without the add (the first layer's norm) and without the quantization (the final norm).
+        let mut ya2 = nan_buf(gpu, rows * n, "y")?;
+        gpu.add_rms_norm(
+            xb.view_mut(),
+            None,
+            wd.view(),
+            ya2.view_mut(),
+            rows,
+            n,
+            eps,
+            None,
+        )?;
+        let ok = same_bits(&gpu.download(ya2.view())?, &gpu.download(yb.view())?);
+        rep.truth(
+            &format!("add_rms_norm (no add, no quant) == rms_norm {rows}x{n}"),
+            ok,
+            "bit-exact",
+        );
+    }
+    // Gated norm + quantize: 3 tokens x 12 heads of 128, quantized as 3 rows of 1536.
+    {
+        let (t, heads, n) = (3usize, 12usize, 128usize);
+        let rows = t * heads;
+        let (x, z, w) = (
+            uniform(rng, rows * n, -2.0, 2.0),
+            uniform(rng, rows * n, -4.0, 4.0),
+            uniform(rng, n, 0.5, 1.5),
+        );
+        let (xd, zd, wd) = (
+            gpu.upload(&x, "x")?,
+            gpu.upload(&z, "z")?,
+            gpu.upload(&w, "w")?,
+        );
+        let (mut ya, mut yb) = (nan_buf(gpu, rows * n, "y")?, nan_buf(gpu, rows * n, "y")?);
+        let mut qa = QuantActs::new(gpu, MAX_K, heads * n)?;
+        let mut qb = QuantActs::new(gpu, MAX_K, heads * n)?;
+        gpu.rms_norm_gated(
+            xd.view(),
+            wd.view(),
+            zd.view(),
+            ya.view_mut(),
+            rows,
+            n,
+            eps,
+            Some((&mut qa, t)),
+        )?;
+        gpu.rms_norm_gated(
+            xd.view(),
+            wd.view(),
+            zd.view(),
+            yb.view_mut(),
+            rows,
+            n,
+            eps,
+            None,
+        )?;
+        gpu.quantize_acts(yb.view(), t, heads * n, &mut qb)?;
+        let ok = same_bits(&gpu.download(ya.view())?, &gpu.download(yb.view())?)
+            && quants_equal(&qa, &qb)?;
+        rep.truth(
+            "rms_norm_gated+q8 == rms_norm_gated, quantize 3x12x128",
+            ok,
+            "bit-exact",
+        );
+    }
+    // SwiGLU + quantize: 5 rows of 17408 (340 CTAs of 256 threads).
+    {
+        let (t, n) = (5usize, 17408usize);
+        let (g, u) = (
+            uniform(rng, t * n, -6.0, 6.0),
+            uniform(rng, t * n, -3.0, 3.0),
+        );
+        let (gd, ud) = (gpu.upload(&g, "g")?, gpu.upload(&u, "u")?);
+        let (mut ya, mut yb) = (nan_buf(gpu, t * n, "y")?, nan_buf(gpu, t * n, "y")?);
+        let mut qa = QuantActs::new(gpu, MAX_K, n)?;
+        let mut qb = QuantActs::new(gpu, MAX_K, n)?;
+        gpu.swiglu_q8(
+            gd.view(),
+            ud.view(),
+            ya.view_mut(),
+            t * n,
+            Some((&mut qa, t)),
+        )?;
+        gpu.swiglu(gd.view(), ud.view(), yb.view_mut(), t * n)?;
+        gpu.quantize_acts(yb.view(), t, n, &mut qb)?;
+        let ok = same_bits(&gpu.download(ya.view())?, &gpu.download(yb.view())?)
+            && quants_equal(&qa, &qb)?;
+        rep.truth("swiglu+q8 == swiglu, quantize 5x17408", ok, "bit-exact");
+    }
+    // Misuse is an error, not a wrong result: a width that is not whole 32-blocks.
+    let mut qa = QuantActs::new(gpu, MAX_K, 128)?;
+    let (gd, ud) = (
+        gpu.upload(&[0.5f32; 100], "g")?,
+        gpu.upload(&[0.5f32; 100], "u")?,
+    );
+    let mut yd = nan_buf(gpu, 100, "y")?;
+    let e = gpu.swiglu_q8(gd.view(), ud.view(), yd.view_mut(), 100, Some((&mut qa, 1)));
+    rep.truth(
+        "swiglu+q8 with n % 32 != 0 is refused",
+        e.is_err(),
+        "Shape error",
+    );
+    Ok(())
+}
+
 pub fn norms_rope_elementwise(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8) -> R<()> {
     let eps = 1e-6f32;
     // rms_norm, contiguous and strided (per-head q norm reading the q|gate projection).
@@ -258,7 +409,16 @@ pub fn norms_rope_elementwise(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8) -> R<
             gpu.upload(&w, "w")?,
         );
         let mut yd = nan_buf(gpu, rows * n, "y")?;
-        gpu.rms_norm_gated(xd.view(), wd.view(), zd.view(), yd.view_mut(), rows, n, eps)?;
+        gpu.rms_norm_gated(
+            xd.view(),
+            wd.view(),
+            zd.view(),
+            yd.view_mut(),
+            rows,
+            n,
+            eps,
+            None,
+        )?;
         let got = gpu.download(yd.view())?;
         let mut want = Vec::new();
         for r in 0..rows {

@@ -138,6 +138,7 @@ fn main() {
         gpu.set_mmvt(default_mmvt);
         checks::exact_share(&gpu, &mut rep, &mut rng, quick)?;
         checks::norms_rope_elementwise(&gpu, &mut rep, &mut rng)?;
+        checks::fused_norms(&gpu, &mut rep, &mut rng)?;
         checks::argmax(&gpu, &mut rep, &mut rng)?;
         sequence::gdn_conv(&gpu, &mut rep, &mut rng)?;
         sequence::gdn_recurrence(&gpu, &mut rep, &mut rng)?;

@@ -2,7 +2,8 @@
 //! launches in plain stream order: replaying a captured decode step must give the same bits
 //! as launching its kernels one by one, at every position (the position is read from
 //! device memory), whole GPU and hybrid (graphs between the CPU FFN layers), for plain
-//! decode steps, short prompt chunks and verify batches with snapshots.
+//! decode steps, short prompt chunks and verify batches with snapshots. Likewise the fused
+//! norm kernels against the separate kernels they replace.
 
 use std::path::Path;
 
@@ -84,6 +85,17 @@ pub fn check(path: &Path, threads: usize, rep: &mut Report) -> R<()> {
                 c1 - c0,
                 first.map_or(String::new(), |i| format!(", first diff in call {i}"))
             ),
+        );
+        // The fused norm kernels (residual add + RMSNorm + quantization, gated norm and
+        // SwiGLU + quantization) against the separate kernels, graphs on in both runs.
+        gm.set_fused(false);
+        let unfused = run(&mut gm, &cfg, &prompt, true)?;
+        gm.set_fused(true);
+        let first = unfused.iter().zip(&graphed).position(|(a, b)| a != b);
+        rep.truth(
+            &format!("{name} fused norms {place}: every logit/hidden bit == separate kernels"),
+            unfused == graphed,
+            &first.map_or("bit-exact".into(), |i| format!("first diff in call {i}")),
         );
     }
     Ok(())

@@ -88,6 +88,9 @@ struct Bufs {
     t_max: usize,
     /// The prefill GEMM path (None: chunks of MAX_BATCH only).
     gemm: Option<Gemm>,
+    /// Residual adds and activation quantization fused into the norms and SwiGLU
+    /// (bit-identical to the separate kernels; `HYBRID_FUSE=0` turns it off for A/B runs).
+    fuse: bool,
 }
 
 impl Bufs {
@@ -117,6 +120,7 @@ impl Bufs {
             qa: QuantActs::new(gpu, tb, (2 * d).max(ff).max(vd).max(qd))?,
             t_max: t,
             gemm,
+            fuse: fuse_by_env(),
         })
     }
 }
@@ -125,11 +129,22 @@ impl Bufs {
 /// every quantized row length is a multiple of 32, so a width that is not is left alone;
 /// chunks wider than the mat-vec go through the GEMM, which reads `x` directly.
 fn quant(gpu: &Gpu, x: View<'_, f32>, k: usize, n: usize, qa: &mut QuantActs) -> Result<()> {
-    if n % 32 == 0 && k <= MAX_K {
-        gpu.quantize_acts(x, k, n, qa)
-    } else {
-        Ok(())
+    match quant_into(qa, k, n) {
+        Some(qa) => gpu.quantize_acts(x, k, n, qa.0),
+        None => Ok(()),
     }
+}
+
+/// `(qa, k)` when [`quant`] would quantize `k` rows of `n`: for the kernels that quantize
+/// their own output.
+fn quant_into(qa: &mut QuantActs, k: usize, n: usize) -> Option<(&mut QuantActs, usize)> {
+    (n % 32 == 0 && k <= MAX_K).then_some((qa, k))
+}
+
+/// `HYBRID_FUSE=0` keeps the residual adds, norms, SwiGLU and activation quantization as
+/// separate kernels (the A/B baseline); anything else fuses them.
+fn fuse_by_env() -> bool {
+    std::env::var("HYBRID_FUSE").map_or(true, |v| v != "0")
 }
 
 /// `out = x · wᵀ` for t tokens: the mat-vec up to MAX_K tokens (`qa` holds `x` quantized),
@@ -405,8 +420,9 @@ fn mat<'v>(v: &TensorView<'v>) -> MatRef<'v> {
 }
 
 impl FfnAt<'_, '_> {
-    /// `x += down(swiglu(gate·n, up·n))` with `n = RMSNorm(x)·post_norm` (the norm on the
-    /// device in both cases).
+    /// `x += b.o` (the mixer's output), then `b.o = down(swiglu(gate·n, up·n))` with
+    /// `n = RMSNorm(x)·post_norm` (the norm on the device in every case); the caller's next
+    /// norm adds `b.o` into `x`.
     fn run(
         self,
         gpu: &Gpu,
@@ -435,12 +451,11 @@ impl FfnAt<'_, '_> {
                 )
             }
             FfnAt::Host(f, pool, s, il, rec) => {
-                norm_into_xn(gpu, cfg, b, post_norm, t)?;
+                norm_to(gpu, cfg, b, post_norm, NormOut::Xn, true, t)?;
                 match rec {
-                    Some(r) => r.host_ffn(gpu, il)?,
-                    None => cpu_ffn(gpu, cfg, b, f, pool, s, il, t)?,
+                    Some(r) => r.host_ffn(gpu, il),
+                    None => cpu_ffn(gpu, cfg, b, f, pool, s, il, t),
                 }
-                gpu.add_inplace(b.x.view_mut(), b.o.view(), t * cfg.n_embd)
             }
         }
     }
@@ -716,6 +731,14 @@ impl<'a> GpuModel<'a> {
     /// are dropped, they hold the launches as they were made).
     pub fn set_pdl(&mut self, on: bool) {
         self.gpu.set_pdl(on);
+        self.graphs.clear();
+    }
+
+    /// Fuses the residual adds and the activation quantization into the norms and SwiGLU
+    /// (the default unless `HYBRID_FUSE=0`) or launches them as separate kernels; the
+    /// results are the same bits either way (captured graphs are dropped).
+    pub fn set_fused(&mut self, on: bool) {
+        self.b.fuse = on;
         self.graphs.clear();
     }
 
@@ -1022,19 +1045,12 @@ impl<'a> GpuModel<'a> {
                 snap,
                 pos,
                 t,
+                il > 0,
             )?;
         }
-        let d = cfg.n_embd;
-        gpu.rms_norm(
-            b.x.view(),
-            d,
-            w.output_norm.view(),
-            b.hidden.view_mut(),
-            d,
-            t,
-            d,
-            cfg.rms_eps,
-        )?;
+        // The last layer's FFN output is still in b.o (see `layer`).
+        let added = !w.layers.is_empty();
+        norm_to(gpu, cfg, b, &w.output_norm, NormOut::Hidden, added, t)?;
         lm_head(gpu, cfg, b, &w.output, rows)?;
         Ok(())
     }
@@ -1283,19 +1299,8 @@ impl<'a> GpuModel<'a> {
             quant(gpu, first(&b.xn, t * 2 * d)?, t, 2 * d, &mut b.qa)?;
             gpu.matvec(&m.eh_proj, b.xn.view(), &b.qa, t, b.x.view_mut())?;
             // One gated-attention decoder block, then the head norm and the LM head.
-            gpu.rms_norm(
-                b.x.view(),
-                d,
-                m.attn_norm.view(),
-                b.xn.view_mut(),
-                d,
-                t,
-                d,
-                eps,
-            )?;
-            quant(gpu, first(&b.xn, t * d)?, t, d, &mut b.qa)?;
+            norm_to(gpu, cfg, b, &m.attn_norm, NormOut::Xn, false, t)?;
             attention(gpu, cfg, b, &m.attn, kv, &mut st.attn_scratch, pos0, t)?;
-            gpu.add_inplace(b.x.view_mut(), b.o.view(), t * d)?;
             ffn(
                 gpu,
                 cfg,
@@ -1305,16 +1310,7 @@ impl<'a> GpuModel<'a> {
                 m.ffn.gate.rows,
                 t,
             )?;
-            gpu.rms_norm(
-                b.x.view(),
-                d,
-                m.head_norm.view(),
-                b.hidden.view_mut(),
-                d,
-                t,
-                d,
-                eps,
-            )?;
+            norm_to(gpu, cfg, b, &m.head_norm, NormOut::Hidden, true, t)?;
             lm_head(gpu, cfg, b, m.head.as_ref().unwrap_or(&w.output), 0..t)?;
             st.mtp_n_past += t;
             out.hidden
@@ -1347,7 +1343,9 @@ fn lm_head(
     gpu.matvec(head, h, &b.qa, rows.len(), b.logits.view_mut())
 }
 
-/// One trunk layer: `x += mixer(attn_norm(x)); x += ffn(post_norm(x))`.
+/// One trunk layer: `x += mixer(attn_norm(x)); x += ffn(post_norm(x))`, with each residual
+/// add done by the next norm: `pending` says the previous layer's FFN output waits in `b.o`,
+/// and this layer leaves its own there (the caller's next norm adds it).
 #[allow(clippy::too_many_arguments)]
 fn layer(
     gpu: &Gpu,
@@ -1360,10 +1358,9 @@ fn layer(
     snap: Option<(ViewMut<'_, f32>, ViewMut<'_, f32>)>,
     pos0: DevPos<'_>,
     t: usize,
+    pending: bool,
 ) -> Result<()> {
-    let d = cfg.n_embd;
-    norm_into_xn(gpu, cfg, b, &lw.attn_norm, t)?;
-    quant(gpu, first(&b.xn, t * d)?, t, d, &mut b.qa)?;
+    norm_to(gpu, cfg, b, &lw.attn_norm, NormOut::Xn, pending, t)?;
     match (&lw.mixer, ls) {
         (GpuMixer::Gdn(g), GpuLayerState::Gdn { conv, ssm }) => {
             gdn(gpu, cfg, b, g, conv, ssm, snap, t)?
@@ -1378,7 +1375,6 @@ fn layer(
             ))
         }
     }
-    gpu.add_inplace(b.x.view_mut(), b.o.view(), t * d)?;
     ffn_at.run(gpu, cfg, b, &lw.post_norm, t)
 }
 
@@ -1447,6 +1443,7 @@ fn gdn(
         ntok: t,
         eps: cfg.rms_eps,
     })?;
+    let fused = b.fuse && dk % 32 == 0;
     gpu.rms_norm_gated(
         b.g.view(),
         g.ssm_norm.view(),
@@ -1455,8 +1452,15 @@ fn gdn(
         t * hv,
         dk,
         cfg.rms_eps,
+        if fused {
+            quant_into(&mut b.qa, t, vd)
+        } else {
+            None
+        },
     )?;
-    quant(gpu, first(&b.y, t * vd)?, t, vd, &mut b.qa)?;
+    if !fused {
+        quant(gpu, first(&b.y, t * vd)?, t, vd, &mut b.qa)?;
+    }
     mm(
         gpu,
         &mut b.gemm,
@@ -1585,23 +1589,48 @@ impl DevMats<'_, '_> {
     }
 }
 
-/// `b.xn = RMSNorm(b.x) · norm` for t tokens.
-fn norm_into_xn(gpu: &Gpu, cfg: &Config, b: &mut Bufs, norm: &GpuBuf<f32>, t: usize) -> Result<()> {
-    let d = cfg.n_embd;
-    gpu.rms_norm(
-        b.x.view(),
-        d,
-        norm.view(),
-        b.xn.view_mut(),
-        d,
-        t,
-        d,
-        cfg.rms_eps,
-    )
+/// Where [`norm_to`] writes.
+enum NormOut {
+    /// `b.xn`, quantized into `b.qa` too (the input of the next mat-vecs).
+    Xn,
+    /// `b.hidden` (hN, the LM head's input).
+    Hidden,
 }
 
-/// `x += down(swiglu(gate·n, up·n))` with `n = RMSNorm(x)·post_norm`, on the device; `ff`
-/// is the FFN width (rows of gate).
+/// `out = RMSNorm(b.x) · norm` for t tokens, with `b.x += b.o` first when `add` (the block
+/// output the previous block left in `b.o`). Fused (`b.fuse`): one kernel; otherwise
+/// add_inplace, rms_norm and quantize_acts, with bit-identical results.
+fn norm_to(
+    gpu: &Gpu,
+    cfg: &Config,
+    b: &mut Bufs,
+    norm: &GpuBuf<f32>,
+    out: NormOut,
+    add: bool,
+    t: usize,
+) -> Result<()> {
+    let (d, eps) = (cfg.n_embd, cfg.rms_eps);
+    let (y, qa) = match out {
+        NormOut::Xn => (&mut b.xn, quant_into(&mut b.qa, t, d)),
+        NormOut::Hidden => (&mut b.hidden, None),
+    };
+    if b.fuse {
+        let o = add.then(|| b.o.view());
+        let qa = qa.map(|(qa, _)| qa);
+        return gpu.add_rms_norm(b.x.view_mut(), o, norm.view(), y.view_mut(), t, d, eps, qa);
+    }
+    if add {
+        gpu.add_inplace(b.x.view_mut(), b.o.view(), t * d)?;
+    }
+    gpu.rms_norm(b.x.view(), d, norm.view(), y.view_mut(), d, t, d, eps)?;
+    match qa {
+        Some((qa, k)) => gpu.quantize_acts(first(y, t * d)?, k, d, qa),
+        None => Ok(()),
+    }
+}
+
+/// `x += b.o`, then `b.o = down(swiglu(gate·n, up·n))` with `n = RMSNorm(x)·post_norm`, on
+/// the device (the caller's next norm adds `b.o`); `ff` is the FFN width (rows of gate).
 fn ffn(
     gpu: &Gpu,
     cfg: &Config,
@@ -1611,9 +1640,7 @@ fn ffn(
     ff: usize,
     t: usize,
 ) -> Result<()> {
-    let d = cfg.n_embd;
-    norm_into_xn(gpu, cfg, b, post_norm, t)?;
-    quant(gpu, first(&b.xn, t * d)?, t, d, &mut b.qa)?;
+    norm_to(gpu, cfg, b, post_norm, NormOut::Xn, true, t)?;
     let Bufs {
         xn,
         p0,
@@ -1622,6 +1649,7 @@ fn ffn(
         o,
         qa,
         gemm,
+        fuse,
         ..
     } = &mut *b;
     match &mats {
@@ -1643,8 +1671,17 @@ fn ffn(
             })?;
         }
     }
-    gpu.swiglu(p0.view(), p1.view(), y.view_mut(), t * ff)?;
-    quant(gpu, first(y, t * ff)?, t, ff, qa)?;
-    mats.with(gpu, 2, |w| mm(gpu, gemm, qa, w, y.view(), t, o.view_mut()))?;
-    gpu.add_inplace(b.x.view_mut(), b.o.view(), t * d)
+    if *fuse {
+        gpu.swiglu_q8(
+            p0.view(),
+            p1.view(),
+            y.view_mut(),
+            t * ff,
+            quant_into(qa, t, ff),
+        )?;
+    } else {
+        gpu.swiglu(p0.view(), p1.view(), y.view_mut(), t * ff)?;
+        quant(gpu, first(y, t * ff)?, t, ff, qa)?;
+    }
+    mats.with(gpu, 2, |w| mm(gpu, gemm, qa, w, y.view(), t, o.view_mut()))
 }

@@ -4,6 +4,7 @@
 use super::super::buffer::{View, ViewMut};
 use super::super::device::Gpu;
 use super::super::error::{GpuError, Result};
+use super::matvec::QuantActs;
 use super::{as_i32, blocks_for, launch, launch_cfg, need, DevPos};
 
 /// Threads per row of the norms: 128 for head-sized rows, 256 for long ones, 1024 for rows of
@@ -28,6 +29,17 @@ fn norm_threads(n: usize) -> u32 {
     })
 }
 
+/// The rows a norm reads and writes (x by address: it is read-only or updated in place).
+struct NormRows<'a> {
+    x: u64,
+    x_len: usize,
+    x_stride: usize,
+    y: ViewMut<'a, f32>,
+    y_stride: usize,
+    rows: usize,
+    n: usize,
+}
+
 impl Gpu {
     /// RMSNorm of `rows` rows of `n`: `y[r] = (x[r] * scale_r) * w`, row r of x at
     /// `r * x_stride`, of y at `r * y_stride` (strides >= n).
@@ -43,30 +55,103 @@ impl Gpu {
         n: usize,
         eps: f32,
     ) -> Result<()> {
+        let norm = NormRows {
+            x: x.ptr,
+            x_len: x.len(),
+            x_stride,
+            y,
+            y_stride,
+            rows,
+            n,
+        };
+        self.norm_launch(norm, w, eps, None, None)
+    }
+
+    /// RMSNorm of `rows` contiguous rows of `n` with the steps around it fused into the one
+    /// kernel: `x += add` first (in place; the residual a block left behind), then
+    /// `y = RMSNorm(x) * w`, and with `qa`, `y` quantized for the quantized mat-vec as
+    /// [`Gpu::quantize_acts`] would (n % 32 == 0). Bit-identical to [`Gpu::add_inplace`],
+    /// [`Gpu::rms_norm`] and [`Gpu::quantize_acts`] in turn, with two launches fewer.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_rms_norm(
+        &self,
+        x: ViewMut<'_, f32>,
+        add: Option<View<'_, f32>>,
+        w: View<'_, f32>,
+        y: ViewMut<'_, f32>,
+        rows: usize,
+        n: usize,
+        eps: f32,
+        qa: Option<&mut QuantActs>,
+    ) -> Result<()> {
+        const OP: &str = "add_rms_norm";
+        if x.ptr == y.ptr {
+            return Err(GpuError::shape(OP, "x and y must not be the same buffer"));
+        }
+        if let Some(a) = &add {
+            need(OP, "add", a.len(), rows * n)?;
+        }
+        let norm = NormRows {
+            x: x.ptr,
+            x_len: x.len(),
+            x_stride: n,
+            y,
+            y_stride: n,
+            rows,
+            n,
+        };
+        self.norm_launch(norm, w, eps, add.map(|a| a.ptr), qa)
+    }
+
+    fn norm_launch(
+        &self,
+        r: NormRows<'_>,
+        w: View<'_, f32>,
+        eps: f32,
+        add: Option<u64>,
+        qa: Option<&mut QuantActs>,
+    ) -> Result<()> {
         const OP: &str = "rms_norm";
+        let NormRows {
+            x,
+            x_len,
+            x_stride,
+            y,
+            y_stride,
+            rows,
+            n,
+        } = r;
         if rows == 0 || n == 0 || x_stride < n || y_stride < n {
             return Err(GpuError::shape(
                 OP,
                 format!("rows {rows}, n {n}, strides {x_stride}/{y_stride}"),
             ));
         }
-        need(OP, "x", x.len(), (rows - 1) * x_stride + n)?;
+        need(OP, "x", x_len, (rows - 1) * x_stride + n)?;
         need(OP, "y", y.len(), (rows - 1) * y_stride + n)?;
         need(OP, "w", w.len(), n)?;
-        let (xp, wp, yp) = (x.ptr, w.ptr, y.ptr);
+        let (wp, yp) = (w.ptr, y.ptr);
+        let (qp, dp) = match qa {
+            Some(qa) => qa.claim(OP, yp, rows, n)?,
+            None => (0, 0),
+        };
+        let op = add.unwrap_or(0);
         let (xs, ys, ni) = (
             as_i32(OP, "x_stride", x_stride)?,
             as_i32(OP, "y_stride", y_stride)?,
             as_i32(OP, "n", n)?,
         );
         let mut b = self.launcher(&self.k.rms_norm);
-        b.arg(&xp) /* x */
+        b.arg(&x) /* x */
             .arg(&xs) /* x_stride */
             .arg(&wp) /* w */
             .arg(&yp) /* y */
             .arg(&ys) /* y_stride */
             .arg(&ni) /* n */
-            .arg(&eps); /* eps */
+            .arg(&eps) /* eps */
+            .arg(&op) /* o */
+            .arg(&qp) /* q */
+            .arg(&dp); /* ds */
         launch(
             OP,
             &mut b,
@@ -74,7 +159,10 @@ impl Gpu {
         )
     }
 
-    /// Gated RMSNorm: `y[r] = ((x[r] * scale_r) * w) * silu(z[r])`, rows of n contiguous.
+    /// Gated RMSNorm: `y[r] = ((x[r] * scale_r) * w) * silu(z[r])`, rows of n contiguous;
+    /// with `qa`, `y` is also quantized in the same kernel, as [`Gpu::quantize_acts`] would
+    /// (all rows as one [rows * n] input; n % 32 == 0).
+    #[allow(clippy::too_many_arguments)]
     pub fn rms_norm_gated(
         &self,
         x: View<'_, f32>,
@@ -84,6 +172,7 @@ impl Gpu {
         rows: usize,
         n: usize,
         eps: f32,
+        qa: Option<(&mut QuantActs, usize)>,
     ) -> Result<()> {
         const OP: &str = "rms_norm_gated";
         if rows == 0 || n == 0 {
@@ -95,13 +184,27 @@ impl Gpu {
         need(OP, "w", w.len(), n)?;
         let (xp, wp, zp, yp) = (x.ptr, w.ptr, z.ptr, y.ptr);
         let ni = as_i32(OP, "n", n)?;
+        let (qp, dp) = match qa {
+            Some((qa, k)) if k > 0 && (rows * n) % k == 0 && n % 32 == 0 => {
+                qa.claim(OP, yp, k, rows * n / k)?
+            }
+            Some((_, k)) => {
+                return Err(GpuError::shape(
+                    OP,
+                    format!("{rows} rows of {n} quantized as {k} rows (n % 32 == 0)"),
+                ))
+            }
+            None => (0, 0),
+        };
         let mut b = self.launcher(&self.k.rms_norm_gated);
         b.arg(&xp) /* x */
             .arg(&wp) /* w */
             .arg(&zp) /* z */
             .arg(&yp) /* y */
             .arg(&ni) /* n */
-            .arg(&eps); /* eps */
+            .arg(&eps) /* eps */
+            .arg(&qp) /* q */
+            .arg(&dp); /* ds */
         launch(
             OP,
             &mut b,
@@ -200,16 +303,39 @@ impl Gpu {
         y: ViewMut<'_, f32>,
         n: usize,
     ) -> Result<()> {
+        self.swiglu_q8(g, u, y, n, None)
+    }
+
+    /// [`Gpu::swiglu`] with its output quantized in the same kernel when `qa` is given:
+    /// `(qa, k)` for `k` rows of `n / k` (each a multiple of 32), as [`Gpu::quantize_acts`]
+    /// would.
+    pub fn swiglu_q8(
+        &self,
+        g: View<'_, f32>,
+        u: View<'_, f32>,
+        y: ViewMut<'_, f32>,
+        n: usize,
+        qa: Option<(&mut QuantActs, usize)>,
+    ) -> Result<()> {
         const OP: &str = "swiglu";
         need(OP, "g", g.len(), n)?;
         need(OP, "u", u.len(), n)?;
         need(OP, "y", y.len(), n)?;
         let (gp, up, yp, nn) = (g.ptr, u.ptr, y.ptr, n as i64);
+        let (qp, dp) = match qa {
+            Some((qa, k)) if k > 0 && n % k == 0 => qa.claim(OP, yp, k, n / k)?,
+            Some((_, k)) => {
+                return Err(GpuError::shape(OP, format!("{n} values are not {k} rows")))
+            }
+            None => (0, 0),
+        };
         let mut b = self.launcher(&self.k.swiglu);
         b.arg(&gp) /* g */
             .arg(&up) /* u */
             .arg(&yp) /* y */
-            .arg(&nn); /* n */
+            .arg(&nn) /* n */
+            .arg(&qp) /* q */
+            .arg(&dp); /* ds */
         launch(OP, &mut b, launch_cfg((blocks_for(OP, n, 256)?, 1, 1), 256))
     }
 

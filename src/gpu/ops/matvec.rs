@@ -114,6 +114,42 @@ impl QuantActs {
     }
 }
 
+impl QuantActs {
+    /// What the buffer holds: the quants and the (d, s) pairs of its last `k x n` input
+    /// (for tests that compare producers).
+    pub fn contents(&self, gpu: &Gpu) -> Result<(Vec<i8>, Vec<f32>)> {
+        let m = self.k * self.n;
+        Ok((
+            gpu.download(self.q.view().sub(0, m)?)?,
+            gpu.download(self.ds.view().sub(0, 2 * m / 32)?)?,
+        ))
+    }
+
+    /// Points a kernel that quantizes its own output here: `k` rows of `n` (a multiple of
+    /// 32) from the f32 rows at device address `src`. Returns the (q, ds) addresses and
+    /// records what the buffer will hold, for [`Gpu::matvec`]'s check.
+    pub(crate) fn claim(
+        &mut self,
+        op: &'static str,
+        src: u64,
+        k: usize,
+        n: usize,
+    ) -> Result<(u64, u64)> {
+        if n % 32 != 0 {
+            return Err(GpuError::shape(
+                op,
+                format!("n = {n} is not a multiple of 32"),
+            ));
+        }
+        need(op, "quantized buffer", self.q.len(), k * n)?;
+        need(op, "scale buffer", self.ds.len(), 2 * k * n / 32)?;
+        self.k = k;
+        self.n = n;
+        self.src = src;
+        Ok((self.q.ptr, self.ds.ptr))
+    }
+}
+
 impl Gpu {
     /// Quantizes `x` ([k][n] f32, n a multiple of 32) into `qa`.
     pub fn quantize_acts(
@@ -124,17 +160,10 @@ impl Gpu {
         qa: &mut QuantActs,
     ) -> Result<()> {
         const OP: &str = "quantize_acts";
-        if n % 32 != 0 {
-            return Err(GpuError::shape(
-                OP,
-                format!("n = {n} is not a multiple of 32"),
-            ));
-        }
         need(OP, "x", x.len(), k * n)?;
-        need(OP, "quantized buffer", qa.q.len(), k * n)?;
-        need(OP, "scale buffer", qa.ds.len(), 2 * k * n / 32)?;
         let nblocks = as_i32(OP, "k*n/32", k * n / 32)?;
-        let (xp, qp, dp) = (x.ptr, qa.q.ptr, qa.ds.ptr);
+        let xp = x.ptr;
+        let (qp, dp) = qa.claim(OP, xp, k, n)?;
         let mut b = self.launcher(&self.k.quantize_q8_1);
         b.arg(&xp) /* x */
             .arg(&qp) /* q */
@@ -144,11 +173,7 @@ impl Gpu {
             OP,
             &mut b,
             launch_cfg((blocks_for(OP, k * n / 32, 8)?, 1, 1), 256),
-        )?;
-        qa.k = k;
-        qa.n = n;
-        qa.src = x.ptr;
-        Ok(())
+        )
     }
 
     /// `out[t][r] = sum_c w[r][c] * x[t][c]` for t < k (1..=8): x is [k][w.cols] f32, out is
