@@ -33,12 +33,12 @@ if [ "${SKIP_MODEL:-0}" != 1 ]; then
     grep -v "INFO\| ok$" "$OUT/model-check.log" | tail -8
 fi
 
-# Variants: NAME or NAME+ENV=VAL (environment for the binaries), from $VARIANTS.
+# Variants: NAME or NAME+ENV=VAL[+ENV=VAL...] (environment for the binaries), from $VARIANTS.
 VARIANTS=${VARIANTS:-"base nosplit+HYBRID_MMV_SPLIT=0"}
 echo "== 3. mat-vec at the 27B FFN shapes $(el)"
 mkdir -p "$OUT/mmv"
 for v in $VARIANTS; do
-    name=${v%%+*}; envset=(HYBRID_X=1); [ "$v" != "$name" ] && envset=("${v#*+}")
+    name=${v%%+*}; envset=(HYBRID_X=1); [ "$v" != "$name" ] && IFS=+ read -ra envset <<< "${v#*+}"
     env "${envset[@]}" timeout 100 "$BIN/gpu-check" --bench --bench-only --bench-types "${MMV_TYPES:-Q4_K,Q6_K}" \
         > "$OUT/mmv/$name.log" 2>&1
     grep -E "^bench: Q" "$OUT/mmv/$name.log" | sed "s/^bench:/$name:/"
@@ -48,7 +48,7 @@ echo "== 4. 27B decode, whole model on the GPU $(el)"
 M=/tmp/27b.gguf
 [ -f "$M" ] || "$BIN/hybrid-run" synth --preset 27b --quant q4_k_m -o "$M" > "$OUT/synth.log" 2>&1
 for v in $VARIANTS ${VARIANTS%% *}; do
-    name=${v%%+*}; envset=(HYBRID_X=1); [ "$v" != "$name" ] && envset=("${v#*+}")
+    name=${v%%+*}; envset=(HYBRID_X=1); [ "$v" != "$name" ] && IFS=+ read -ra envset <<< "${v#*+}"
     env "${envset[@]}" timeout 150 "$BIN/gpu-model-check" --ctx-bench "$M" --ctx-depths 0 > "$OUT/ctx-$name.log" 2>&1
     echo "$name: $(grep -E "^depth 0:|^\| 0 \|" "$OUT/ctx-$name.log" | tr '\n' ' ')"
 done
@@ -56,7 +56,7 @@ done
 if [ -n "${SPLIT_VARIANTS:-}" ]; then
     echo "== 5. the 16 GiB split (split-bench) $(el)"
     for v in $SPLIT_VARIANTS; do
-        name=${v%%+*}; envset=(HYBRID_X=1); [ "$v" != "$name" ] && envset=("${v#*+}")
+        name=${v%%+*}; envset=(HYBRID_X=1); [ "$v" != "$name" ] && IFS=+ read -ra envset <<< "${v#*+}"
         env "${envset[@]}" timeout 200 "$BIN/gpu-model-check" --split-bench "$M" --vram-budget-gib 16 \
             --split-ctx 32768 --threads 16 > "$OUT/split-$name.log" 2>&1
         echo "$name:"; grep -v INFO "$OUT/split-$name.log" | grep -iE "decode|roofline|fraction|peak|prefill|alone" | head -12

@@ -48,11 +48,12 @@ extern "C" __global__ void gdn_conv(const float* __restrict__ x, const float* __
 // gdn_recurrence_d<D> for d_k = d_v = D in {64, 128} (128: every real qwen35 size; 64: the
 // tiny test model). grid (H_v, D / (GDN_WARPS * GDN_COLS_PER_WARP)), block 32 * GDN_WARPS.
 // u: [ntok][u_stride] conv output with q at [0, H_k*D), k at [H_k*D, 2*H_k*D), v after;
-// b, a: [ntok][H_v] raw beta/alpha projections; dt_bias, ssm_a: [H_v];
+// b, a: raw beta/alpha projections, token t's H_v values at t * ba_stride (ba_stride >= H_v:
+// they may be columns of the stacked z|beta|alpha projection); dt_bias, ssm_a: [H_v];
 // state: [H_v][D][D]; out: [ntok][H_v][D]; snap: null or [n_snap][H_v][D][D] (tokens < n_snap).
 template <int GDN_D>
 __device__ __forceinline__ void gdn_recurrence_body(const float* __restrict__ u, int u_stride,
-                                                    const float* __restrict__ b, const float* __restrict__ a,
+                                                    const float* __restrict__ b, const float* __restrict__ a, int ba_stride,
                                                     const float* __restrict__ dt_bias,
                                                     const float* __restrict__ ssm_a, float* __restrict__ state,
                                                     float* __restrict__ out, float* __restrict__ snap, int n_snap, int h_k,
@@ -88,8 +89,8 @@ __device__ __forceinline__ void gdn_recurrence_body(const float* __restrict__ u,
             q[i] *= qs;
             k[i] *= ks;
         }
-        const float beta = sigmoid_f(b[(size_t)t * h_v + j]);
-        const float g = softplus_f(a[(size_t)t * h_v + j] + dt_bias[j]) * ssm_a[j];
+        const float beta = sigmoid_f(b[(size_t)t * ba_stride + j]);
+        const float g = softplus_f(a[(size_t)t * ba_stride + j] + dt_bias[j]) * ssm_a[j];
         const float decay = expf(g);
         const float* vt = ut + (size_t)2 * h_k * GDN_D + (size_t)j * GDN_D;
 #pragma unroll
@@ -128,10 +129,10 @@ __device__ __forceinline__ void gdn_recurrence_body(const float* __restrict__ u,
 #define GDN_RECURRENCE(D)                                                                        \
     extern "C" __global__ void __launch_bounds__(32 * GDN_WARPS)                                 \
         gdn_recurrence_d##D(const float* u, int u_stride, const float* b, const float* a,          \
-                            const float* dt_bias, const float* ssm_a, float* state, float* out,   \
+                            int ba_stride, const float* dt_bias, const float* ssm_a, float* state, float* out,   \
                             float* snap, int n_snap, int h_k, int h_v, int ntok, float eps,  \
                             float out_scale) { PDL_ENTER();                                                 \
-        gdn_recurrence_body<D>(u, u_stride, b, a, dt_bias, ssm_a, state, out, snap, n_snap, h_k, h_v, \
+        gdn_recurrence_body<D>(u, u_stride, b, a, ba_stride, dt_bias, ssm_a, state, out, snap, n_snap, h_k, h_v, \
                                ntok, eps, out_scale);                                            \
     }
 GDN_RECURRENCE(64)

@@ -76,13 +76,17 @@ extern "C" __global__ void rms_norm(float* __restrict__ x, int x_stride, const f
 }
 
 // Gated RMSNorm of the GDN output (spec §4 step 9): y = ((x * scale) * w) * silu(z), rows of n
-// contiguous in x, z and y; w ([n]) is shared by all rows. q != nullptr: y is also quantized
+// contiguous in x and y; w ([n]) is shared by all rows. z: row r (head r % heads of token
+// r / heads) at (r / heads) * z_stride + (r % heads) * n, so z may be columns of the stacked
+// z|beta|alpha projection (contiguous: heads = 1, z_stride = n). q != nullptr: y is also quantized
 // to q8_1 (as rms_norm does; n % 32 == 0).
 extern "C" __global__ void rms_norm_gated(const float* __restrict__ x, const float* __restrict__ w,
                                           const float* __restrict__ z, float* __restrict__ y, int n,
-                                          float eps, i8* __restrict__ q, float2* __restrict__ ds) { PDL_ENTER();
+                                          float eps, i8* __restrict__ q, float2* __restrict__ ds, int heads,
+                                          int z_stride) { PDL_ENTER();
     __shared__ float red[32];
     const size_t off = (size_t)blockIdx.x * n;
+    const float* zr = z + (size_t)(blockIdx.x / heads) * z_stride + (size_t)(blockIdx.x % heads) * n;
     float s = 0.0f;
 #if NORM_REGS > 0
     if (n <= NORM_REGS * (int)blockDim.x && q == nullptr) {
@@ -93,7 +97,7 @@ extern "C" __global__ void rms_norm_gated(const float* __restrict__ x, const flo
             if (i < n) {
                 xv[j] = x[off + i];
                 wv[j] = w[i];
-                zv[j] = z[off + i];
+                zv[j] = zr[i];
                 s = __fmaf_rn(xv[j], xv[j], s);
             }
         }
@@ -112,13 +116,13 @@ extern "C" __global__ void rms_norm_gated(const float* __restrict__ x, const flo
     const float scale = 1.0f / sqrtf(s / (float)n + eps);
     if (q != nullptr) {
         for (int i = threadIdx.x; i < n; i += blockDim.x) {  // warp-uniform: n % 32 == 0
-            const float v = ((x[off + i] * scale) * w[i]) * silu_f(z[off + i]);
+            const float v = ((x[off + i] * scale) * w[i]) * silu_f(zr[i]);
             y[off + i] = v;
             const int b = i & ~31;
             q8_1_block(v, q + off + b, ds + ((off + b) >> 5));
         }
     } else {
         for (int i = threadIdx.x; i < n; i += blockDim.x)
-            y[off + i] = ((x[off + i] * scale) * w[i]) * silu_f(z[off + i]);
+            y[off + i] = ((x[off + i] * scale) * w[i]) * silu_f(zr[i]);
     }
 }

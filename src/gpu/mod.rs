@@ -31,6 +31,6 @@ pub use model::{
     GpuModel, GpuSeqState, GpuSnapshotRing, GEMM_CHUNK, GEMM_MIN_TOKENS, STREAM_MIN_TOKENS,
 };
 pub use ops::{
-    AttnScratch, DevPos, GdnConvArgs, GdnRecurrenceArgs, Gemm, KvCache, QuantActs, ATTN_HEAD_DIMS,
-    GDN_HEAD_DIM, GDN_HEAD_DIMS,
+    AttnScratch, DevPos, GateRows, GdnConvArgs, GdnRecurrenceArgs, Gemm, KvCache, QuantActs,
+    ATTN_HEAD_DIMS, GDN_HEAD_DIM, GDN_HEAD_DIMS,
 };

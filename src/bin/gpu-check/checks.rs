@@ -1,6 +1,6 @@
 //! Every kernel against its CPU reference on fresh random data, with poisoned outputs.
 
-use hybrid_run::gpu::{Gpu, GpuError, QuantActs, MAX_K, MMV_FORMATS};
+use hybrid_run::gpu::{GateRows, Gpu, GpuError, QuantActs, MAX_K, MMV_FORMATS};
 use simd::GgmlType;
 
 use crate::refs::{self, rel_l2, uniform, Rng8};
@@ -304,7 +304,7 @@ pub fn fused_norms(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8) -> R<()> {
         gpu.rms_norm_gated(
             xd.view(),
             wd.view(),
-            zd.view(),
+            GateRows::contiguous(zd.view(), n),
             ya.view_mut(),
             rows,
             n,
@@ -314,7 +314,7 @@ pub fn fused_norms(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8) -> R<()> {
         gpu.rms_norm_gated(
             xd.view(),
             wd.view(),
-            zd.view(),
+            GateRows::contiguous(zd.view(), n),
             yb.view_mut(),
             rows,
             n,
@@ -395,12 +395,14 @@ pub fn norms_rope_elementwise(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8) -> R<
             TOL_POINTWISE,
         );
     }
-    // rms_norm_gated (GDN output): 3 tokens x 12 heads of 128.
-    {
+    // rms_norm_gated (GDN output): 3 tokens x 12 heads of 128, the gates contiguous and as
+    // columns of wider token rows (the stacked z|beta|alpha projection).
+    for &(heads, stride) in &[(1usize, 128usize), (12, 12 * 128 + 96)] {
         let (rows, n) = (36, 128);
+        let zr = |r: usize| (r / heads) * stride + (r % heads) * n;
         let (x, z, w) = (
             uniform(rng, rows * n, -2.0, 2.0),
-            uniform(rng, rows * n, -4.0, 4.0),
+            uniform(rng, rows / heads * stride, -4.0, 4.0),
             uniform(rng, n, 0.5, 1.5),
         );
         let (xd, zd, wd) = (
@@ -409,10 +411,15 @@ pub fn norms_rope_elementwise(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8) -> R<
             gpu.upload(&w, "w")?,
         );
         let mut yd = nan_buf(gpu, rows * n, "y")?;
+        let gates = GateRows {
+            v: zd.view(),
+            heads,
+            stride,
+        };
         gpu.rms_norm_gated(
             xd.view(),
             wd.view(),
-            zd.view(),
+            gates,
             yd.view_mut(),
             rows,
             n,
@@ -425,12 +432,12 @@ pub fn norms_rope_elementwise(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8) -> R<
             let nr = refs::rms_norm(&x[r * n..(r + 1) * n], &w, eps);
             want.extend(
                 nr.iter()
-                    .zip(&z[r * n..(r + 1) * n])
+                    .zip(&z[zr(r)..zr(r) + n])
                     .map(|(v, &zz)| v * refs::silu(zz as f64)),
             );
         }
         rep.check(
-            "rms_norm_gated rows=36 n=128",
+            &format!("rms_norm_gated rows=36 n=128 gate stride {stride}"),
             rel_l2(&got, &want),
             TOL_POINTWISE,
         );

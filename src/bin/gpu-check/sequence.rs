@@ -73,8 +73,10 @@ pub fn gdn_recurrence(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8) -> R<()> {
     ] {
         let us = (2 * hk + hv) * d + pad;
         let u = uniform(rng, t * us, -1.0, 1.0);
-        let beta = uniform(rng, t * hv, -3.0, 3.0);
-        let alpha = uniform(rng, t * hv, -3.0, 3.0);
+        // With a pad, beta and alpha are columns of wider rows (the stacked z|beta|alpha).
+        let bas = hv + pad / 32;
+        let beta = uniform(rng, t * bas, -3.0, 3.0);
+        let alpha = uniform(rng, t * bas, -3.0, 3.0);
         let dt_bias = uniform(rng, hv, -1.0, 1.0);
         let ssm_a: Vec<f32> = (0..hv)
             .map(|_| -rng.gen_range(-1.0f32..1.0).exp())
@@ -95,6 +97,7 @@ pub fn gdn_recurrence(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8) -> R<()> {
             u_stride: us,
             beta: bd.view(),
             alpha: ad.view(),
+            ba_stride: bas,
             dt_bias: dtd.view(),
             ssm_a: sad.view(),
             state: sd.view_mut(),
@@ -121,9 +124,9 @@ pub fn gdn_recurrence(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8) -> R<()> {
                 let q = l2(&ut[i * d..(i + 1) * d]);
                 let k = l2(&ut[(hk + i) * d..(hk + i + 1) * d]);
                 let v = &ut[(2 * hk + j) * d..(2 * hk + j + 1) * d];
-                let b = refs::sigmoid(beta[tt * hv + j] as f64);
-                let g =
-                    refs::softplus(alpha[tt * hv + j] as f64 + dt_bias[j] as f64) * ssm_a[j] as f64;
+                let b = refs::sigmoid(beta[tt * bas + j] as f64);
+                let g = refs::softplus(alpha[tt * bas + j] as f64 + dt_bias[j] as f64)
+                    * ssm_a[j] as f64;
                 let sj = &mut s[j * d * d..(j + 1) * d * d];
                 for e in sj.iter_mut() {
                     *e *= g.exp();

@@ -34,15 +34,15 @@ use super::super::error::{GpuError, Result};
 use super::super::graph::{graphs_enabled_by_env, Graph};
 use super::super::kernels::MAX_K;
 use super::super::ops::{
-    AttnScratch, DevPos, GdnConvArgs, GdnRecurrenceArgs, Gemm, KvCache, QuantActs, ATTN_HEAD_DIMS,
-    GDN_HEAD_DIMS,
+    AttnScratch, DevPos, GateRows, GdnConvArgs, GdnRecurrenceArgs, Gemm, KvCache, QuantActs,
+    ATTN_HEAD_DIMS, GDN_HEAD_DIMS,
 };
 use super::super::share::{self, PcieShare};
 use super::shared_ffn::{run_shared, FfnMats, OnGpu};
 use super::snapshot::GpuSnapshotRing;
 use super::state::{GpuLayerState, GpuSeqState};
 use super::stream::{FfnStreamer, STREAM_MIN_TOKENS};
-use super::weights::{GpuAttn, GpuFfn, GpuGdn, GpuLayer, GpuMixer, GpuWeights};
+use super::weights::{GdnZba, GpuAttn, GpuFfn, GpuGdn, GpuLayer, GpuMixer, GpuWeights};
 
 /// Most tokens per chunk (one launch of the k-token mat-vec).
 pub const MAX_BATCH: usize = MAX_K;
@@ -63,7 +63,7 @@ struct Bufs {
     xn: GpuBuf<f32>,
     /// Projections: GDN qkv / attention q|gate / FFN gate.
     p0: GpuBuf<f32>,
-    /// GDN z / attention k / FFN up.
+    /// GDN z (or z | beta | alpha, stacked) / attention k / FFN up.
     p1: GpuBuf<f32>,
     /// GDN beta / attention v.
     p2: GpuBuf<f32>,
@@ -106,7 +106,7 @@ impl Bufs {
             x: a(d, "residual")?,
             xn: a(2 * d, "normed input")?,
             p0: a(cd.max(2 * qd).max(ff), "projection 0")?,
-            p1: a(vd.max(kvd).max(ff), "projection 1")?,
+            p1: a((vd + 2 * hv).max(kvd).max(ff), "projection 1")?,
             p2: a(hv.max(kvd), "projection 2")?,
             p3: a(hv.max(kvd), "projection 3")?,
             u: a(cd, "conv output")?,
@@ -193,7 +193,10 @@ fn gemm_sizes(w: &GpuWeights) -> (usize, usize) {
     let mut mats: Vec<&GpuMatrix> = Vec::new();
     for l in &w.layers {
         match &l.mixer {
-            GpuMixer::Gdn(g) => mats.extend([&g.qkv, &g.gate, &g.beta, &g.alpha, &g.out]),
+            GpuMixer::Gdn(g) => {
+                mats.extend([&g.qkv, &g.out]);
+                mats.extend(g.zba.matrices());
+            }
             GpuMixer::Attention(a) => mats.extend([&a.q, &a.k, &a.v, &a.o]),
         }
         if let Some(f) = &l.ffn {
@@ -1408,16 +1411,36 @@ fn gdn(
             gemm,
             ..
         } = &mut *b;
-        mm_many(
-            gpu,
-            gemm,
-            qa,
-            &[&g.qkv, &g.gate, &g.beta, &g.alpha],
-            xn.view(),
-            t,
-            vec![p0.view_mut(), p1.view_mut(), p2.view_mut(), p3.view_mut()],
-        )?;
+        mm(gpu, gemm, qa, &g.qkv, xn.view(), t, p0.view_mut())?;
+        match &g.zba {
+            GdnZba::Stacked(m) => mm(gpu, gemm, qa, m, xn.view(), t, p1.view_mut())?,
+            GdnZba::Separate { gate, beta, alpha } => mm_many(
+                gpu,
+                gemm,
+                qa,
+                &[gate, beta, alpha],
+                xn.view(),
+                t,
+                vec![p1.view_mut(), p2.view_mut(), p3.view_mut()],
+            )?,
+        }
     }
+    // Token t's z, beta and alpha: one row z | beta | alpha of p1 (stacked), or rows of p1,
+    // p2 and p3.
+    let (z, z_stride, beta, alpha, ba_stride) = match &g.zba {
+        GdnZba::Stacked(_) => {
+            let w = vd + 2 * hv;
+            let p1 = b.p1.view();
+            (
+                p1,
+                w,
+                p1.sub(vd, p1.len() - vd)?,
+                p1.sub(vd + hv, p1.len() - vd - hv)?,
+                w,
+            )
+        }
+        GdnZba::Separate { .. } => (b.p1.view(), vd, b.p2.view(), b.p3.view(), hv),
+    };
     gpu.gdn_conv(GdnConvArgs {
         x: b.p0.view(),
         w: g.conv_w.view(),
@@ -1430,8 +1453,9 @@ fn gdn(
     gpu.gdn_recurrence(GdnRecurrenceArgs {
         u: b.u.view(),
         u_stride: cd,
-        beta: b.p2.view(),
-        alpha: b.p3.view(),
+        beta,
+        alpha,
+        ba_stride,
         dt_bias: g.dt_bias.view(),
         ssm_a: g.ssm_a.view(),
         state: ssm.view_mut(),
@@ -1444,10 +1468,15 @@ fn gdn(
         eps: cfg.rms_eps,
     })?;
     let fused = b.fuse && dk % 32 == 0;
+    let z = GateRows {
+        v: z,
+        heads: hv,
+        stride: z_stride,
+    };
     gpu.rms_norm_gated(
         b.g.view(),
         g.ssm_norm.view(),
-        b.p1.view(),
+        z,
         b.y.view_mut(),
         t * hv,
         dk,

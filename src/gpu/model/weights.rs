@@ -31,11 +31,8 @@ pub struct GpuAttn {
 pub struct GpuGdn {
     /// [conv_dim][n_embd]: q | k | v channels.
     pub qkv: GpuMatrix,
-    /// [value_dim][n_embd]: z.
-    pub gate: GpuMatrix,
-    /// [h_v][n_embd].
-    pub beta: GpuMatrix,
-    pub alpha: GpuMatrix,
+    /// z, beta and alpha projections.
+    pub zba: GdnZba,
     /// [conv_dim][4] f32 taps.
     pub conv_w: GpuBuf<f32>,
     /// [h_v] f32.
@@ -45,6 +42,30 @@ pub struct GpuGdn {
     pub ssm_norm: GpuBuf<f32>,
     /// [n_embd][value_dim].
     pub out: GpuMatrix,
+}
+
+/// The GDN z ([value_dim][n_embd]), beta and alpha ([h_v][n_embd] each) projections, which
+/// all read the normed input: stacked into one [value_dim + 2 h_v][n_embd] matrix when they
+/// share a type (one mat-vec launch instead of three; token t's outputs are then one row
+/// z | beta | alpha), else three matrices. (One per GDN layer, so the variants' size
+/// difference costs nothing.)
+#[allow(clippy::large_enum_variant)]
+pub enum GdnZba {
+    Stacked(GpuMatrix),
+    Separate {
+        gate: GpuMatrix,
+        beta: GpuMatrix,
+        alpha: GpuMatrix,
+    },
+}
+
+impl GdnZba {
+    pub fn matrices(&self) -> Vec<&GpuMatrix> {
+        match self {
+            GdnZba::Stacked(m) => vec![m],
+            GdnZba::Separate { gate, beta, alpha } => vec![gate, beta, alpha],
+        }
+    }
 }
 
 pub struct GpuFfn {
@@ -98,6 +119,19 @@ pub struct GpuWeights {
     pub trunk_bytes_per_token: usize,
 }
 
+/// A matrix's rows dequantized to f32, as little-endian bytes.
+fn dequantized(v: &TensorView<'_>) -> Vec<u8> {
+    let (rows, cols) = (v.info.rows() as usize, v.info.row_len() as usize);
+    let rb = v.data.len() / rows.max(1);
+    let mut f = vec![0.0f32; cols];
+    let mut bytes = Vec::with_capacity(rows * cols * 4);
+    for r in v.data.chunks_exact(rb.max(1)) {
+        simd::dequantize_row(v.info.ty, r, &mut f);
+        bytes.extend(f.iter().flat_map(|x| x.to_le_bytes()));
+    }
+    bytes
+}
+
 /// Uploads tensors one by one with a byte progress bar on stderr.
 struct Uploader<'g> {
     gpu: &'g Gpu,
@@ -111,13 +145,7 @@ impl Uploader<'_> {
     fn matrix(&mut self, v: &TensorView<'_>) -> Result<GpuMatrix> {
         let (rows, cols) = (v.info.rows() as usize, v.info.row_len() as usize);
         let m = if self.dequantize && v.info.ty != GgmlType::F32 {
-            let rb = v.data.len() / rows.max(1);
-            let mut f = vec![0.0f32; cols];
-            let mut bytes = Vec::with_capacity(rows * cols * 4);
-            for r in v.data.chunks_exact(rb) {
-                simd::dequantize_row(v.info.ty, r, &mut f);
-                bytes.extend(f.iter().flat_map(|x| x.to_le_bytes()));
-            }
+            let bytes = dequantized(v);
             self.gpu
                 .upload_matrix(&v.info.name, GgmlType::F32, rows, cols, &bytes)?
         } else {
@@ -126,6 +154,47 @@ impl Uploader<'_> {
         };
         self.done(v.data.len());
         Ok(m)
+    }
+
+    /// The GDN z, beta and alpha projections, stacked when they share a type and width.
+    fn zba(
+        &mut self,
+        gate: &TensorView<'_>,
+        beta: &TensorView<'_>,
+        alpha: &TensorView<'_>,
+    ) -> Result<GdnZba> {
+        let parts = [gate, beta, alpha];
+        let cols = gate.info.row_len();
+        // HYBRID_STACK_ZBA=0 keeps them apart (the A/B baseline).
+        let stack = std::env::var("HYBRID_STACK_ZBA").map_or(true, |v| v != "0");
+        if !stack
+            || !parts
+                .iter()
+                .all(|v| v.info.ty == gate.info.ty && v.info.row_len() == cols)
+        {
+            return Ok(GdnZba::Separate {
+                gate: self.matrix(gate)?,
+                beta: self.matrix(beta)?,
+                alpha: self.matrix(alpha)?,
+            });
+        }
+        let rows: usize = parts.iter().map(|v| v.info.rows() as usize).sum();
+        let deq = self.dequantize && gate.info.ty != GgmlType::F32;
+        let mut bytes = Vec::new();
+        for v in parts {
+            if deq {
+                bytes.extend(dequantized(v));
+            } else {
+                bytes.extend_from_slice(v.data);
+            }
+        }
+        let ty = if deq { GgmlType::F32 } else { gate.info.ty };
+        let name = format!("{}+beta+alpha", gate.info.name);
+        let m = self
+            .gpu
+            .upload_matrix(&name, ty, rows, cols as usize, &bytes)?;
+        self.done(parts.iter().map(|v| v.data.len()).sum());
+        Ok(GdnZba::Stacked(m))
     }
 
     fn vector(&mut self, v: &TensorView<'_>) -> Result<GpuBuf<f32>> {
@@ -271,9 +340,7 @@ impl GpuWeights {
             let mixer = match &l.kind {
                 LayerKind::Gdn(g) => GpuMixer::Gdn(GpuGdn {
                     qkv: up.matrix(&g.attn_qkv)?,
-                    gate: up.matrix(&g.attn_gate)?,
-                    beta: up.matrix(&g.ssm_beta)?,
-                    alpha: up.matrix(&g.ssm_alpha)?,
+                    zba: up.zba(&g.attn_gate, &g.ssm_beta, &g.ssm_alpha)?,
                     conv_w: up.vector(&g.ssm_conv1d)?,
                     dt_bias: up.vector(&g.ssm_dt_bias)?,
                     ssm_a: up.vector(&g.ssm_a)?,
@@ -329,7 +396,8 @@ fn layer_matrix_bytes(l: &GpuLayer) -> usize {
         .unwrap_or(0);
     n += match &l.mixer {
         GpuMixer::Gdn(g) => {
-            g.qkv.bytes() + g.gate.bytes() + g.beta.bytes() + g.alpha.bytes() + g.out.bytes()
+            let zba: usize = g.zba.matrices().iter().map(|m| m.bytes()).sum();
+            g.qkv.bytes() + zba + g.out.bytes()
         }
         GpuMixer::Attention(a) => a.q.bytes() + a.k.bytes() + a.v.bytes() + a.o.bytes(),
     };

@@ -29,6 +29,26 @@ fn norm_threads(n: usize) -> u32 {
     })
 }
 
+/// The gate operand of [`Gpu::rms_norm_gated`]: row r (head `r % heads` of token
+/// `r / heads`) starts at `(r / heads) * stride + (r % heads) * n` of `v`, so the gates may be
+/// columns of a wider per-token row (the stacked z|beta|alpha projection).
+pub struct GateRows<'a> {
+    pub v: View<'a, f32>,
+    pub heads: usize,
+    pub stride: usize,
+}
+
+impl<'a> GateRows<'a> {
+    /// Rows of `n` one after another.
+    pub fn contiguous(v: View<'a, f32>, n: usize) -> GateRows<'a> {
+        GateRows {
+            v,
+            heads: 1,
+            stride: n,
+        }
+    }
+}
+
 /// The rows a norm reads and writes (x by address: it is read-only or updated in place).
 struct NormRows<'a> {
     x: u64,
@@ -167,7 +187,7 @@ impl Gpu {
         &self,
         x: View<'_, f32>,
         w: View<'_, f32>,
-        z: View<'_, f32>,
+        z: GateRows<'_>,
         y: ViewMut<'_, f32>,
         rows: usize,
         n: usize,
@@ -175,15 +195,24 @@ impl Gpu {
         qa: Option<(&mut QuantActs, usize)>,
     ) -> Result<()> {
         const OP: &str = "rms_norm_gated";
-        if rows == 0 || n == 0 {
-            return Err(GpuError::shape(OP, format!("rows {rows}, n {n}")));
+        let GateRows {
+            v: z,
+            heads,
+            stride,
+        } = z;
+        if rows == 0 || n == 0 || heads == 0 || rows % heads != 0 || stride < heads * n {
+            return Err(GpuError::shape(
+                OP,
+                format!("rows {rows}, n {n}, gate heads {heads}, gate stride {stride}"),
+            ));
         }
         need(OP, "x", x.len(), rows * n)?;
-        need(OP, "z", z.len(), rows * n)?;
+        need(OP, "z", z.len(), (rows / heads - 1) * stride + heads * n)?;
         need(OP, "y", y.len(), rows * n)?;
         need(OP, "w", w.len(), n)?;
         let (xp, wp, zp, yp) = (x.ptr, w.ptr, z.ptr, y.ptr);
         let ni = as_i32(OP, "n", n)?;
+        let (zh, zs) = (as_i32(OP, "heads", heads)?, as_i32(OP, "stride", stride)?);
         let (qp, dp) = match qa {
             Some((qa, k)) if k > 0 && (rows * n) % k == 0 && n % 32 == 0 => {
                 qa.claim(OP, yp, k, rows * n / k)?
@@ -204,7 +233,9 @@ impl Gpu {
             .arg(&ni) /* n */
             .arg(&eps) /* eps */
             .arg(&qp) /* q */
-            .arg(&dp); /* ds */
+            .arg(&dp) /* ds */
+            .arg(&zh) /* heads */
+            .arg(&zs); /* z_stride */
         launch(
             OP,
             &mut b,

@@ -36,10 +36,13 @@ pub struct GdnRecurrenceArgs<'a> {
     /// ([h_v*128]) right after.
     pub u: View<'a, f32>,
     pub u_stride: usize,
-    /// [ntok][h_v] raw beta projection (sigmoid is applied here).
+    /// Raw beta projection, token t's h_v values at `t * ba_stride` (sigmoid is applied here).
     pub beta: View<'a, f32>,
-    /// [ntok][h_v] raw alpha projection.
+    /// Raw alpha projection, laid out as `beta`.
     pub alpha: View<'a, f32>,
+    /// Floats between tokens of `beta` and `alpha` (>= h_v; wider when they are columns of
+    /// the stacked z|beta|alpha projection).
+    pub ba_stride: usize,
     /// [h_v] `ssm_dt.bias`.
     pub dt_bias: View<'a, f32>,
     /// [h_v] `ssm_a` (= -exp(A_log)).
@@ -131,8 +134,14 @@ impl Gpu {
             return Err(GpuError::shape(OP, "ntok = 0"));
         }
         need(OP, "u", a.u.len(), (t - 1) * a.u_stride + (2 * hk + hv) * d)?;
-        need(OP, "beta", a.beta.len(), t * hv)?;
-        need(OP, "alpha", a.alpha.len(), t * hv)?;
+        if a.ba_stride < hv {
+            return Err(GpuError::shape(
+                OP,
+                format!("beta/alpha stride {} < h_v {hv}", a.ba_stride),
+            ));
+        }
+        need(OP, "beta", a.beta.len(), (t - 1) * a.ba_stride + hv)?;
+        need(OP, "alpha", a.alpha.len(), (t - 1) * a.ba_stride + hv)?;
         need(OP, "dt_bias", a.dt_bias.len(), hv)?;
         need(OP, "ssm_a", a.ssm_a.len(), hv)?;
         need(OP, "state", a.state.len(), hv * d * d)?;
@@ -148,6 +157,7 @@ impl Gpu {
             a.out.ptr,
         );
         let us = as_i32(OP, "u_stride", a.u_stride)?;
+        let bas = as_i32(OP, "ba_stride", a.ba_stride)?;
         let (hki, hvi, ti) = (
             as_i32(OP, "h_k", hk)?,
             as_i32(OP, "h_v", hv)?,
@@ -160,6 +170,7 @@ impl Gpu {
             .arg(&us) /* u_stride */
             .arg(&bp) /* b */
             .arg(&ap) /* a */
+            .arg(&bas) /* ba_stride */
             .arg(&dtp) /* dt_bias */
             .arg(&sap) /* ssm_a */
             .arg(&stp) /* state */

@@ -9,6 +9,7 @@ mod gemm;
 mod matvec;
 
 pub use attn::{AttnScratch, KvCache, ATTN_HEAD_DIMS};
+pub use basic::GateRows;
 pub use gdn::{GdnConvArgs, GdnRecurrenceArgs, GDN_HEAD_DIM, GDN_HEAD_DIMS};
 pub use gemm::Gemm;
 pub use matvec::QuantActs;
