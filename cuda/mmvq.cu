@@ -236,15 +236,12 @@ __device__ __forceinline__ void mmvq_body(const u8* __restrict__ W, u64 row_byte
 #ifndef MMVT_MAX_WARPS
 #define MMVT_MAX_WARPS 8
 #endif
-// MMVT_DEPTH: blocks loaded ahead of the one computed. MMVT_INTERLEAVE 1: warps take
-// interleaved blocks (w, w + warps, ...); 0: contiguous runs (written after the last device
-// call of session 7: compiled, never run). Tuning knobs for bench-scripts/mmv-variants.sh;
-// either way the order is a function of the shape alone.
+// MMVT_DEPTH: blocks loaded ahead of the one computed (tuning knob for
+// bench-scripts/mmv-variants.sh). Contiguous block runs per warp and cp.async staging of the
+// 16-row tiles in shared memory were both slower at k = 1 (H100, 2026-12-06:
+// docs/benchmarks/gpu-fused-norms-2026-12-06.md) and were removed.
 #ifndef MMVT_DEPTH
 #define MMVT_DEPTH 1
-#endif
-#ifndef MMVT_INTERLEAVE
-#define MMVT_INTERLEAVE 1
 #endif
 
 __device__ __forceinline__ void mma_s8_m16n8k32(int (&c)[4], int a0, int a1, int a2, int a3, int b0, int b1) {
@@ -295,76 +292,6 @@ __device__ __forceinline__ void load_block(const u8* ba, const u8* bb, int tq, B
     if (Q5) {
         w.hha = ldv_v2(ba + 16 + 8 * tq);
         w.hhb = ldv_v2(bb + 16 + 8 * tq);
-    } else {
-        w.hha = w.hhb = make_int2(0, 0);
-    }
-}
-
-// Shared-memory staging (MMVT_SMEM 1, sm_80+): each warp copies its next blocks of the 16
-// rows with cp.async, 16 contiguous bytes per lane and copy (lanes walk the rows' bytes in
-// order, so a warp's global reads are row-contiguous), MMVT_STAGES blocks deep, no registers
-// held for the bytes in flight; the fragments are then read from shared memory. Row stride
-// 160 bytes for Q4_K (= 32 mod 128: the 8-byte fragment reads of a half-warp hit 32 distinct
-// banks), 176 for Q5_K.
-#ifndef MMVT_SMEM
-#define MMVT_SMEM 0
-#endif
-#ifndef MMVT_STAGES
-#define MMVT_STAGES 2
-#endif
-
-__device__ __forceinline__ u32 smem_addr(const void* p) {
-    u32 a;
-    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
-    return a;
-}
-__device__ __forceinline__ void cp_async16(u32 dst, const void* src) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
-#endif
-}
-__device__ __forceinline__ void cp_async_commit() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("cp.async.commit_group;" ::: "memory");
-#endif
-}
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
-#endif
-}
-
-// Copies block b of rows row0 .. row0 + 15 (tail rows: the last row) into a stage.
-template <int BYTES, int STRIDE>
-__device__ __forceinline__ void stage_block(const u8* W, u64 row_bytes, int rows, int row0, int b, u32 stage, int lane) {
-    constexpr int P = BYTES / 16, PIECES = 16 * P;
-#pragma unroll
-    for (int i = 0; i < (PIECES + 31) / 32; i++) {
-        const int p = lane + 32 * i;
-        if (p < PIECES) {
-            const int r = p / P, o = 16 * (p % P);
-            const u8* src = W + (size_t)min(row0 + r, rows - 1) * row_bytes + (size_t)b * BYTES + o;
-            cp_async16(stage + r * STRIDE + o, src);
-        }
-    }
-}
-
-template <bool Q5, int STRIDE>
-__device__ __forceinline__ void read_block(const u8* st, int gq, int tq, BlockW& w) {
-    constexpr int QS = Q5 ? 48 : 16;
-    const u8* ra = st + gq * STRIDE;
-    const u8* rb = st + (gq + 8) * STRIDE;
-    w.ha = *(const int4*)ra;
-    w.hb = *(const int4*)rb;
-#pragma unroll
-    for (int c = 0; c < 4; c++) {
-        w.qa[c] = *(const int2*)(ra + QS + 32 * c + 8 * tq);
-        w.qb[c] = *(const int2*)(rb + QS + 32 * c + 8 * tq);
-    }
-    if (Q5) {
-        w.hha = *(const int2*)(ra + 16 + 8 * tq);
-        w.hhb = *(const int2*)(rb + 16 + 8 * tq);
     } else {
         w.hha = w.hhb = make_int2(0, 0);
     }
@@ -433,40 +360,9 @@ __device__ __forceinline__ void mmvt_k4_body(const u8* __restrict__ W, u64 row_b
         const u8* wa = W + (size_t)min(row0 + gq, rows - 1) * row_bytes;
         const u8* wb = W + (size_t)min(row0 + gq + 8, rows - 1) * row_bytes;
         float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // (row gq | gq + 8) x (token t0 | t1)
-        // Warp w's blocks of its 16 rows: b0, b0 + bs, ... below b1 (MMVT_INTERLEAVE: every
-        // warps-th block; else a contiguous run, so that each row is read in runs of
-        // consecutive bytes rather than 144-byte pieces). The next blocks are loaded while
-        // one is computed: MMVT_DEPTH ahead into registers (volatile loads, so they are
-        // issued here), or with MMVT_SMEM, MMVT_STAGES - 1 ahead into shared memory.
-#if MMVT_INTERLEAVE
+        // Warp w's blocks of its 16 rows: w, w + warps, ... The next MMVT_DEPTH blocks are
+        // loaded (volatile loads, so they are issued here) while one is computed.
         const int b0 = warp, b1 = nb, bs = warps;
-#else
-        const int b0 = warp * nb / warps, b1 = (warp + 1) * nb / warps, bs = 1;
-#endif
-#if MMVT_SMEM
-        constexpr int STRIDE = Q5 ? 176 : 160, STAGE = 16 * STRIDE;
-        __shared__ __align__(16) u8 tiles[MMVT_MAX_WARPS * MMVT_STAGES * STAGE];
-        u8* mine = tiles + warp * MMVT_STAGES * STAGE;
-        const u32 mine_s = smem_addr(mine);
-#pragma unroll
-        for (int i = 0; i + 1 < MMVT_STAGES; i++) {
-            if (b0 + i * bs < b1)
-                stage_block<BYTES, STRIDE>(W, row_bytes, rows, row0, b0 + i * bs, mine_s + i * STAGE, lane);
-            cp_async_commit();  // one group per stage, empty or not, so the count below holds
-        }
-        int it = 0;
-        for (int b = b0; b < b1; b += bs, it++) {
-            const int bn = b + (MMVT_STAGES - 1) * bs;
-            if (bn < b1)
-                stage_block<BYTES, STRIDE>(W, row_bytes, rows, row0, bn,
-                                           mine_s + ((it + MMVT_STAGES - 1) % MMVT_STAGES) * STAGE, lane);
-            cp_async_commit();
-            cp_async_wait<MMVT_STAGES - 1>();  // block b's group has landed
-            __syncwarp();
-            BlockW cu;
-            read_block<Q5, STRIDE>(mine + (it % MMVT_STAGES) * STAGE, gq, tq, cu);
-            __syncwarp();  // every lane has read the stage before the next copy reuses it
-#else
         BlockW pf[MMVT_DEPTH];
 #pragma unroll
         for (int i = 0; i < MMVT_DEPTH; i++)
@@ -478,7 +374,6 @@ __device__ __forceinline__ void mmvt_k4_body(const u8* __restrict__ W, u64 row_b
             for (int i = 0; i + 1 < MMVT_DEPTH; i++) pf[i] = pf[i + 1];
             const int bn = b + MMVT_DEPTH * bs;
             if (bn < b1) load_block<Q5>(wa + (size_t)bn * BYTES, wb + (size_t)bn * BYTES, tq, pf[MMVT_DEPTH - 1]);
-#endif
             const int4 ha = cu.ha, hb = cu.hb;
             const int2 hha = cu.hha, hhb = cu.hhb;
             const int2* qa = cu.qa;

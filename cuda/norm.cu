@@ -4,15 +4,6 @@
 // result is deterministic and within a few f32 ulps of the double version for n <= 17408.
 #include "common.cuh"
 
-// NORM_REGS > 0: a thread keeps its (at most NORM_REGS) elements of x and w (and z) in
-// registers from the first pass, loading w with x, so the second pass makes no memory round
-// trip (a one-token norm is latency: one CTA). Same operations in the same order, so the
-// results are bit-identical to NORM_REGS 0. Off until timed on a GPU (tuning knob for
-// bench-scripts/gpu-decode-ab.sh through HYBRID_CUDA_SRC_DIR; written in session 7).
-#ifndef NORM_REGS
-#define NORM_REGS 0
-#endif
-
 // One block per row. x row r starts at x + r * x_stride, y row r at y + r * y_stride
 // (strides let the per-head q norm read from the interleaved q|gate projection).
 // Fused steps, each done as its own kernel would (add_f32, quantize_q8_1), so the results
@@ -28,28 +19,6 @@ extern "C" __global__ void rms_norm(float* __restrict__ x, int x_stride, const f
     float* xr = x + (size_t)blockIdx.x * x_stride;
     float* yr = y + (size_t)blockIdx.x * y_stride;
     float s = 0.0f;
-#if NORM_REGS > 0
-    if (n <= NORM_REGS * (int)blockDim.x && o == nullptr && q == nullptr) {
-        float xv[NORM_REGS], wv[NORM_REGS];
-#pragma unroll
-        for (int j = 0; j < NORM_REGS; j++) {
-            const int i = threadIdx.x + j * blockDim.x;
-            if (i < n) {
-                xv[j] = xr[i];
-                wv[j] = w[i];
-                s = __fmaf_rn(xv[j], xv[j], s);
-            }
-        }
-        s = block_sum(s, red);
-        const float scale = 1.0f / sqrtf(s / (float)n + eps);
-#pragma unroll
-        for (int j = 0; j < NORM_REGS; j++) {
-            const int i = threadIdx.x + j * blockDim.x;
-            if (i < n) yr[i] = (xv[j] * scale) * wv[j];
-        }
-        return;
-    }
-#endif
     if (o != nullptr) {
         const float* orow = o + (size_t)blockIdx.x * n;
         for (int i = threadIdx.x; i < n; i += blockDim.x) {
@@ -88,29 +57,6 @@ extern "C" __global__ void rms_norm_gated(const float* __restrict__ x, const flo
     const size_t off = (size_t)blockIdx.x * n;
     const float* zr = z + (size_t)(blockIdx.x / heads) * z_stride + (size_t)(blockIdx.x % heads) * n;
     float s = 0.0f;
-#if NORM_REGS > 0
-    if (n <= NORM_REGS * (int)blockDim.x && q == nullptr) {
-        float xv[NORM_REGS], wv[NORM_REGS], zv[NORM_REGS];
-#pragma unroll
-        for (int j = 0; j < NORM_REGS; j++) {
-            const int i = threadIdx.x + j * blockDim.x;
-            if (i < n) {
-                xv[j] = x[off + i];
-                wv[j] = w[i];
-                zv[j] = zr[i];
-                s = __fmaf_rn(xv[j], xv[j], s);
-            }
-        }
-        s = block_sum(s, red);
-        const float scale = 1.0f / sqrtf(s / (float)n + eps);
-#pragma unroll
-        for (int j = 0; j < NORM_REGS; j++) {
-            const int i = threadIdx.x + j * blockDim.x;
-            if (i < n) y[off + i] = ((xv[j] * scale) * wv[j]) * silu_f(zv[j]);
-        }
-        return;
-    }
-#endif
     for (int i = threadIdx.x; i < n; i += blockDim.x) s = __fmaf_rn(x[off + i], x[off + i], s);
     s = block_sum(s, red);
     const float scale = 1.0f / sqrtf(s / (float)n + eps);

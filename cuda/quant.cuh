@@ -172,30 +172,6 @@ struct Fmt<FMT_Q5_K> {
 // bit first so no byte can borrow, then flip it back.
 __device__ __forceinline__ int sub32_bytes(u32 x) { return (int)(((x | 0x80808080u) - 0x20202020u) ^ 0x80808080u); }
 
-// 8 bytes from an address that is only 2-byte aligned, as two words: two aligned 8-byte loads
-// and a shift (MMV_Q6K_LD8; a Q6_K block's 8-byte fields sit at 210 b + 8 j). Never reads
-// past p + 15 - (p & 7) <= p + 15, so a field that ends 16 bytes before its block's end
-// stays inside the block.
-__device__ __forceinline__ uint2 ld8_a2(const u8* p) {
-    const unsigned long long a = (unsigned long long)p;
-    const int o = (int)(a & 7);
-    const unsigned long long q = a - (unsigned long long)o;
-    uint2 lo, hi;  // global, read-only (a weight): ld.global.nc, not a generic load
-    asm("ld.global.nc.v2.u32 {%0, %1}, [%2];" : "=r"(lo.x), "=r"(lo.y) : "l"(q));
-    asm("ld.global.nc.v2.u32 {%0, %1}, [%2];" : "=r"(hi.x), "=r"(hi.y) : "l"(q + 8));
-    const bool s = o >= 4;  // word shift
-    const u32 x0 = s ? lo.y : lo.x, x1 = s ? hi.x : lo.y, x2 = s ? hi.y : hi.x;
-    const u32 sh = 8u * (u32)(o & 3);
-    return make_uint2(__funnelshift_r(x0, x1, sh), __funnelshift_r(x1, x2, sh));
-}
-
-// Q6_K's ql/qh loads as 8-byte pieces (1) or 16-bit pieces (0); the scales stay byte loads
-// (an 8-byte piece around them could read past the last block of a tensor). Tuning knob for
-// bench-scripts/mmv-variants.sh (written in session 7 without device time: not yet timed).
-#ifndef MMV_Q6K_LD8
-#define MMV_Q6K_LD8 0
-#endif
-
 // Q6_K, 210 bytes: ql[128], qh[64], scales[16] (int8), d f16. Part p = 4n + r covers, in half
 // n, l = 8r .. 8r + 7 and the four weights 128n + 32m + l (m = 0..3) built from ql[64n + l],
 // ql[64n + l + 32] and qh[32n + l]; group m has scale d * scales[8n + l/16 + 2m].
@@ -207,20 +183,11 @@ struct Fmt<FMT_Q6_K> {
     __device__ static void load(const u8* blk, int p, Unit<G, IPG>& u) {
         const int n = p >> 2, l0 = 8 * (p & 3);
         const float d = f16_to_f32(ldw_u16<LD>(blk + 208));
-#if MMV_Q6K_LD8
-        const uint2 a8 = ld8_a2(blk + 64 * n + l0), b8 = ld8_a2(blk + 64 * n + l0 + 32);
-        const uint2 h8 = ld8_a2(blk + 128 + 32 * n + l0);
-        const u32 aw[2] = {a8.x, a8.y}, bw[2] = {b8.x, b8.y}, hw[2] = {h8.x, h8.y};
-#endif
 #pragma unroll
         for (int i = 0; i < 2; i++) {
-#if MMV_Q6K_LD8
-            const u32 a = aw[i], b = bw[i], h = hw[i];
-#else
             const u32 a = (u32)ldw_i32_a2<LD>(blk + 64 * n + l0 + 4 * i);
             const u32 b = (u32)ldw_i32_a2<LD>(blk + 64 * n + l0 + 32 + 4 * i);
             const u32 h = (u32)ldw_i32_a2<LD>(blk + 128 + 32 * n + l0 + 4 * i);
-#endif
             u.q[0][i] = sub32_bytes((a & 0x0F0F0F0Fu) | ((h << 4) & 0x30303030u));
             u.q[1][i] = sub32_bytes((b & 0x0F0F0F0Fu) | ((h << 2) & 0x30303030u));
             u.q[2][i] = sub32_bytes(((a >> 4) & 0x0F0F0F0Fu) | (h & 0x30303030u));
