@@ -110,6 +110,9 @@ impl Gpu {
         }
         if let Some(a) = &add {
             need(OP, "add", a.len(), rows * n)?;
+            if a.ptr == x.ptr || a.ptr == y.ptr {
+                return Err(GpuError::shape(OP, "the residual must not be x or y"));
+            }
         }
         let norm = NormRows {
             x: x.ptr,
