@@ -149,18 +149,10 @@ impl Gpu {
             load_stats.cached,
             load_stats.compile_ms
         );
-        let pdl = cc.0 >= 9
-            && !matches!(
-                std::env::var("HYBRID_PDL").as_deref(),
-                Ok("0") | Ok("off") | Ok("false")
-            );
+        let pdl = cc.0 >= 9 && super::env_switch("HYBRID_PDL", true);
         // Off unless HYBRID_MMV_MMA=1: measured slower than the dp4a kernels at k = 1
         // (docs/benchmarks/gpu-mma-mmv-2026-12-06.md).
-        let mmvt = k.mmvt.is_some()
-            && matches!(
-                std::env::var("HYBRID_MMV_MMA").as_deref(),
-                Ok("1") | Ok("on") | Ok("true")
-            );
+        let mmvt = k.mmvt.is_some() && super::env_switch("HYBRID_MMV_MMA", false);
         Ok(Gpu {
             ctx,
             stream,

@@ -17,10 +17,7 @@ use super::error::{GpuError, Result};
 
 /// Whether CUDA graphs are allowed (`HYBRID_CUDA_GRAPHS=0` says no).
 pub fn graphs_enabled_by_env() -> bool {
-    !matches!(
-        std::env::var("HYBRID_CUDA_GRAPHS").as_deref(),
-        Ok("0") | Ok("off") | Ok("false")
-    )
+    super::env_switch("HYBRID_CUDA_GRAPHS", true)
 }
 
 /// An instantiated graph, launched on the stream it was captured from.

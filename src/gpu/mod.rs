@@ -20,6 +20,16 @@ pub mod model;
 mod ops;
 pub mod share;
 
+/// An on/off environment switch: `0`, `off` or `false` turn it off, `1`, `on` or `true` on;
+/// unset or anything else leaves `default`.
+pub(crate) fn env_switch(name: &str, default: bool) -> bool {
+    match std::env::var(name).as_deref() {
+        Ok("0") | Ok("off") | Ok("false") => false,
+        Ok("1") | Ok("on") | Ok("true") => true,
+        _ => default,
+    }
+}
+
 pub use buffer::{GpuBuf, GpuMatrix, View, ViewMut};
 pub use compile::{cache_dir, compile_only, Kernel};
 pub use device::{DeviceInfo, Gpu, HostStaging, MIN_CC};

@@ -144,7 +144,7 @@ fn quant_into(qa: &mut QuantActs, k: usize, n: usize) -> Option<(&mut QuantActs,
 /// `HYBRID_FUSE=0` keeps the residual adds, norms, SwiGLU and activation quantization as
 /// separate kernels (the A/B baseline); anything else fuses them.
 fn fuse_by_env() -> bool {
-    std::env::var("HYBRID_FUSE").map_or(true, |v| v != "0")
+    super::super::env_switch("HYBRID_FUSE", true)
 }
 
 /// `out = x · wᵀ` for t tokens: the mat-vec up to MAX_K tokens (`qa` holds `x` quantized),

@@ -166,7 +166,7 @@ impl Uploader<'_> {
         let parts = [gate, beta, alpha];
         let cols = gate.info.row_len();
         // HYBRID_STACK_ZBA=0 keeps them apart (the A/B baseline).
-        let stack = std::env::var("HYBRID_STACK_ZBA").map_or(true, |v| v != "0");
+        let stack = super::super::env_switch("HYBRID_STACK_ZBA", true);
         if !stack
             || !parts
                 .iter()
