@@ -521,8 +521,27 @@ __device__ __forceinline__ void mmvf_body(const u8* __restrict__ W, u64 row_byte
     }
 }
 
+// MMV_MIN_BLOCKS > 0: ask the compiler for that many resident CTAs per SM in the quantized
+// mat-vecs with K >= 3 (a register cap: at K = 4 the Q4_K kernel takes 127 registers, 16
+// warps per SM).
+// Tuning knob for bench-scripts/mmv-variants.sh; 0 leaves the launch bounds as they were.
+#ifndef MMV_MIN_BLOCKS
+#define MMV_MIN_BLOCKS 0
+#endif
+#define MMVQ_BOUNDS_1 __launch_bounds__(32 * MMV_WARPS)
+#define MMVQ_BOUNDS_2 MMVQ_BOUNDS_1
+#if MMV_MIN_BLOCKS > 0
+#define MMVQ_BOUNDS_3 __launch_bounds__(32 * MMV_WARPS, MMV_MIN_BLOCKS)
+#else
+#define MMVQ_BOUNDS_3 MMVQ_BOUNDS_1
+#endif
+#define MMVQ_BOUNDS_4 MMVQ_BOUNDS_3
+#define MMVQ_BOUNDS_5 MMVQ_BOUNDS_3
+#define MMVQ_BOUNDS_6 MMVQ_BOUNDS_3
+#define MMVQ_BOUNDS_7 MMVQ_BOUNDS_3
+#define MMVQ_BOUNDS_8 MMVQ_BOUNDS_3
 #define MMVQ(name, FMT, K)                                                                       \
-    extern "C" __global__ void __launch_bounds__(32 * MMV_WARPS)                                 \
+    extern "C" __global__ void MMVQ_BOUNDS_##K                                                   \
         name(const u8* W, u64 row_bytes, int rows, int n, const i8* aq, const float2* ads,       \
              float* out, int split) { PDL_ENTER();                                               \
         mmvq_body<FMT, K>(W, row_bytes, rows, n, aq, ads, out, split);                           \
