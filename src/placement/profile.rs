@@ -63,9 +63,14 @@ impl Totals {
     }
 }
 
-/// Turns profiling on for the rest of the process.
+/// Turns profiling on (for the rest of the process, or until [`disable`]).
 pub fn enable() {
     ENABLED.store(true, Ordering::Relaxed);
+}
+
+/// Turns profiling off again (benchmarks that profile a few steps between timed runs).
+pub fn disable() {
+    ENABLED.store(false, Ordering::Relaxed);
 }
 
 pub fn enabled() -> bool {

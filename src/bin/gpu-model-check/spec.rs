@@ -301,6 +301,7 @@ pub fn bench(path: &Path, n_gpu_ffn: Option<usize>, threads: usize, n_gen: usize
                 }
                 profile::reset();
             }
+            profile::disable();
         }
     }
     if let Some((s, fr)) = gm.take_share_stats() {

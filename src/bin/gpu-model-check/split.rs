@@ -191,6 +191,19 @@ pub fn split_bench(
             n_dec as f64 / secs
         );
     }
+    // Where a decode step goes (the `--profile` split: CPU FFN, waits for the GPU part
+    // before each hand-off, copies), over 16 steps after the timed runs.
+    {
+        use hybrid_run::placement::profile;
+        profile::enable();
+        profile::reset();
+        timed_decode(&mut m, &mut st, &mut t, 0, 16)?;
+        if let Some(line) = profile::report().lines().next() {
+            println!("decode {line}");
+        }
+        profile::reset();
+        profile::disable();
+    }
     println!(
         "peak device memory in use (total - free, CUDA context and ring included): {:.2} GiB ({:.2} GiB before our allocations); budget {budget_gib:.2} GiB: {}",
         peak as f64 / GIB,
