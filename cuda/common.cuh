@@ -99,14 +99,6 @@ __device__ __forceinline__ float sigmoid_f(float x) { return 1.0f / (1.0f + expf
 __device__ __forceinline__ float silu_f(float x) { return x / (1.0f + expf(-x)); }
 __device__ __forceinline__ float softplus_f(float x) { return x > 20.0f ? x : logf(1.0f + expf(x)); }
 
-// 32-bit load from an address that is only 2-byte aligned (Q6_K and Q8_0 blocks are 210 and
-// 34 bytes long, so their fields are only 2-byte aligned).
-__device__ __forceinline__ int ld_i32_a2(const u8* p) {
-    const u16* q = (const u16*)p;
-    return (int)((u32)q[0] | ((u32)q[1] << 16));
-}
-
-__device__ __forceinline__ int ld_i32_a4(const u8* p) { return *(const int*)p; }
 
 // Sum of a per-thread value over a block of blockDim.x threads (a multiple of 32, at most
 // 1024) in a fixed order; every thread gets the result. `red` holds 32 floats of shared memory.

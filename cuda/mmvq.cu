@@ -298,19 +298,13 @@ __device__ __forceinline__ void load_block(const u8* ba, const u8* bb, int tq, B
 }
 
 // The eight (scale, min) pairs of a Q4_K/Q5_K block as float, d * sc and dmin * m, from its
-// 16-byte header (get_scale_min_k4 for all j at once): the 6-bit values are gathered into four
-// words of four bytes (scales of sub-blocks 0-3, 4-7, mins likewise), and byte j becomes a
+// 16-byte header: the 6-bit values gathered into bytes (k4_scale_words), and byte j becomes a
 // float through 2^23 + byte (one byte permute): fma(d, 2^23 + sc, -d * 2^23) is d * sc rounded
 // once, bit for bit d * (float)sc.
 struct K4Scales {
-    u32 scw[2], mw[2];
+    K4Words w;
     float d, dmin, d23, dmin23;
-    __device__ __forceinline__ explicit K4Scales(int4 h) {
-        const u32 s0 = (u32)h.y, s1 = (u32)h.z, s2 = (u32)h.w;
-        scw[0] = s0 & 0x3f3f3f3fu;
-        mw[0] = s1 & 0x3f3f3f3fu;
-        scw[1] = (s2 & 0x0f0f0f0fu) | ((s0 >> 2) & 0x30303030u);
-        mw[1] = ((s2 >> 4) & 0x0f0f0f0fu) | ((s1 >> 2) & 0x30303030u);
+    __device__ __forceinline__ explicit K4Scales(int4 h) : w(k4_scale_words((u32)h.y, (u32)h.z, (u32)h.w)) {
         d = f16_to_f32((u16)((u32)h.x & 0xFFFF));
         dmin = f16_to_f32((u16)((u32)h.x >> 16));
         d23 = d * 8388608.0f;
@@ -319,8 +313,8 @@ struct K4Scales {
     __device__ __forceinline__ static float byte_f(u32 w, int i) {
         return __uint_as_float(__byte_perm(w, 0x4B000000u, 0x7540 + i));  // 2^23 + byte i
     }
-    __device__ __forceinline__ float sc(int j) const { return __fmaf_rn(d, byte_f(scw[j >> 2], j & 3), -d23); }
-    __device__ __forceinline__ float mn(int j) const { return __fmaf_rn(dmin, byte_f(mw[j >> 2], j & 3), -dmin23); }
+    __device__ __forceinline__ float sc(int j) const { return __fmaf_rn(d, byte_f(w.sc[j >> 2], j & 3), -d23); }
+    __device__ __forceinline__ float mn(int j) const { return __fmaf_rn(dmin, byte_f(w.m[j >> 2], j & 3), -dmin23); }
 };
 
 // One (row, token) accumulator through one sub-block: the mat-vec's expression.
@@ -362,23 +356,22 @@ __device__ __forceinline__ void mmvt_k4_body(const u8* __restrict__ W, u64 row_b
         float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // (row gq | gq + 8) x (token t0 | t1)
         // Warp w's blocks of its 16 rows: w, w + warps, ... The next MMVT_DEPTH blocks are
         // loaded (volatile loads, so they are issued here) while one is computed.
-        const int b0 = warp, b1 = nb, bs = warps;
         BlockW pf[MMVT_DEPTH];
 #pragma unroll
-        for (int i = 0; i < MMVT_DEPTH; i++)
-            if (b0 + i * bs < b1)
-                load_block<Q5>(wa + (size_t)(b0 + i * bs) * BYTES, wb + (size_t)(b0 + i * bs) * BYTES, tq, pf[i]);
-        for (int b = b0; b < b1; b += bs) {
+        for (int i = 0; i < MMVT_DEPTH; i++) {
+            const int b = warp + i * warps;
+            if (b < nb) load_block<Q5>(wa + (size_t)b * BYTES, wb + (size_t)b * BYTES, tq, pf[i]);
+        }
+        for (int b = warp; b < nb; b += warps) {
             const BlockW cu = pf[0];
 #pragma unroll
             for (int i = 0; i + 1 < MMVT_DEPTH; i++) pf[i] = pf[i + 1];
-            const int bn = b + MMVT_DEPTH * bs;
-            if (bn < b1) load_block<Q5>(wa + (size_t)bn * BYTES, wb + (size_t)bn * BYTES, tq, pf[MMVT_DEPTH - 1]);
-            const int4 ha = cu.ha, hb = cu.hb;
+            const int bn = b + MMVT_DEPTH * warps;
+            if (bn < nb) load_block<Q5>(wa + (size_t)bn * BYTES, wb + (size_t)bn * BYTES, tq, pf[MMVT_DEPTH - 1]);
             const int2 hha = cu.hha, hhb = cu.hhb;
             const int2* qa = cu.qa;
             const int2* qb = cu.qb;
-            const K4Scales sa(ha), sb(hb);
+            const K4Scales sa(cu.ha), sb(cu.hb);
 #pragma unroll
             for (int c = 0; c < 4; c++) {
                 // Activations of token gq for weights 64c + 8tq .. + 7 (sub-block 2c) and

@@ -60,6 +60,8 @@ __device__ __forceinline__ u16 ldw_u16(const u8* p) {
         v = *(const u16*)p;
     return v;
 }
+// 32 bits from an address that is only 2-byte aligned (Q6_K and Q8_0 blocks are 210 and 34
+// bytes long, so their fields are only 2-byte aligned), as two 16-bit loads.
 template <int LD>
 __device__ __forceinline__ int ldw_i32_a2(const u8* p) {
     return (int)((u32)ldw_u16<LD>(p) | ((u32)ldw_u16<LD>(p + 2) << 16));
@@ -84,15 +86,27 @@ struct Unit {
     bool add_min;
 };
 
-// (scale, min) of sub-blocks j = 2c and 2c + 1 of a Q4_K/Q5_K block (get_scale_min_k4 in
-// ggml-quants.c), branch-free: lanes of one warp ask for different j. The 12 bytes are read
-// as three words (4-byte aligned: blocks are 144/176 bytes, scales start at byte 4); then
-// words lo/hi hold the eight 6-bit scales (bytes 0-3: sc0..3, 4-7: sc4..7), likewise mins.
+// The eight 6-bit scales and mins of a Q4_K/Q5_K block (get_scale_min_k4 in ggml-quants.c
+// for every j at once), from its 12 scale bytes read as three words (4-byte aligned: blocks
+// are 144/176 bytes, scales start at byte 4): byte i of sc[0] is the scale of sub-block i,
+// of sc[1] that of sub-block 4 + i; m likewise for the mins.
+struct K4Words {
+    u32 sc[2], m[2];
+};
+__device__ __forceinline__ K4Words k4_scale_words(u32 s0, u32 s1, u32 s2) {
+    K4Words w;
+    w.sc[0] = s0 & 0x3f3f3f3fu;
+    w.m[0] = s1 & 0x3f3f3f3fu;
+    w.sc[1] = (s2 & 0x0f0f0f0fu) | ((s0 >> 2) & 0x30303030u);
+    w.m[1] = ((s2 >> 4) & 0x0f0f0f0fu) | ((s1 >> 2) & 0x30303030u);
+    return w;
+}
+
+// (scale, min) of sub-blocks j = 2c and 2c + 1, branch-free: lanes of one warp ask for
+// different j.
 __device__ __forceinline__ void scale_min_k4_words(u32 s0, u32 s1, u32 s2, int c, int* sc, int* m) {
-    const u32 sc_lo = s0 & 0x3f3f3f3fu, m_lo = s1 & 0x3f3f3f3fu;
-    const u32 sc_hi = (s2 & 0x0f0f0f0fu) | ((s0 >> 2) & 0x30303030u);
-    const u32 m_hi = ((s2 >> 4) & 0x0f0f0f0fu) | ((s1 >> 2) & 0x30303030u);
-    const u32 scw = c < 2 ? sc_lo : sc_hi, mw = c < 2 ? m_lo : m_hi;
+    const K4Words w = k4_scale_words(s0, s1, s2);
+    const u32 scw = c < 2 ? w.sc[0] : w.sc[1], mw = c < 2 ? w.m[0] : w.m[1];
     const int sh = 16 * (c & 1);  // byte 2c mod 4 and 2c+1 mod 4
     sc[0] = (scw >> sh) & 0xFF;
     sc[1] = (scw >> (sh + 8)) & 0xFF;
