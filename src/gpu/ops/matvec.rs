@@ -112,9 +112,7 @@ impl QuantActs {
             src: 0,
         })
     }
-}
 
-impl QuantActs {
     /// What the buffer holds: the quants and the (d, s) pairs of its last `k x n` input
     /// (for tests that compare producers).
     pub fn contents(&self, gpu: &Gpu) -> Result<(Vec<i8>, Vec<f32>)> {
