@@ -11,6 +11,7 @@
 #            NAME@FILE                  FILE in place of mmvq.cu (e.g. an older version)
 #            NAME+ENV=VAL               base sources with an environment variable set
 # Binary: $GPU_CHECK_BIN (default .dev-carry/gpu/gpu-check). Logs: $OUT (or /tmp/mmv).
+# CHECK=1: run gpu-check's correctness checks with each variant's sources (not base) before timing it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=${GPU_CHECK_BIN:-.dev-carry/gpu/gpu-check}
@@ -47,6 +48,10 @@ for v in "$@"; do
         envset=("${v#*+}") ;;
     esac
     echo "== variant $name ($v)"
+    if [ "${CHECK:-0}" = 1 ] && [ "$v" != base ]; then
+        env "${envset[@]}" "$BIN" > "$OUT/$name.check.log" 2>&1
+        grep -E "FAIL|passed, .* failed" "$OUT/$name.check.log" | head -8 | sed "s/^/$name check: /"
+    fi
     env "${envset[@]}" "$BIN" --bench --bench-only --bench-types "$types" > "$OUT/$name.log" 2>&1
     grep -E "^bench: (device|Q|type)|failed|error" "$OUT/$name.log" | sed "s/^bench:/$name:/"
 done

@@ -52,13 +52,21 @@ __device__ __forceinline__ int dp4a(int a, int b, int c) {
     asm("dp4a.s32.s32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
     return r;
 }
+// The same with a's bytes unsigned (0..255) and b's signed.
+__device__ __forceinline__ int dp4a_us(int a, int b, int c) {
+    int r;
+    asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+}
 
 // Butterfly reductions. Every lane ends with the bit-identical result: at each step the two
 // partners add the same two operands (float addition is commutative), so the whole warp can
 // use the value without a broadcast.
+// warp_sum<16>: the same within each half-warp (lanes 0-15 and 16-31 apart).
+template <int WIDTH = 32>
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
+    for (int o = WIDTH / 2; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
     return v;
 }
 

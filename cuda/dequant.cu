@@ -36,7 +36,8 @@ __device__ __forceinline__ void dequant_body(const u8* __restrict__ W, u64 row_b
                 float f[4];
 #pragma unroll
                 for (int j = 0; j < 4; j++) {
-                    const int q = (int)(signed char)((v >> (8 * j)) & 0xFF);
+                    const int byte = (v >> (8 * j)) & 0xFF;
+                    const int q = (F::U8 ? byte : (int)(signed char)byte) - F::ZERO;
                     f[j] = __fsub_rn(__fmul_rn(w.sc[g], (float)q), w.mn[g]);
                 }
                 const int at = (e + 4 * k) / 2;

@@ -72,20 +72,28 @@ __device__ __forceinline__ void load_acts<4>(const i8* p, int* a) {
     a[0] = v.x; a[1] = v.y; a[2] = v.z; a[3] = v.w;
 }
 template <>
+__device__ __forceinline__ void load_acts<8>(const i8* p, int* a) {
+    const int4 v = *(const int4*)p, w = *(const int4*)(p + 16);
+    a[0] = v.x; a[1] = v.y; a[2] = v.z; a[3] = v.w;
+    a[4] = w.x; a[5] = w.y; a[6] = w.z; a[7] = w.w;
+}
+template <>
 __device__ __forceinline__ void load_acts<2>(const i8* p, int* a) {
     const int2 v = *(const int2*)p;
     a[0] = v.x; a[1] = v.y;
 }
 
-template <int R, int K>
+// Lanes of a row set: LPR = 32, a warp walks one group of R rows; LPR = 16, each half-warp
+// walks its own (lanes 0-15 rows row0 .. row0 + R - 1, lanes 16-31 the next R rows).
+template <int R, int K, int LPR>
 __device__ __forceinline__ void reduce_store(float (&acc)[R][K], float* out, int row0, int rows) {
     const int lane = threadIdx.x & 31;
 #pragma unroll
     for (int r = 0; r < R; r++)
 #pragma unroll
         for (int t = 0; t < K; t++) {
-            const float v = warp_sum(acc[r][t]);
-            if (lane == 0 && row0 + r < rows) out[(size_t)t * rows + row0 + r] = v;
+            const float v = warp_sum<LPR>(acc[r][t]);
+            if (lane % LPR == 0 && row0 + r < rows) out[(size_t)t * rows + row0 + r] = v;
         }
 }
 
@@ -109,12 +117,15 @@ __device__ __forceinline__ void mmvq_lane(const u8* __restrict__ W, u64 row_byte
 
     // U units per lane per step, all loads issued before any math (memory-level parallelism).
     constexpr int U = K == 1 ? MMV_U1 : K <= 2 ? MMV_U_SMALL : 1;
+    // The stride is a multiple of 16 and so of PARTS: a lane's part is the same at every step.
+    static_assert(16 % F::PARTS == 0, "a lane's part must not change between steps");
+    const int p = first % F::PARTS;
     for (int u0 = first; u0 < units; u0 += stride * U) {
         Unit<F::G, F::IPG> w[U][R];
 #pragma unroll
         for (int j = 0; j < U; j++) {
             const int u = min(u0 + stride * j, units - 1);  // a clamped unit is loaded, not used
-            const int b = u / F::PARTS, p = u % F::PARTS;
+            const int b = u / F::PARTS;
 #pragma unroll
             for (int r = 0; r < R; r++) {
                 const int row = min(row0 + r, rows - 1);  // tail rows are computed, never stored
@@ -125,7 +136,7 @@ __device__ __forceinline__ void mmvq_lane(const u8* __restrict__ W, u64 row_byte
         for (int j = 0; j < U; j++) {
             const int u = u0 + stride * j;
             if (u >= units) break;
-            const int b = u / F::PARTS, p = u % F::PARTS;
+            const int b = u / F::PARTS;
 #pragma unroll
             for (int t = 0; t < K; t++) {
 #pragma unroll
@@ -135,11 +146,18 @@ __device__ __forceinline__ void mmvq_lane(const u8* __restrict__ W, u64 row_byte
                     int a[F::IPG];
                     load_acts<F::IPG>(aq + ai, a);
                     const float2 ds = ads[ai >> 5];
+                    int zero = 0;  // ZERO x the sum of these activation quants (exact)
+                    if (F::ZERO) {
+#pragma unroll
+                        for (int i = 0; i < F::IPG; i++) zero = dp4a(0x01010101, a[i], zero);
+                        zero *= F::ZERO;
+                    }
 #pragma unroll
                     for (int r = 0; r < R; r++) {
-                        int s = 0;
+                        int s = -zero;
 #pragma unroll
-                        for (int i = 0; i < F::IPG; i++) s = dp4a(w[j][r].q[g][i], a[i], s);
+                        for (int i = 0; i < F::IPG; i++)
+                            s = F::U8 ? dp4a_us(w[j][r].q[g][i], a[i], s) : dp4a(w[j][r].q[g][i], a[i], s);
                         // Explicit roundings (no contraction choices left to the compiler), the
                         // same expression for every K, so a token's result does not depend on K.
                         float a_ = __fmaf_rn(ds.x, __fmul_rn(w[j][r].sc[g], (float)s), acc[r][t]);
@@ -150,17 +168,6 @@ __device__ __forceinline__ void mmvq_lane(const u8* __restrict__ W, u64 row_byte
             }
         }
     }
-}
-
-// One warp's row group: rows row0 .. row0 + R - 1 of W (rows x row_bytes); aq: [K][n] int8;
-// ads: [K][n/32] (d, s); out: [K][rows].
-template <int FMT, int K>
-__device__ __forceinline__ void mmvq_group(const u8* __restrict__ W, u64 row_bytes, int rows, int n,
-                                           const i8* __restrict__ aq, const float2* __restrict__ ads,
-                                           float* __restrict__ out, int row0) {
-    float acc[RowsPerWarpQ<FMT, K>::R][K];
-    mmvq_lane<FMT, K>(W, row_bytes, rows, n, aq, ads, row0, threadIdx.x & 31, 32, acc);
-    reduce_store<RowsPerWarpQ<FMT, K>::R, K>(acc, out, row0, rows);
 }
 
 // The CTA's per-warp sums red[w][r][t] (rows r < R, tokens t < K, written by every warp)
@@ -186,30 +193,51 @@ __device__ __forceinline__ void store_in_warp_order(float (&red)[W][R][KD], floa
 // a CTA share one row group and split its units (warp w takes lanes' units lane + 32w,
 // + 32 * warps, ...); the per-warp sums are added in warp order through shared memory. A
 // 5120 x 17408 matrix then runs on 4x the warps with a quarter of the sequential steps.
-template <int FMT, int K>
+// LPR (lanes per row set, reduce_store): 16 when a row's units fill half-warps better than
+// whole warps (mmvq_lpr16).
+template <int FMT, int K, int LPR>
 __device__ __forceinline__ void mmvq_body(const u8* __restrict__ W, u64 row_bytes, int rows, int n,
                                           const i8* __restrict__ aq, const float2* __restrict__ ads,
                                           float* __restrict__ out, int split) {
-    constexpr int R = RowsPerWarpQ<FMT, K>::R;
+    constexpr int R = RowsPerWarpQ<FMT, K>::R, SETS = 32 / LPR, RW = R * SETS;  // rows per warp
     const int warps = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int set = lane / LPR, sl = lane % LPR;
     if (!split) {
-        for (int row0 = (blockIdx.x * warps + warp) * R; row0 < rows; row0 += gridDim.x * warps * R)
-            mmvq_group<FMT, K>(W, row_bytes, rows, n, aq, ads, out, row0);
+        for (int row0 = (blockIdx.x * warps + warp) * RW; row0 < rows; row0 += gridDim.x * warps * RW) {
+            float acc[R][K];
+            mmvq_lane<FMT, K>(W, row_bytes, rows, n, aq, ads, row0 + set * R, sl, LPR, acc);
+            reduce_store<R, K, LPR>(acc, out, row0 + set * R, rows);
+        }
         return;
     }
-    __shared__ float red[MMV_WARPS][R][K];
-    for (int row0 = blockIdx.x * R; row0 < rows; row0 += gridDim.x * R) {  // CTA-uniform
+    __shared__ float red[MMV_WARPS][RW][K];
+    for (int row0 = blockIdx.x * RW; row0 < rows; row0 += gridDim.x * RW) {  // CTA-uniform
         float acc[R][K];
-        mmvq_lane<FMT, K>(W, row_bytes, rows, n, aq, ads, row0, lane + 32 * warp, 32 * warps, acc);
+        mmvq_lane<FMT, K>(W, row_bytes, rows, n, aq, ads, row0 + set * R, sl + LPR * warp, LPR * warps, acc);
 #pragma unroll
         for (int r = 0; r < R; r++)
 #pragma unroll
             for (int t = 0; t < K; t++) {
-                const float v = warp_sum(acc[r][t]);
-                if (lane == 0) red[warp][r][t] = v;
+                const float v = warp_sum<LPR>(acc[r][t]);
+                if (sl == 0) red[warp][set * R + r][t] = v;
             }
-        store_in_warp_order<MMV_WARPS, R, K, K>(red, out, rows, row0);
+        store_in_warp_order<MMV_WARPS, RW, K, K>(red, out, rows, row0);
     }
+}
+
+// MMV_HALF 1: whether a row's units go to half-warps (LPR 16) rather than whole warps: when
+// that leaves fewer idle lane-steps. units per row (Q4_K with MMV_Q4K_WIDE: 80 for 5120
+// columns, 272 for 17408) against 32 lanes (or 32 x warps in the split form): 80 units take 3
+// whole-warp steps (96 lane-steps) or 5 half-warp steps (80). Depends on the shape alone.
+#ifndef MMV_HALF
+#define MMV_HALF 0
+#endif
+template <int FMT>
+__device__ __forceinline__ bool mmvq_lpr16(int n, int split) {
+    if (!MMV_HALF) return false;
+    const int units = (n / Fmt<FMT>::QK) * Fmt<FMT>::PARTS, L = split ? 32 * (int)(blockDim.x >> 5) : 32;
+    const int pad32 = (units + L - 1) / L * L, pad16 = (units + L / 2 - 1) / (L / 2) * (L / 2);
+    return pad16 < pad32;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -296,26 +324,6 @@ __device__ __forceinline__ void load_block(const u8* ba, const u8* bb, int tq, B
         w.hha = w.hhb = make_int2(0, 0);
     }
 }
-
-// The eight (scale, min) pairs of a Q4_K/Q5_K block as float, d * sc and dmin * m, from its
-// 16-byte header: the 6-bit values gathered into bytes (k4_scale_words), and byte j becomes a
-// float through 2^23 + byte (one byte permute): fma(d, 2^23 + sc, -d * 2^23) is d * sc rounded
-// once, bit for bit d * (float)sc.
-struct K4Scales {
-    K4Words w;
-    float d, dmin, d23, dmin23;
-    __device__ __forceinline__ explicit K4Scales(int4 h) : w(k4_scale_words((u32)h.y, (u32)h.z, (u32)h.w)) {
-        d = f16_to_f32((u16)((u32)h.x & 0xFFFF));
-        dmin = f16_to_f32((u16)((u32)h.x >> 16));
-        d23 = d * 8388608.0f;
-        dmin23 = dmin * 8388608.0f;
-    }
-    __device__ __forceinline__ static float byte_f(u32 w, int i) {
-        return __uint_as_float(__byte_perm(w, 0x4B000000u, 0x7540 + i));  // 2^23 + byte i
-    }
-    __device__ __forceinline__ float sc(int j) const { return __fmaf_rn(d, byte_f(w.sc[j >> 2], j & 3), -d23); }
-    __device__ __forceinline__ float mn(int j) const { return __fmaf_rn(dmin, byte_f(w.m[j >> 2], j & 3), -dmin23); }
-};
 
 // One (row, token) accumulator through one sub-block: the mat-vec's expression.
 __device__ __forceinline__ float q4k_step(float acc, int c, float sc, float mn, float2 ds) {
@@ -510,7 +518,7 @@ __device__ __forceinline__ void mmvf_body(const u8* __restrict__ W, u64 row_byte
             }
         }
     }
-    reduce_store<R, K>(acc, out, row0, rows);
+    reduce_store<R, K, 32>(acc, out, row0, rows);
     }
 }
 
@@ -537,7 +545,10 @@ __device__ __forceinline__ void mmvf_body(const u8* __restrict__ W, u64 row_byte
     extern "C" __global__ void MMVQ_BOUNDS_##K                                                   \
         name(const u8* W, u64 row_bytes, int rows, int n, const i8* aq, const float2* ads,       \
              float* out, int split) { PDL_ENTER();                                               \
-        mmvq_body<FMT, K>(W, row_bytes, rows, n, aq, ads, out, split);                           \
+        if (mmvq_lpr16<FMT>(n, split))                                                           \
+            mmvq_body<FMT, K, 16>(W, row_bytes, rows, n, aq, ads, out, split);                   \
+        else                                                                                     \
+            mmvq_body<FMT, K, 32>(W, row_bytes, rows, n, aq, ads, out, split);                   \
     }
 #define MMVF(name, FMT, K)                                                                       \
     extern "C" __global__ void __launch_bounds__(32 * MMV_WARPS)                                 \

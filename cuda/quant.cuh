@@ -50,6 +50,17 @@ __device__ __forceinline__ int4 ldw_v4(const u8* p) {
     return v;
 }
 template <int LD>
+__device__ __forceinline__ int2 ldw_v2(const u8* p) {
+    int2 v;
+    if (LD == 1)
+        asm("ld.global.nc.L1::no_allocate.v2.s32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "l"(p));
+    else if (LD == 2)
+        asm("ld.global.cs.nc.v2.s32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "l"(p));
+    else
+        v = *(const int2*)p;
+    return v;
+}
+template <int LD>
 __device__ __forceinline__ u16 ldw_u16(const u8* p) {
     u16 v;
     if (LD == 1)
@@ -66,6 +77,21 @@ template <int LD>
 __device__ __forceinline__ int ldw_i32_a2(const u8* p) {
     return (int)((u32)ldw_u16<LD>(p) | ((u32)ldw_u16<LD>(p + 2) << 16));
 }
+// 16 bytes from an address that is only 2-byte aligned, as three aligned 8-byte loads (the
+// 24 bytes from p rounded down to 8; the caller makes sure they lie inside the tensor) and
+// funnel shifts: v[i] = bytes p + 4i .. p + 4i + 3.
+template <int LD>
+__device__ __forceinline__ void ldw_16_a2(const u8* p, int (&v)[4]) {
+    const int off = (int)((size_t)p & 7);  // 0, 2, 4 or 6
+    const u8* a = p - off;
+    const int2 w0 = ldw_v2<LD>(a), w1 = ldw_v2<LD>(a + 8), w2 = ldw_v2<LD>(a + 16);
+    const bool hi = off >= 4;  // the 16 bytes start in the second word
+    const u32 w[5] = {(u32)(hi ? w0.y : w0.x), (u32)(hi ? w1.x : w0.y), (u32)(hi ? w1.y : w1.x),
+                      (u32)(hi ? w2.x : w1.y), (u32)(hi ? w2.y : w2.x)};
+    const int sh = 8 * (off & 3);  // 0 or 16
+#pragma unroll
+    for (int i = 0; i < 4; i++) v[i] = (int)__funnelshift_r(w[i], w[i + 1], sh);
+}
 template <int LD>
 __device__ __forceinline__ int ldw_i8(const u8* p) {
     int v;
@@ -78,6 +104,9 @@ __device__ __forceinline__ int ldw_i8(const u8* p) {
     return v;
 }
 
+// Per format: U8, whether the quant bytes are unsigned; ZERO, the offset they carry (weight
+// quant = byte - ZERO), which the mat-vec takes off the integer dot as ZERO x the activations'
+// sum.
 template <int G, int IPG>
 struct Unit {
     int q[G][IPG];
@@ -102,6 +131,26 @@ __device__ __forceinline__ K4Words k4_scale_words(u32 s0, u32 s1, u32 s2) {
     return w;
 }
 
+// The eight (scale, min) pairs of a Q4_K/Q5_K block as float, d * sc and dmin * m, from its
+// 16-byte header: the 6-bit values gathered into bytes (k4_scale_words), and byte j becomes a
+// float through 2^23 + byte (one byte permute): fma(d, 2^23 + sc, -d * 2^23) is d * sc rounded
+// once, bit for bit d * (float)sc.
+struct K4Scales {
+    K4Words w;
+    float d, dmin, d23, dmin23;
+    __device__ __forceinline__ explicit K4Scales(int4 h) : w(k4_scale_words((u32)h.y, (u32)h.z, (u32)h.w)) {
+        d = f16_to_f32((u16)((u32)h.x & 0xFFFF));
+        dmin = f16_to_f32((u16)((u32)h.x >> 16));
+        d23 = d * 8388608.0f;
+        dmin23 = dmin * 8388608.0f;
+    }
+    __device__ __forceinline__ static float byte_f(u32 w, int i) {
+        return __uint_as_float(__byte_perm(w, 0x4B000000u, 0x7540 + i));  // 2^23 + byte i
+    }
+    __device__ __forceinline__ float sc(int j) const { return __fmaf_rn(d, byte_f(w.sc[j >> 2], j & 3), -d23); }
+    __device__ __forceinline__ float mn(int j) const { return __fmaf_rn(dmin, byte_f(w.m[j >> 2], j & 3), -dmin23); }
+};
+
 // (scale, min) of sub-blocks j = 2c and 2c + 1, branch-free: lanes of one warp ask for
 // different j.
 __device__ __forceinline__ void scale_min_k4_words(u32 s0, u32 s1, u32 s2, int c, int* sc, int* m) {
@@ -121,13 +170,61 @@ __device__ __forceinline__ void scale_min_k4_pair(const u8* s, int c, int* sc, i
 template <int FMT>
 struct Fmt;
 
-// Q4_K, 144 bytes: d f16, dmin f16, scales[12], qs[128]. Part p = 2c + h covers chunk c's
-// bytes qs[32c + 16h, +16): low nibbles are weights 64c + 16h + i (sub-block 2c), high
-// nibbles weights 64c + 32 + 16h + i (sub-block 2c + 1).
+// Q4_K, 144 bytes: d f16, dmin f16, scales[12], qs[128]. Two ways to cut a block into parts:
+//
+// MMV_Q4K_WIDE 0: part p = 2c + h covers chunk c's bytes qs[32c + 16h, +16): low nibbles are
+// weights 64c + 16h + i (sub-block 2c), high nibbles weights 64c + 32 + 16h + i (sub-block
+// 2c + 1); each sub-block's float terms are computed by two lanes, each on half its dot.
+//
+// MMV_Q4K_WIDE 1: part p = c covers the whole chunk qs[32c, +32): group 0 is sub-block 2c (low
+// nibbles), group 1 sub-block 2c + 1, whose nibbles stay in the high half of each byte (masked,
+// not shifted) and are dotted as unsigned bytes: the integer dot is 16x the true one, exactly,
+// so the group's scale is d * sc / 16 (an exact power-of-two step: sc * (float)s rounds to the
+// same bits). One lane owns each sub-block: half the float work and scale decoding per weight.
+#ifndef MMV_Q4K_WIDE
+#define MMV_Q4K_WIDE 0
+#endif
+#if MMV_Q4K_WIDE
+template <>
+struct Fmt<FMT_Q4_K> {
+    static constexpr int LD = MMV_WLOAD_Q4K;
+    static constexpr int QK = 256, BYTES = 144, PARTS = 4, G = 2, IPG = 8;
+    static constexpr bool U8 = true;
+    static constexpr int ZERO = 0;
+    __device__ static int elem(int p, int g) { return 64 * p + 32 * g; }
+    __device__ static void load(const u8* blk, int c, Unit<G, IPG>& u) {
+        // 16-byte aligned: blocks are 144 = 9 * 16 bytes; the header (d, dmin, 12 scale
+        // bytes) is one 16-byte load, qs starts at byte 16.
+        const int4 hd = ldw_v4<LD>(blk);
+        const int4 v0 = ldw_v4<LD>(blk + 16 + 32 * c);
+        const int4 v1 = ldw_v4<LD>(blk + 16 + 32 * c + 16);
+        const int w[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            u.q[0][i] = w[i] & 0x0F0F0F0F;
+            u.q[1][i] = w[i] & (int)0xF0F0F0F0u;
+        }
+        // Scales and mins of sub-blocks 2c and 2c + 1 as floats through 2^23 + byte (one byte
+        // permute, K4Scales): fma(d, 2^23 + sc, -d * 2^23) is d * (float)sc bit for bit.
+        const K4Words kw = k4_scale_words((u32)hd.y, (u32)hd.z, (u32)hd.w);
+        const u32 scw = c < 2 ? kw.sc[0] : kw.sc[1], mw = c < 2 ? kw.m[0] : kw.m[1];
+        const u32 sel = 0x7540 + 2 * (c & 1);  // bytes 2c mod 4 and 2c + 1 mod 4
+        const float d = f16_to_f32((u16)((u32)hd.x & 0xFFFF)), dmin = f16_to_f32((u16)((u32)hd.x >> 16));
+        const float d23 = d * 8388608.0f, dmin23 = dmin * 8388608.0f;
+        u.sc[0] = __fmaf_rn(d, __uint_as_float(__byte_perm(scw, 0x4B000000u, sel)), -d23);
+        u.sc[1] = __fmaf_rn(d, __uint_as_float(__byte_perm(scw, 0x4B000000u, sel + 1)), -d23) * 0.0625f;
+        u.mn[0] = __fmaf_rn(dmin, __uint_as_float(__byte_perm(mw, 0x4B000000u, sel)), -dmin23);
+        u.mn[1] = __fmaf_rn(dmin, __uint_as_float(__byte_perm(mw, 0x4B000000u, sel + 1)), -dmin23);
+        u.add_min = true;
+    }
+};
+#else
 template <>
 struct Fmt<FMT_Q4_K> {
     static constexpr int LD = MMV_WLOAD_Q4K;
     static constexpr int QK = 256, BYTES = 144, PARTS = 8, G = 2, IPG = 4;
+    static constexpr bool U8 = false;
+    static constexpr int ZERO = 0;
     __device__ static int elem(int p, int g) { return 64 * (p >> 1) + 16 * (p & 1) + 32 * g; }
     __device__ static void load(const u8* blk, int p, Unit<G, IPG>& u) {
         const int c = p >> 1, h = p & 1;
@@ -152,12 +249,16 @@ struct Fmt<FMT_Q4_K> {
     }
 };
 
+#endif
+
 // Q5_K, 176 bytes: d, dmin, scales[12], qh[32], qs[128]. Same parts as Q4_K; the fifth bit of
 // weight 64c + l is bit 2c of qh[l], of weight 64c + 32 + l bit 2c + 1 of qh[l].
 template <>
 struct Fmt<FMT_Q5_K> {
     static constexpr int LD = MMV_WLOAD_Q5K;
     static constexpr int QK = 256, BYTES = 176, PARTS = 8, G = 2, IPG = 4;
+    static constexpr bool U8 = false;
+    static constexpr int ZERO = 0;
     __device__ static int elem(int p, int g) { return 64 * (p >> 1) + 16 * (p & 1) + 32 * g; }
     __device__ static void load(const u8* blk, int p, Unit<G, IPG>& u) {
         const int c = p >> 1, h = p & 1;
@@ -186,13 +287,62 @@ struct Fmt<FMT_Q5_K> {
 // bit first so no byte can borrow, then flip it back.
 __device__ __forceinline__ int sub32_bytes(u32 x) { return (int)(((x | 0x80808080u) - 0x20202020u) ^ 0x80808080u); }
 
-// Q6_K, 210 bytes: ql[128], qh[64], scales[16] (int8), d f16. Part p = 4n + r covers, in half
-// n, l = 8r .. 8r + 7 and the four weights 128n + 32m + l (m = 0..3) built from ql[64n + l],
-// ql[64n + l + 32] and qh[32n + l]; group m has scale d * scales[8n + l/16 + 2m].
+// Q6_K, 210 bytes: ql[128], qh[64], scales[16] (int8), d f16. Weight 128n + 32m + l (half n,
+// m = 0..3, l = 0..31) is built from ql[64n + l] (m = 0, 2: low, high nibble), ql[64n + l + 32]
+// (m = 1, 3) and bits 2m, 2m + 1 of qh[32n + l], minus 32; it has scale d * scales[8n + l/16 +
+// 2m]. Two ways to cut a block into parts:
+//
+// MMV_Q6K_WIDE 0: part p = 4n + r covers l = 8r .. 8r + 7 of half n (group m: the 8 weights
+// 128n + 32m + l), read in 16-bit pieces (blocks are only 2-byte aligned).
+//
+// MMV_Q6K_WIDE 1: part p = 2n + h covers l = 16h .. 16h + 15 (group m: 16 weights with one
+// scale), its three 16-byte fields (ql, ql + 32, qh) read as aligned 8-byte words and funnel
+// shifts (ldw_16_a2): twice the weights per part, half the loads, scale conversions and float
+// terms per weight.
+#ifndef MMV_Q6K_WIDE
+#define MMV_Q6K_WIDE 0
+#endif
+#if MMV_Q6K_WIDE
+template <>
+struct Fmt<FMT_Q6_K> {
+    static constexpr int LD = MMV_WLOAD_Q6K;
+    static constexpr int QK = 256, BYTES = 210, PARTS = 4, G = 4, IPG = 4;
+    static constexpr bool U8 = true;
+    static constexpr int ZERO = 32;
+    __device__ static int elem(int p, int g) { return 128 * (p >> 1) + 32 * g + 16 * (p & 1); }
+    __device__ static void load(const u8* blk, int p, Unit<G, IPG>& u) {
+        const int n = p >> 1, l0 = 16 * (p & 1);
+        int a[4], b[4], h[4];
+        // The last 8-byte word read ends at most 8 bytes past a field, inside the block (the
+        // qh fields end at byte 192 at most; scales and d follow).
+        ldw_16_a2<LD>(blk + 64 * n + l0, a);
+        ldw_16_a2<LD>(blk + 64 * n + 32 + l0, b);
+        ldw_16_a2<LD>(blk + 128 + 32 * n + l0, h);
+        const float d = f16_to_f32(ldw_u16<LD>(blk + 208));
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const u32 x = (u32)a[i], y = (u32)b[i], z = (u32)h[i];
+            u.q[0][i] = (int)((x & 0x0F0F0F0Fu) | ((z << 4) & 0x30303030u));
+            u.q[1][i] = (int)((y & 0x0F0F0F0Fu) | ((z << 2) & 0x30303030u));
+            u.q[2][i] = (int)(((x >> 4) & 0x0F0F0F0Fu) | (z & 0x30303030u));
+            u.q[3][i] = (int)(((y >> 4) & 0x0F0F0F0Fu) | ((z >> 2) & 0x30303030u));
+        }
+        const u8* sc = blk + 192 + 8 * n + (p & 1);
+#pragma unroll
+        for (int m = 0; m < 4; m++) {
+            u.sc[m] = d * (float)ldw_i8<LD>(sc + 2 * m);
+            u.mn[m] = 0.0f;
+        }
+        u.add_min = false;
+    }
+};
+#else
 template <>
 struct Fmt<FMT_Q6_K> {
     static constexpr int LD = MMV_WLOAD_Q6K;
     static constexpr int QK = 256, BYTES = 210, PARTS = 8, G = 4, IPG = 2;
+    static constexpr bool U8 = false;
+    static constexpr int ZERO = 0;
     __device__ static int elem(int p, int g) { return 128 * (p >> 2) + 32 * g + 8 * (p & 3); }
     __device__ static void load(const u8* blk, int p, Unit<G, IPG>& u) {
         const int n = p >> 2, l0 = 8 * (p & 3);
@@ -216,12 +366,15 @@ struct Fmt<FMT_Q6_K> {
         u.add_min = false;
     }
 };
+#endif
 
 // Q8_0, 34 bytes: d f16, qs[32] int8. Part p covers weights 8p .. 8p + 7.
 template <>
 struct Fmt<FMT_Q8_0> {
     static constexpr int LD = MMV_WLOAD_Q80;
     static constexpr int QK = 32, BYTES = 34, PARTS = 4, G = 1, IPG = 2;
+    static constexpr bool U8 = false;
+    static constexpr int ZERO = 0;
     __device__ static int elem(int p, int g) { return 8 * p; }
     __device__ static void load(const u8* blk, int p, Unit<G, IPG>& u) {
         u.q[0][0] = ldw_i32_a2<LD>(blk + 2 + 8 * p);
