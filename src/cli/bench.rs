@@ -148,7 +148,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         }
         if !ops.is_empty() {
             let n = a.reps.max(5) as f64;
-            ops.sort_by(|x, y| y.1.cmp(&x.1));
+            ops.sort_by_key(|y| std::cmp::Reverse(y.1));
             let list: Vec<String> = ops
                 .iter()
                 .map(|(l, d)| format!("{l} {:.2}", d.as_secs_f64() * 1e3 / n))

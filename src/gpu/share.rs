@@ -537,6 +537,20 @@ impl PcieShare {
     }
 }
 
+impl ShareStats {
+    /// One line for the end of a run.
+    pub fn summary(&self) -> String {
+        let all = (self.gpu_rows + self.cpu_rows).max(1) as f64;
+        format!(
+            "PCIe share: {} calls, the GPU computed {:.0}% of the CPU-placed FFN rows in them ({:.1} ms of GPU time), the CPU waited {:.1} ms for it",
+            self.calls,
+            100.0 * self.gpu_rows as f64 / all,
+            self.gpu_ms,
+            self.wait_ms
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -607,19 +621,5 @@ mod tests {
         assert_eq!(share_rows(1.0, 100), 64);
         assert_eq!(share_rows(0.5, 40), 40);
         assert_eq!(share_rows(2.0, 640), 640);
-    }
-}
-
-impl ShareStats {
-    /// One line for the end of a run.
-    pub fn summary(&self) -> String {
-        let all = (self.gpu_rows + self.cpu_rows).max(1) as f64;
-        format!(
-            "PCIe share: {} calls, the GPU computed {:.0}% of the CPU-placed FFN rows in them ({:.1} ms of GPU time), the CPU waited {:.1} ms for it",
-            self.calls,
-            100.0 * self.gpu_rows as f64 / all,
-            self.gpu_ms,
-            self.wait_ms
-        )
     }
 }

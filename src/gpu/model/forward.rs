@@ -896,14 +896,16 @@ impl<'a> GpuModel<'a> {
             t,
             rows: (rows.start, rows.end),
         };
-        if t <= MAX_BATCH && !streamed && self.graphs.wants(key) {
-            if !self.graphs.graphs.contains_key(&key) {
-                match self.capture(st, t, rows.clone(), ring.as_deref_mut()) {
-                    Ok(steps) => self.graphs.insert(key, steps),
-                    Err(e) => {
-                        tracing::warn!("CUDA graphs off: capturing a decode step failed: {e}");
-                        self.set_graphs(false);
-                    }
+        if t <= MAX_BATCH
+            && !streamed
+            && self.graphs.wants(key)
+            && !self.graphs.graphs.contains_key(&key)
+        {
+            match self.capture(st, t, rows.clone(), ring.as_deref_mut()) {
+                Ok(steps) => self.graphs.insert(key, steps),
+                Err(e) => {
+                    tracing::warn!("CUDA graphs off: capturing a decode step failed: {e}");
+                    self.set_graphs(false);
                 }
             }
         }

@@ -8,7 +8,7 @@ use super::matvec::QuantActs;
 use super::{as_i32, blocks_for, launch, launch_cfg, need, DevPos};
 
 /// Threads per row of the norms: 128 for head-sized rows, 256 for long ones, 1024 for rows of
-/// >= 4096 (the n_embd norms). A one-token norm is one block, so its latency is the serial
+/// at least 4096 (the n_embd norms). A one-token norm is one block, so its latency is the serial
 /// passes over the row: on the H200, 27B full-GPU decode went from 77.7 to 83.4 t/s with
 /// 1024 instead of 256 threads (same-call A/B, docs/benchmarks/gpu-hybrid-2026-11-22.md).
 /// `HYBRID_NORM_THREADS` (256, 512 or 1024, read once) overrides it for tuning.
