@@ -30,6 +30,11 @@ pub(crate) fn env_switch(name: &str, default: bool) -> bool {
     }
 }
 
+/// A numeric tuning knob from the environment: `None` when unset or not a number.
+pub(crate) fn env_number<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
 pub use buffer::{GpuBuf, GpuMatrix, View, ViewMut};
 pub use compile::{cache_dir, compile_only, Kernel};
 pub use device::{DeviceInfo, Gpu, HostStaging, MIN_CC};

@@ -21,9 +21,7 @@ fn norm_threads(n: usize) -> u32 {
         return 256;
     }
     *LONG.get_or_init(|| {
-        std::env::var("HYBRID_NORM_THREADS")
-            .ok()
-            .and_then(|v| v.parse().ok())
+        super::super::env_number("HYBRID_NORM_THREADS")
             .filter(|v| [256, 512, 1024].contains(v))
             .unwrap_or(1024)
     })

@@ -25,10 +25,7 @@ const WARPS: usize = 4; // MMV_WARPS in mmvq.cu
 fn grid_cap(sm_count: i32) -> u32 {
     static PER_SM: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
     let per_sm = *PER_SM.get_or_init(|| {
-        std::env::var("HYBRID_MMV_BLOCKS_PER_SM")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|&v: &u32| v > 0)
+        super::super::env_number("HYBRID_MMV_BLOCKS_PER_SM").filter(|&v: &u32| v > 0)
     });
     per_sm.map_or(u32::MAX, |p| p.saturating_mul(sm_count.max(1) as u32))
 }
@@ -44,12 +41,7 @@ fn grid_cap(sm_count: i32) -> u32 {
 /// matrix takes the same form (row t of a k-token call stays bit-identical to k = 1).
 fn split_form(rows: usize, cols: usize) -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let on = *ON.get_or_init(|| {
-        !matches!(
-            std::env::var("HYBRID_MMV_SPLIT").as_deref(),
-            Ok("0") | Ok("off")
-        )
-    });
+    let on = *ON.get_or_init(|| super::super::env_switch("HYBRID_MMV_SPLIT", true));
     on && rows < cols
 }
 
@@ -63,14 +55,9 @@ fn split_form(rows: usize, cols: usize) -> bool {
 fn mmvt_warps(rows: usize, cols: usize) -> Option<u32> {
     static CFG: std::sync::OnceLock<(usize, Option<u32>)> = std::sync::OnceLock::new();
     let (min_rows, forced) = *CFG.get_or_init(|| {
-        let min_rows = std::env::var("HYBRID_MMVT_MIN_ROWS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(256);
-        let forced = std::env::var("HYBRID_MMVT_WARPS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|w: &u32| (1..=8).contains(w));
+        let min_rows = super::super::env_number("HYBRID_MMVT_MIN_ROWS").unwrap_or(256);
+        let forced =
+            super::super::env_number("HYBRID_MMVT_WARPS").filter(|w: &u32| (1..=8).contains(w));
         (min_rows, forced)
     });
     (rows >= min_rows).then_some(forced.unwrap_or(if rows < cols { 8 } else { 4 }))
