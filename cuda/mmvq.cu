@@ -117,15 +117,12 @@ __device__ __forceinline__ void mmvq_lane(const u8* __restrict__ W, u64 row_byte
 
     // U units per lane per step, all loads issued before any math (memory-level parallelism).
     constexpr int U = K == 1 ? MMV_U1 : K <= 2 ? MMV_U_SMALL : 1;
-    // The stride is a multiple of 16 and so of PARTS: a lane's part is the same at every step.
-    static_assert(16 % F::PARTS == 0, "a lane's part must not change between steps");
-    const int p = first % F::PARTS;
     for (int u0 = first; u0 < units; u0 += stride * U) {
         Unit<F::G, F::IPG> w[U][R];
 #pragma unroll
         for (int j = 0; j < U; j++) {
             const int u = min(u0 + stride * j, units - 1);  // a clamped unit is loaded, not used
-            const int b = u / F::PARTS;
+            const int b = u / F::PARTS, p = u % F::PARTS;
 #pragma unroll
             for (int r = 0; r < R; r++) {
                 const int row = min(row0 + r, rows - 1);  // tail rows are computed, never stored
@@ -136,7 +133,7 @@ __device__ __forceinline__ void mmvq_lane(const u8* __restrict__ W, u64 row_byte
         for (int j = 0; j < U; j++) {
             const int u = u0 + stride * j;
             if (u >= units) break;
-            const int b = u / F::PARTS;
+            const int b = u / F::PARTS, p = u % F::PARTS;
 #pragma unroll
             for (int t = 0; t < K; t++) {
 #pragma unroll
@@ -229,6 +226,8 @@ __device__ __forceinline__ void mmvq_body(const u8* __restrict__ W, u64 row_byte
 // that leaves fewer idle lane-steps. units per row (Q4_K with MMV_Q4K_WIDE: 80 for 5120
 // columns, 272 for 17408) against 32 lanes (or 32 x warps in the split form): 80 units take 3
 // whole-warp steps (96 lane-steps) or 5 half-warp steps (80). Depends on the shape alone.
+// Timed only together with the wide parts (quant.cuh), whose split-form matrices it made
+// slower; 0 stays the default.
 #ifndef MMV_HALF
 #define MMV_HALF 0
 #endif

@@ -181,6 +181,10 @@ struct Fmt;
 // not shifted) and are dotted as unsigned bytes: the integer dot is 16x the true one, exactly,
 // so the group's scale is d * sc / 16 (an exact power-of-two step: sc * (float)s rounds to the
 // same bits). One lane owns each sub-block: half the float work and scale decoding per weight.
+// Timed on the H100 with MMV_Q6K_WIDE and MMV_HALF (docs/benchmarks/gpu-wide-mmv-2026-12-06.md):
+// 5% faster on tall matrices at k = 1 in the model, but slower at k = 4 and in the split form,
+// and 27B decode 111.2 -> 108.8 t/s; half the instructions per weight did not make it faster,
+// so 0 stays the default (a tuning knob for bench-scripts/mmv-variants.sh).
 #ifndef MMV_Q4K_WIDE
 #define MMV_Q4K_WIDE 0
 #endif
@@ -298,7 +302,9 @@ __device__ __forceinline__ int sub32_bytes(u32 x) { return (int)(((x | 0x8080808
 // MMV_Q6K_WIDE 1: part p = 2n + h covers l = 16h .. 16h + 15 (group m: 16 weights with one
 // scale), its three 16-byte fields (ql, ql + 32, qh) read as aligned 8-byte words and funnel
 // shifts (ldw_16_a2): twice the weights per part, half the loads, scale conversions and float
-// terms per weight.
+// terms per weight; the quants stay unsigned (0..63, ZERO = 32) and the mat-vec takes 32 x the
+// activation group's sum off the integer dot once per group and token. Timed with the Q4_K
+// one (see there): slower, 0 stays the default.
 #ifndef MMV_Q6K_WIDE
 #define MMV_Q6K_WIDE 0
 #endif
