@@ -149,6 +149,16 @@ struct K4Scales {
     }
     __device__ __forceinline__ float sc(int j) const { return __fmaf_rn(d, byte_f(w.sc[j >> 2], j & 3), -d23); }
     __device__ __forceinline__ float mn(int j) const { return __fmaf_rn(dmin, byte_f(w.m[j >> 2], j & 3), -dmin23); }
+    // Sub-blocks 2c and 2c + 1 for a c that differs between lanes (word picks instead of an
+    // indexed word: sc(j) with a run-time j compiles to selects over every word).
+    __device__ __forceinline__ void pair(int c, float (&s)[2], float (&m)[2]) const {
+        const u32 sw = c < 2 ? w.sc[0] : w.sc[1], mw = c < 2 ? w.m[0] : w.m[1];
+        const int i = 2 * (c & 1);  // bytes 2c mod 4 and 2c + 1 mod 4
+        s[0] = __fmaf_rn(d, byte_f(sw, i), -d23);
+        s[1] = __fmaf_rn(d, byte_f(sw, i + 1), -d23);
+        m[0] = __fmaf_rn(dmin, byte_f(mw, i), -dmin23);
+        m[1] = __fmaf_rn(dmin, byte_f(mw, i + 1), -dmin23);
+    }
 };
 
 // (scale, min) of sub-blocks j = 2c and 2c + 1, branch-free: lanes of one warp ask for
@@ -208,17 +218,12 @@ struct Fmt<FMT_Q4_K> {
             u.q[0][i] = w[i] & 0x0F0F0F0F;
             u.q[1][i] = w[i] & (int)0xF0F0F0F0u;
         }
-        // Scales and mins of sub-blocks 2c and 2c + 1 as floats through 2^23 + byte (one byte
-        // permute, K4Scales): fma(d, 2^23 + sc, -d * 2^23) is d * (float)sc bit for bit.
-        const K4Words kw = k4_scale_words((u32)hd.y, (u32)hd.z, (u32)hd.w);
-        const u32 scw = c < 2 ? kw.sc[0] : kw.sc[1], mw = c < 2 ? kw.m[0] : kw.m[1];
-        const u32 sel = 0x7540 + 2 * (c & 1);  // bytes 2c mod 4 and 2c + 1 mod 4
-        const float d = f16_to_f32((u16)((u32)hd.x & 0xFFFF)), dmin = f16_to_f32((u16)((u32)hd.x >> 16));
-        const float d23 = d * 8388608.0f, dmin23 = dmin * 8388608.0f;
-        u.sc[0] = __fmaf_rn(d, __uint_as_float(__byte_perm(scw, 0x4B000000u, sel)), -d23);
-        u.sc[1] = __fmaf_rn(d, __uint_as_float(__byte_perm(scw, 0x4B000000u, sel + 1)), -d23) * 0.0625f;
-        u.mn[0] = __fmaf_rn(dmin, __uint_as_float(__byte_perm(mw, 0x4B000000u, sel)), -dmin23);
-        u.mn[1] = __fmaf_rn(dmin, __uint_as_float(__byte_perm(mw, 0x4B000000u, sel + 1)), -dmin23);
+        float sc[2], mn[2];
+        K4Scales(hd).pair(c, sc, mn);
+        u.sc[0] = sc[0];
+        u.sc[1] = sc[1] * 0.0625f;
+        u.mn[0] = mn[0];
+        u.mn[1] = mn[1];
         u.add_min = true;
     }
 };
