@@ -310,6 +310,26 @@ __device__ __forceinline__ int sub32_bytes(u32 x) { return (int)(((x | 0x8080808
 // terms per weight; the quants stay unsigned (0..63, ZERO = 32) and the mat-vec takes 32 x the
 // activation group's sum off the integer dot once per group and token. Timed with the Q4_K
 // one (see there): slower, 0 stays the default.
+// The 6-bit quants (unsigned, 0..63) of four consecutive l for m = 0..3 (weights 128n + 32m +
+// l), from 4 bytes each of ql[64n + l] (x), ql[64n + l + 32] (y) and qh[32n + l] (z).
+__device__ __forceinline__ void q6_quants(u32 x, u32 y, u32 z, u32 (&q)[4]) {
+    q[0] = (x & 0x0F0F0F0Fu) | ((z << 4) & 0x30303030u);
+    q[1] = (y & 0x0F0F0F0Fu) | ((z << 2) & 0x30303030u);
+    q[2] = ((x >> 4) & 0x0F0F0F0Fu) | (z & 0x30303030u);
+    q[3] = ((y >> 4) & 0x0F0F0F0Fu) | ((z >> 2) & 0x30303030u);
+}
+
+// Group m's scale d * scales[j + 2m] (sc = &scales[j]) for m = 0..3; Q6_K has no mins.
+template <int LD, int IPG>
+__device__ __forceinline__ void q6_scales(const u8* sc, float d, Unit<4, IPG>& u) {
+#pragma unroll
+    for (int m = 0; m < 4; m++) {
+        u.sc[m] = d * (float)ldw_i8<LD>(sc + 2 * m);
+        u.mn[m] = 0.0f;
+    }
+    u.add_min = false;
+}
+
 #ifndef MMV_Q6K_WIDE
 #define MMV_Q6K_WIDE 0
 #endif
@@ -332,19 +352,12 @@ struct Fmt<FMT_Q6_K> {
         const float d = f16_to_f32(ldw_u16<LD>(blk + 208));
 #pragma unroll
         for (int i = 0; i < 4; i++) {
-            const u32 x = (u32)a[i], y = (u32)b[i], z = (u32)h[i];
-            u.q[0][i] = (int)((x & 0x0F0F0F0Fu) | ((z << 4) & 0x30303030u));
-            u.q[1][i] = (int)((y & 0x0F0F0F0Fu) | ((z << 2) & 0x30303030u));
-            u.q[2][i] = (int)(((x >> 4) & 0x0F0F0F0Fu) | (z & 0x30303030u));
-            u.q[3][i] = (int)(((y >> 4) & 0x0F0F0F0Fu) | ((z >> 2) & 0x30303030u));
-        }
-        const u8* sc = blk + 192 + 8 * n + (p & 1);
+            u32 q[4];
+            q6_quants((u32)a[i], (u32)b[i], (u32)h[i], q);
 #pragma unroll
-        for (int m = 0; m < 4; m++) {
-            u.sc[m] = d * (float)ldw_i8<LD>(sc + 2 * m);
-            u.mn[m] = 0.0f;
+            for (int m = 0; m < 4; m++) u.q[m][i] = (int)q[m];
         }
-        u.add_min = false;
+        q6_scales<LD>(blk + 192 + 8 * n + (p & 1), d, u);
     }
 };
 #else
@@ -363,18 +376,12 @@ struct Fmt<FMT_Q6_K> {
             const u32 a = (u32)ldw_i32_a2<LD>(blk + 64 * n + l0 + 4 * i);
             const u32 b = (u32)ldw_i32_a2<LD>(blk + 64 * n + l0 + 32 + 4 * i);
             const u32 h = (u32)ldw_i32_a2<LD>(blk + 128 + 32 * n + l0 + 4 * i);
-            u.q[0][i] = sub32_bytes((a & 0x0F0F0F0Fu) | ((h << 4) & 0x30303030u));
-            u.q[1][i] = sub32_bytes((b & 0x0F0F0F0Fu) | ((h << 2) & 0x30303030u));
-            u.q[2][i] = sub32_bytes(((a >> 4) & 0x0F0F0F0Fu) | (h & 0x30303030u));
-            u.q[3][i] = sub32_bytes(((b >> 4) & 0x0F0F0F0Fu) | ((h >> 2) & 0x30303030u));
-        }
-        const u8* sc = blk + 192 + 8 * n + (l0 >> 4);
+            u32 q[4];
+            q6_quants(a, b, h, q);
 #pragma unroll
-        for (int m = 0; m < 4; m++) {
-            u.sc[m] = d * (float)ldw_i8<LD>(sc + 2 * m);
-            u.mn[m] = 0.0f;
+            for (int m = 0; m < 4; m++) u.q[m][i] = sub32_bytes(q[m]);
         }
-        u.add_min = false;
+        q6_scales<LD>(blk + 192 + 8 * n + (l0 >> 4), d, u);
     }
 };
 #endif
