@@ -270,8 +270,8 @@ impl Pool {
     }
 
     /// Sequential read bandwidth (bytes/s) of this pool's threads over `buf` (each thread
-    /// sums its share, prefetching ahead like the kernels; give a buffer of at least twice the
-    /// last-level cache): the median of `reps` timed passes after one warm-up. The roofline
+    /// reads its share with the widest vector loads, prefetching ahead like the kernels;
+    /// give a buffer of at least twice the last-level cache): the median of `reps` timed passes after one warm-up. The roofline
     /// the benchmarks divide by.
     pub fn read_bandwidth(&self, buf: &[u64], reps: usize) -> f64 {
         let n = self.n_threads();
@@ -281,17 +281,14 @@ impl Pool {
             let t = std::time::Instant::now();
             self.run(&|i, _| {
                 let part = buf.len() / n;
-                let mut acc = [0u64; 8];
-                for c in buf[i * part..(i + 1) * part].chunks_exact(32) {
-                    // The same software prefetch as the streaming kernels (PREFETCH_AHEAD
-                    // bytes on), or they would beat their roofline.
-                    #[cfg(target_arch = "x86_64")]
-                    crate::x86::prefetch_ahead::<4>(c.as_ptr() as *const u8);
-                    for j in 0..32 {
-                        acc[j % 8] = acc[j % 8].wrapping_add(c[j]);
-                    }
-                }
-                sink.fetch_add(acc.iter().fold(0, |a, b| a ^ b), Ordering::Relaxed);
+                let mine = &buf[i * part..(i + 1) * part];
+                // The widest loads and the same software prefetch as the streaming kernels,
+                // or they would beat their roofline.
+                #[cfg(target_arch = "x86_64")]
+                let x = crate::x86::stream_xor(mine);
+                #[cfg(not(target_arch = "x86_64"))]
+                let x = mine.iter().fold(0, |a, w| a ^ w);
+                sink.fetch_add(x, Ordering::Relaxed);
             });
             times.push(t.elapsed().as_secs_f64());
         }
