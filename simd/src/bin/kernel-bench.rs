@@ -366,6 +366,16 @@ fn main() {
         }
         drop(proto);
         let mbytes = all.len() / copies;
+        // One rotation over all measurements of this type: every call reads the copy read
+        // least recently, so at least 2x the LLC passes between two reads of one copy. (Each
+        // measurement restarting at copy 0 re-read the copies the one before had just pulled
+        // into a 300 MiB LLC: 120-170% of the read loop on the GPU host.)
+        let mut next = 0usize;
+        let mut copy = || {
+            let c = next;
+            next = (next + 1) % copies;
+            &all[c * mbytes..(c + 1) * mbytes]
+        };
         for &shape in &args.shapes {
             // "narrow": the same bytes as 43520 rows of 2048 (the `small` preset's width).
             let (rows, cols) = match shape {
@@ -383,10 +393,9 @@ fn main() {
                     let mut out = vec![0.0f32; k * rows];
                     let mut times = Vec::new();
                     for rep in 0..args.reps + 1 {
-                        let c = rep % copies;
                         let w = MatRef {
                             ty,
-                            data: &all[c * mbytes..(c + 1) * mbytes],
+                            data: copy(),
                             rows,
                             cols,
                         };
@@ -426,10 +435,9 @@ fn main() {
                 let mut out = vec![0.0f32; rows];
                 let mut times = Vec::new();
                 for rep in 0..args.reps + 1 {
-                    let c = rep % copies;
                     let w = MatRef {
                         ty,
-                        data: &all[c * mbytes..(c + 1) * mbytes],
+                        data: copy(),
                         rows,
                         cols,
                     };

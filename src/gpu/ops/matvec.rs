@@ -63,14 +63,24 @@ fn mmvt_warps(rows: usize, cols: usize) -> Option<u32> {
     (rows >= min_rows).then_some(forced.unwrap_or(if rows < cols { 8 } else { 4 }))
 }
 
-/// Rows per warp of the k-token kernel (RowsPerWarp in mmvq.cu).
+/// Rows per warp of the k-token kernel (RowsPerWarpQ in mmvq.cu: MMV_R1 at k = 1,
+/// MMV_R_SMALL at k = 2, MMV_R_LARGE above).
 /// (Q8_0 keeps 2 up to k = 4; its kernels walk row groups grid-stride, so a grid sized for 4
-/// rows per warp still covers every row.)
+/// rows per warp still covers every row.) Tuning: `HYBRID_MMV_R1` / `HYBRID_MMV_R_LARGE`
+/// tell the launcher the values a variant's sources were compiled with
+/// (`bench-scripts/mmv-variants.sh`), so that its grid matches the kernel's row groups.
 fn rows_per_warp(k: usize) -> usize {
-    if k <= 2 {
-        2
-    } else {
-        4
+    static R: std::sync::OnceLock<(usize, usize)> = std::sync::OnceLock::new();
+    let (r1, r_large) = *R.get_or_init(|| {
+        let r = |name, default| {
+            super::super::env_number(name).filter(|r| (1..=8).contains(r)).unwrap_or(default)
+        };
+        (r("HYBRID_MMV_R1", 2), r("HYBRID_MMV_R_LARGE", 4))
+    });
+    match k {
+        1 => r1,
+        2 => 2,
+        _ => r_large,
     }
 }
 
