@@ -56,9 +56,18 @@ template <int K>
 struct RowsPerWarp {
     static constexpr int R = K <= 2 ? MMV_R_SMALL : MMV_R_LARGE;
 };
-template <int FMT, int K>
+// Q4_K at K = 1 in the whole-row form: one row per warp. Measured on the H100
+// (bench-scripts/mmv-variants.sh, 2026-12-06 session 10, one call): 17408x5120 20.8 -> 19.7
+// us (79.6 -> 84.0% of the copy), but the split form 20.5 -> 21.5 and Q6_K 32.5 -> 35.9 (tall)
+// / 33.5 -> 35.1 (split) with one row, so only this pair takes it. Rows per warp never change a
+// row's float order (its lanes and units are the same for any R), only how many rows a warp
+// walks at once.
+#ifndef MMV_R1_Q4K_WHOLE
+#define MMV_R1_Q4K_WHOLE 1
+#endif
+template <int FMT, int K, bool SPLIT>
 struct RowsPerWarpQ {
-    static constexpr int R = K == 1 ? MMV_R1
+    static constexpr int R = K == 1 ? (FMT == FMT_Q4_K && !SPLIT ? MMV_R1_Q4K_WHOLE : MMV_R1)
                              : (K <= 2 || (FMT == FMT_Q8_0 && K <= 4)) ? MMV_R_SMALL
                                                                        : MMV_R_LARGE;
 };
@@ -102,13 +111,11 @@ __device__ __forceinline__ void reduce_store(float (&acc)[R][K], float* out, int
 // and leaves its partial sums in acc (the caller reduces them): stride 32 when a warp owns
 // whole rows, 32 * warps when the warps of a CTA split the columns of one row group
 // (mmvq_body's split form).
-template <int FMT, int K>
+template <int FMT, int K, int R>
 __device__ __forceinline__ void mmvq_lane(const u8* __restrict__ W, u64 row_bytes, int rows, int n,
                                           const i8* __restrict__ aq, const float2* __restrict__ ads,
-                                          int row0, int first, int stride,
-                                          float (&acc)[RowsPerWarpQ<FMT, K>::R][K]) {
+                                          int row0, int first, int stride, float (&acc)[R][K]) {
     typedef Fmt<FMT> F;
-    constexpr int R = RowsPerWarpQ<FMT, K>::R;
     const int units = (n / F::QK) * F::PARTS;
 #pragma unroll
     for (int r = 0; r < R; r++)
@@ -196,21 +203,23 @@ template <int FMT, int K, int LPR>
 __device__ __forceinline__ void mmvq_body(const u8* __restrict__ W, u64 row_bytes, int rows, int n,
                                           const i8* __restrict__ aq, const float2* __restrict__ ads,
                                           float* __restrict__ out, int split) {
-    constexpr int R = RowsPerWarpQ<FMT, K>::R, SETS = 32 / LPR, RW = R * SETS;  // rows per warp
+    constexpr int SETS = 32 / LPR;
     const int warps = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int set = lane / LPR, sl = lane % LPR;
     if (!split) {
+        constexpr int R = RowsPerWarpQ<FMT, K, false>::R, RW = R * SETS;  // rows per warp
         for (int row0 = (blockIdx.x * warps + warp) * RW; row0 < rows; row0 += gridDim.x * warps * RW) {
             float acc[R][K];
-            mmvq_lane<FMT, K>(W, row_bytes, rows, n, aq, ads, row0 + set * R, sl, LPR, acc);
+            mmvq_lane<FMT, K, R>(W, row_bytes, rows, n, aq, ads, row0 + set * R, sl, LPR, acc);
             reduce_store<R, K, LPR>(acc, out, row0 + set * R, rows);
         }
         return;
     }
+    constexpr int R = RowsPerWarpQ<FMT, K, true>::R, RW = R * SETS;  // rows per warp
     __shared__ float red[MMV_WARPS][RW][K];
     for (int row0 = blockIdx.x * RW; row0 < rows; row0 += gridDim.x * RW) {  // CTA-uniform
         float acc[R][K];
-        mmvq_lane<FMT, K>(W, row_bytes, rows, n, aq, ads, row0 + set * R, sl + LPR * warp, LPR * warps, acc);
+        mmvq_lane<FMT, K, R>(W, row_bytes, rows, n, aq, ads, row0 + set * R, sl + LPR * warp, LPR * warps, acc);
 #pragma unroll
         for (int r = 0; r < R; r++)
 #pragma unroll

@@ -63,13 +63,13 @@ fn mmvt_warps(rows: usize, cols: usize) -> Option<u32> {
     (rows >= min_rows).then_some(forced.unwrap_or(if rows < cols { 8 } else { 4 }))
 }
 
-/// Rows per warp of the k-token kernel (RowsPerWarpQ in mmvq.cu: MMV_R1 at k = 1,
-/// MMV_R_SMALL at k = 2, MMV_R_LARGE above).
+/// Rows per warp of the k-token kernel (RowsPerWarpQ in mmvq.cu: MMV_R1 at k = 1, except
+/// MMV_R1_Q4K_WHOLE for Q4_K in the whole-row form, MMV_R_SMALL at k = 2, MMV_R_LARGE above).
 /// (Q8_0 keeps 2 up to k = 4; its kernels walk row groups grid-stride, so a grid sized for 4
 /// rows per warp still covers every row.) Tuning: `HYBRID_MMV_R1` / `HYBRID_MMV_R_LARGE`
 /// tell the launcher the values a variant's sources were compiled with
 /// (`bench-scripts/mmv-variants.sh`), so that its grid matches the kernel's row groups.
-fn rows_per_warp(k: usize) -> usize {
+fn rows_per_warp(ty: GgmlType, k: usize, split: bool) -> usize {
     static R: std::sync::OnceLock<(usize, usize)> = std::sync::OnceLock::new();
     let (r1, r_large) = *R.get_or_init(|| {
         let r = |name, default| {
@@ -78,6 +78,7 @@ fn rows_per_warp(k: usize) -> usize {
         (r("HYBRID_MMV_R1", 2), r("HYBRID_MMV_R_LARGE", 4))
     });
     match k {
+        1 if ty == GgmlType::Q4_K && !split => 1,
         1 => r1,
         2 => 2,
         _ => r_large,
@@ -192,7 +193,8 @@ impl Gpu {
             .ok_or_else(|| GpuError::shape(OP, format!("{}: no mat-vec for {}", w.name, w.ty)))?;
         need(OP, "x", x.len(), k * w.cols)?;
         need(OP, "out", out.len(), k * w.rows)?;
-        let rows_per_cta = WARPS * rows_per_warp(k);
+        let split = split_form(w.rows, w.cols);
+        let rows_per_cta = WARPS * rows_per_warp(w.ty, k, split);
         // The kernel walks row groups grid-stride, so the grid may be capped (tuning knob
         // HYBRID_MMV_BLOCKS_PER_SM; default: one CTA per row group).
         let blocks = blocks_for(OP, w.rows, rows_per_cta)?.min(grid_cap(self.info().sm_count));
@@ -227,8 +229,8 @@ impl Gpu {
                     None,
                     " mma",
                 ),
-                None if split_form(w.rows, w.cols) => {
-                    let grid = (blocks_for(OP, w.rows, rows_per_warp(k))?, 1, 1);
+                None if split => {
+                    let grid = (blocks_for(OP, w.rows, rows_per_warp(w.ty, k, true))?, 1, 1);
                     (f, grid, 32 * WARPS as u32, Some(1i32), "")
                 }
                 None => (f, grid, 32 * WARPS as u32, Some(0i32), ""),
