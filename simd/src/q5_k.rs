@@ -99,7 +99,7 @@ mod avx2 {
 
     use super::{blocks, ActRow};
     use crate::kq::x86::{bsums_madd, fold, fold_min1, mins_dup16};
-    use crate::x86::{f16_to_f32_f16c, hsum8, madd_acc_avx2, madd_acc_avxvnni};
+    use crate::x86::{f16_to_f32_f16c, hsum8, madd_acc_avx2, madd_acc_avxvnni, prefetch_ahead};
 
     macro_rules! matvec {
         ($name:ident, $feat:literal, $madd_acc:ident) => {
@@ -119,6 +119,7 @@ mod avx2 {
                 let m4 = _mm256_set1_epi8(0x0F);
                 let sixteen = _mm256_set1_epi8(16);
                 for (i, b) in blocks(row).iter().enumerate() {
+                    prefetch_ahead::<3>(b.d.as_ptr());
                     let (sc, m) = crate::kq::scale_min_k4(&b.scales);
                     let mins = mins_dup16(&m);
                     let qh = _mm256_loadu_si256(b.qh.as_ptr() as *const __m256i);
@@ -172,7 +173,7 @@ mod avx512 {
     use crate::kq::x86::{
         bsums_madd, fold, fold16, fold_min1, mins_dup16, scaled_dot256, up16_index,
     };
-    use crate::x86::{f16_to_f32_f16c, hsum8};
+    use crate::x86::{f16_to_f32_f16c, hsum8, prefetch_ahead};
 
     /// k-input Q5_K × Q8_K kernel with 512-bit integer work (`kq::x86::scaled_dot256`).
     ///
@@ -195,6 +196,8 @@ mod avx512 {
         });
         let up16 = up16_index();
         for (i, b) in blocks(row).iter().enumerate() {
+            // 3 lines per 176-byte block (as Q4_K's 2 per 144 and Q6_K's 4 per 210).
+            prefetch_ahead::<3>(b.d.as_ptr());
             let (sc, m) = crate::kq::scale_min_k4(&b.scales);
             let mins = mins_dup16(&m);
             let qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(b.qh.as_ptr() as *const __m256i));

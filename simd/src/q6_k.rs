@@ -107,7 +107,7 @@ mod avx2 {
 
     use super::{blocks, ActRow};
     use crate::kq::x86::{bsums_madd, fold};
-    use crate::x86::{f16_to_f32_f16c, hsum8, madd_acc_avx2, madd_acc_avxvnni};
+    use crate::x86::{f16_to_f32_f16c, hsum8, madd_acc_avx2, madd_acc_avxvnni, prefetch_ahead};
 
     macro_rules! matvec {
         ($name:ident, $feat:literal, $madd_acc:ident) => {
@@ -126,6 +126,7 @@ mod avx2 {
                 let m4 = _mm256_set1_epi8(0x0F);
                 let m30 = _mm256_set1_epi8(0x30);
                 for (i, b) in blocks(row).iter().enumerate() {
+                    prefetch_ahead::<4>(b.ql.as_ptr());
                     let mut w = [_mm256_setzero_si256(); 8];
                     let mut s = [_mm256_setzero_si256(); 8];
                     for n in 0..2 {

@@ -90,7 +90,7 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     use super::{blocks, ActRow};
-    use crate::x86::{dpbusd_avx2, dpbusd_avxvnni, f16_to_f32_f16c, hsum8};
+    use crate::x86::{dpbusd_avx2, dpbusd_avxvnni, f16_to_f32_f16c, hsum8, prefetch_ahead};
 
     /// `acc + Σ4 u8·i8` with the EVEX (AVX512-VNNI + VL) `vpdpbusd` on 256-bit vectors.
     ///
@@ -118,6 +118,8 @@ mod avx2 {
             ) {
                 let mut acc = [_mm256_setzero_ps(); N];
                 for (i, b) in blocks(row).iter().enumerate() {
+                    // One line per 34-byte block: every line of the row, most of them twice.
+                    prefetch_ahead::<1>(b.d.as_ptr());
                     let w = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
                     // |w| as u8 (|-128| = 128 fits) and the sign moved onto the activation.
                     let aw = _mm256_sign_epi8(w, w);
