@@ -5,10 +5,9 @@
 //!
 //! Weights are replicated until the rotating set is at least 8× the last-level cache (at most
 //! a quarter of RAM), and every call uses the copy read least recently, so each call streams
-//! its weights from DRAM. (2× was not enough on the GPU host: its LLC keeps part of a cyclic
-//! working set twice its size, and Q4_K/Q6_K rows came out at 110-128% of a read loop over
-//! the same 600 MiB.) Prints a
-//! markdown report: the machine's sequential read bandwidth (same thread count, same pool),
+//! its weights from DRAM. (With 2× on the GPU host, Q4_K/Q6_K rows came out at 110-128% of
+//! a read loop over the same 600 MiB; most likely its LLC keeps part of a cyclic working set
+//! twice its size. Not yet re-measured there with 8×.) Prints a markdown report: the machine's sequential read bandwidth (same thread count, same pool),
 //! dispatch latency of the pool vs a crossbeam-channel pool, then per (type, shape, ISA, k)
 //! the median time, effective weight GB/s, % of read bandwidth and T(k)/T(1).
 
