@@ -336,7 +336,10 @@ fn main() {
             .map(|i| i.name())
             .collect::<Vec<_>>()
     );
-    let rotate = args.rotate_mb.map(|m| m << 20).unwrap_or((8 * llc).min(mem_total_bytes() / 4));
+    let rotate = args
+        .rotate_mb
+        .map(|m| m << 20)
+        .unwrap_or((8 * llc).min(mem_total_bytes() / 4));
 
     let best = *Isa::available().last().unwrap_or(&Isa::Scalar);
     let bw_pool = Pool::with_isa(args.threads, best);

@@ -73,7 +73,9 @@ fn rows_per_warp(ty: GgmlType, k: usize, split: bool) -> usize {
     static R: std::sync::OnceLock<(usize, usize)> = std::sync::OnceLock::new();
     let (r1, r_large) = *R.get_or_init(|| {
         let r = |name, default| {
-            super::super::env_number(name).filter(|r| (1..=8).contains(r)).unwrap_or(default)
+            super::super::env_number(name)
+                .filter(|r| (1..=8).contains(r))
+                .unwrap_or(default)
         };
         (r("HYBRID_MMV_R1", 2), r("HYBRID_MMV_R_LARGE", 4))
     });
