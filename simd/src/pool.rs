@@ -271,8 +271,8 @@ impl Pool {
 
     /// Sequential read bandwidth (bytes/s) of this pool's threads over `buf` (each thread
     /// reads its share with the widest vector loads, prefetching ahead like the kernels;
-    /// give a buffer of at least twice the last-level cache): the median of `reps` timed passes after one warm-up. The roofline
-    /// the benchmarks divide by.
+    /// give a buffer several times the last-level cache): the median of `reps` timed passes
+    /// after one warm-up. The roofline the benchmarks divide by.
     pub fn read_bandwidth(&self, buf: &[u64], reps: usize) -> f64 {
         let n = self.n_threads();
         let sink = AtomicU64::new(0);

@@ -7,9 +7,10 @@
 //! a quarter of RAM), and every call uses the copy read least recently, so each call streams
 //! its weights from DRAM. (With 2× on the GPU host, Q4_K/Q6_K rows came out at 110-128% of
 //! a read loop over the same 600 MiB; most likely its LLC keeps part of a cyclic working set
-//! twice its size. Not yet re-measured there with 8×.) Prints a markdown report: the machine's sequential read bandwidth (same thread count, same pool),
-//! dispatch latency of the pool vs a crossbeam-channel pool, then per (type, shape, ISA, k)
-//! the median time, effective weight GB/s, % of read bandwidth and T(k)/T(1).
+//! twice its size. Not yet re-measured there with 8×.) Prints a markdown report: the
+//! machine's sequential read bandwidth (same thread count, same pool), dispatch latency of the
+//! pool vs a crossbeam-channel pool, then per (type, shape, ISA, k) the median time,
+//! effective weight GB/s, % of read bandwidth and T(k)/T(1).
 
 use std::time::Instant;
 
@@ -383,7 +384,7 @@ fn main() {
         drop(proto);
         let mbytes = all.len() / copies;
         // One rotation over all measurements of this type: every call reads the copy read
-        // least recently, so at least 2x the LLC passes between two reads of one copy. (Each
+        // least recently, so the whole rotating set passes between two reads of one copy. (Each
         // measurement restarting at copy 0 re-read the copies the one before had just pulled
         // into a 300 MiB LLC: 120-170% of the read loop on the GPU host.)
         let mut next = 0usize;
