@@ -274,6 +274,11 @@ impl Pool {
     /// give a buffer several times the last-level cache): the median of `reps` timed passes
     /// after one warm-up. The roofline the benchmarks divide by.
     pub fn read_bandwidth(&self, buf: &[u64], reps: usize) -> f64 {
+        self.read_bandwidth_with(buf, reps, true)
+    }
+
+    /// `read_bandwidth` with the read loop's software prefetch on or off (`x86::stream_xor_with`).
+    pub fn read_bandwidth_with(&self, buf: &[u64], reps: usize, prefetch: bool) -> f64 {
         let n = self.n_threads();
         let sink = AtomicU64::new(0);
         let mut times = Vec::new();
@@ -285,9 +290,12 @@ impl Pool {
                 // The widest loads and the same software prefetch as the streaming kernels,
                 // or they would beat their roofline.
                 #[cfg(target_arch = "x86_64")]
-                let x = crate::x86::stream_xor(mine);
+                let x = crate::x86::stream_xor_with(mine, prefetch);
                 #[cfg(not(target_arch = "x86_64"))]
-                let x = mine.iter().fold(0, |a, w| a ^ w);
+                let x = {
+                    let _ = prefetch;
+                    mine.iter().fold(0, |a, w| a ^ w)
+                };
                 sink.fetch_add(x, Ordering::Relaxed);
             });
             times.push(t.elapsed().as_secs_f64());

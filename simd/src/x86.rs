@@ -112,22 +112,38 @@ pub fn prefetch_ahead<const LINES: usize>(p: *const u8) {
 }
 
 /// XOR of the 64-bit words of `buf`, read with the widest loads the CPU has (AVX-512, else
-/// AVX2, else plain 8-byte words) and the kernels' software prefetch: the read loop of
+/// AVX2, else plain 8-byte words), optionally with the kernels' software prefetch: the read loop of
 /// `Pool::read_bandwidth`. With plain words it was compiled to 16-byte SSE2 loads, which on
 /// the GPU host's cores could not keep up with DRAM (70 GB/s with 16 threads while the Q4_K
 /// kernels read their weights at 90+ GB/s), so the "roofline" sat under the kernels.
-pub fn stream_xor(buf: &[u64]) -> u64 {
+/// With `prefetch` off it relies on the hardware prefetchers alone; which of the two reads
+/// faster depends on the machine, so a roofline takes the faster of both.
+pub fn stream_xor_with(buf: &[u64], prefetch: bool) -> u64 {
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: AVX-512F was just detected; the function reads only inside `buf`.
-        return unsafe { stream_xor_avx512(buf) };
+        return unsafe {
+            if prefetch {
+                stream_xor_avx512::<true>(buf)
+            } else {
+                stream_xor_avx512::<false>(buf)
+            }
+        };
     }
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: AVX2 was just detected; the function reads only inside `buf`.
-        return unsafe { stream_xor_avx2(buf) };
+        return unsafe {
+            if prefetch {
+                stream_xor_avx2::<true>(buf)
+            } else {
+                stream_xor_avx2::<false>(buf)
+            }
+        };
     }
     let mut acc = 0u64;
     for c in buf.chunks(32) {
-        prefetch_ahead::<4>(c.as_ptr() as *const u8);
+        if prefetch {
+            prefetch_ahead::<4>(c.as_ptr() as *const u8);
+        }
         acc = c.iter().fold(acc, |a, w| a ^ w);
     }
     acc
@@ -138,12 +154,14 @@ pub fn stream_xor(buf: &[u64]) -> u64 {
 /// # Safety
 /// AVX-512F must be available.
 #[target_feature(enable = "avx512f")]
-unsafe fn stream_xor_avx512(buf: &[u64]) -> u64 {
+unsafe fn stream_xor_avx512<const PF: bool>(buf: &[u64]) -> u64 {
     let chunks = buf.chunks_exact(32);
     let tail = chunks.remainder().iter().fold(0u64, |a, w| a ^ w);
     let mut acc = [_mm512_setzero_si512(); 4];
     for c in chunks {
-        prefetch_ahead::<4>(c.as_ptr() as *const u8);
+        if PF {
+            prefetch_ahead::<4>(c.as_ptr() as *const u8);
+        }
         for (j, a) in acc.iter_mut().enumerate() {
             // SAFETY: `c` holds 32 words, so words 8j .. 8j + 7 are inside it.
             *a = _mm512_xor_si512(*a, _mm512_loadu_si512(c.as_ptr().add(8 * j) as *const _));
@@ -163,12 +181,14 @@ unsafe fn stream_xor_avx512(buf: &[u64]) -> u64 {
 /// # Safety
 /// AVX2 must be available.
 #[target_feature(enable = "avx2")]
-unsafe fn stream_xor_avx2(buf: &[u64]) -> u64 {
+unsafe fn stream_xor_avx2<const PF: bool>(buf: &[u64]) -> u64 {
     let chunks = buf.chunks_exact(32);
     let tail = chunks.remainder().iter().fold(0u64, |a, w| a ^ w);
     let mut acc = [_mm256_setzero_si256(); 8];
     for c in chunks {
-        prefetch_ahead::<4>(c.as_ptr() as *const u8);
+        if PF {
+            prefetch_ahead::<4>(c.as_ptr() as *const u8);
+        }
         for (j, a) in acc.iter_mut().enumerate() {
             // SAFETY: `c` holds 32 words, so words 4j .. 4j + 3 are inside it.
             *a = _mm256_xor_si256(
@@ -246,14 +266,19 @@ mod tests {
             .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i << 7))
             .collect();
         let want = buf.iter().fold(0, |a, w| a ^ w);
-        assert_eq!(stream_xor(&buf), want);
+        assert_eq!(stream_xor_with(&buf, true), want);
+        assert_eq!(stream_xor_with(&buf, false), want);
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: AVX-512F checked above.
-            assert_eq!(unsafe { stream_xor_avx512(&buf) }, want);
+            assert_eq!(unsafe { stream_xor_avx512::<true>(&buf) }, want);
+            // SAFETY: as above.
+            assert_eq!(unsafe { stream_xor_avx512::<false>(&buf) }, want);
         }
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: AVX2 checked above.
-            assert_eq!(unsafe { stream_xor_avx2(&buf) }, want);
+            assert_eq!(unsafe { stream_xor_avx2::<true>(&buf) }, want);
+            // SAFETY: as above.
+            assert_eq!(unsafe { stream_xor_avx2::<false>(&buf) }, want);
         }
     }
 
