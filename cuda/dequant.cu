@@ -24,7 +24,7 @@ __device__ __forceinline__ void dequant_body(const u8* __restrict__ W, u64 row_b
         const int u = (int)(i - row * per_row);
         const int b = u / F::PARTS, p = u % F::PARTS;
         Unit<F::G, F::IPG> w;
-        F::load(W + (size_t)row * row_bytes + (size_t)b * F::BYTES, p, w);
+        load_unit<FMT>(W + (size_t)row * row_bytes, n / F::QK, b, p, w);
         // out as u32 pairs of f16; every group start is a multiple of 4 weights.
         u32* o = out + ((size_t)row * n + (size_t)b * F::QK) / 2;
 #pragma unroll
@@ -85,6 +85,8 @@ DEQ(dequant_q4_k_f16, FMT_Q4_K)
 DEQ(dequant_q5_k_f16, FMT_Q5_K)
 DEQ(dequant_q6_k_f16, FMT_Q6_K)
 DEQ(dequant_q8_0_f16, FMT_Q8_0)
+DEQ(dequant_q6_k_r_f16, FMT_Q6_K_R)
+DEQ(dequant_q8_0_r_f16, FMT_Q8_0_R)
 DEQF(dequant_f32_f16, FMT_F32)
 DEQF(dequant_f16_f16, FMT_F16)
 DEQF(dequant_bf16_f16, FMT_BF16)

@@ -68,7 +68,7 @@ struct RowsPerWarp {
 template <int FMT, int K, bool SPLIT>
 struct RowsPerWarpQ {
     static constexpr int R = K == 1 ? (FMT == FMT_Q4_K && !SPLIT ? MMV_R1_Q4K_WHOLE : MMV_R1)
-                             : (K <= 2 || (FMT == FMT_Q8_0 && K <= 4)) ? MMV_R_SMALL
+                             : (K <= 2 || ((FMT == FMT_Q8_0 || FMT == FMT_Q8_0_R) && K <= 4)) ? MMV_R_SMALL
                                                                        : MMV_R_LARGE;
 };
 
@@ -133,7 +133,7 @@ __device__ __forceinline__ void mmvq_lane(const u8* __restrict__ W, u64 row_byte
 #pragma unroll
             for (int r = 0; r < R; r++) {
                 const int row = min(row0 + r, rows - 1);  // tail rows are computed, never stored
-                F::load(W + (size_t)row * row_bytes + (size_t)b * F::BYTES, p, w[j][r]);
+                load_unit<FMT>(W + (size_t)row * row_bytes, n / F::QK, b, p, w[j][r]);
             }
         }
 #pragma unroll
@@ -572,6 +572,8 @@ ALL_K(MMVQ, q4_k, FMT_Q4_K)
 ALL_K(MMVQ, q5_k, FMT_Q5_K)
 ALL_K(MMVQ, q6_k, FMT_Q6_K)
 ALL_K(MMVQ, q8_0, FMT_Q8_0)
+ALL_K(MMVQ, q6_k_r, FMT_Q6_K_R)
+ALL_K(MMVQ, q8_0_r, FMT_Q8_0_R)
 ALL_K(MMVF, f32, FMT_F32)
 ALL_K(MMVF, f16, FMT_F16)
 ALL_K(MMVF, bf16, FMT_BF16)

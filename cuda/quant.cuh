@@ -16,6 +16,10 @@
 #define FMT_Q5_K 1
 #define FMT_Q6_K 2
 #define FMT_Q8_0 3
+// The same formats with each row's blocks split into fields (gpu::layout in the Rust
+// crate, done at upload): ids past the float formats of mmvq.cu (4, 5, 6).
+#define FMT_Q6_K_R 7
+#define FMT_Q8_0_R 8
 
 // Weight loads, in one of three flavours: 0 plain loads, 1 read-only loads that do not
 // allocate in L1, 2 read-only loads marked streaming (evict first). Weights are read once per
@@ -402,3 +406,79 @@ struct Fmt<FMT_Q8_0> {
         u.add_min = false;
     }
 };
+
+// ---------------------------------------------------------------------------------------------
+// Row-split layouts (FMT_*_R): the upload (src/gpu/layout.rs) rewrites each row of nb blocks
+// as one array per block field, so the quants that the GGUF stores 2-byte aligned (210- and
+// 34-byte blocks) become 8-byte aligned: one 8-byte load where the GGUF layout needs four
+// 16-bit ones. Row bytes do not change; rows start 8-byte aligned when nb is a multiple of 4
+// (the Rust side splits only such matrices). Each unit decodes to the same ints and scales as
+// the GGUF layout's, so results are bit-identical to the FMT_Q6_K / FMT_Q8_0 kernels.
+
+// Q8_0 split: [qs: 32 nb][d: 2 nb].
+template <>
+struct Fmt<FMT_Q8_0_R> {
+    static constexpr int LD = MMV_WLOAD_Q80;
+    static constexpr int QK = 32, BYTES = 34, PARTS = 4, G = 1, IPG = 2;
+    static constexpr bool U8 = false;
+    static constexpr int ZERO = 0;
+    __device__ static int elem(int p, int g) { return 8 * p; }
+    __device__ static void load_row(const u8* row, int nb, int b, int p, Unit<G, IPG>& u) {
+        const int2 q = ldw_v2<LD>(row + 32 * (size_t)b + 8 * p);
+        u.q[0][0] = q.x;
+        u.q[0][1] = q.y;
+        u.sc[0] = f16_to_f32(ldw_u16<LD>(row + 32 * (size_t)nb + 2 * (size_t)b));
+        u.mn[0] = 0.0f;
+        u.add_min = false;
+    }
+};
+
+// Q6_K split: [ql: 128 nb][qh: 64 nb][scales: 16 nb][d: 2 nb]; parts as MMV_Q6K_WIDE 0.
+template <>
+struct Fmt<FMT_Q6_K_R> {
+    static constexpr int LD = MMV_WLOAD_Q6K;
+    static constexpr int QK = 256, BYTES = 210, PARTS = 8, G = 4, IPG = 2;
+    static constexpr bool U8 = false;
+    static constexpr int ZERO = 0;
+    __device__ static int elem(int p, int g) { return 128 * (p >> 2) + 32 * g + 8 * (p & 3); }
+    __device__ static void load_row(const u8* row, int nb, int b, int p, Unit<G, IPG>& u) {
+        const int n = p >> 2, l0 = 8 * (p & 3);
+        const u8* ql = row + 128 * (size_t)b + 64 * n + l0;
+        const u8* qh = row + 128 * (size_t)nb + 64 * (size_t)b + 32 * n + l0;
+        const int2 a = ldw_v2<LD>(ql), bb = ldw_v2<LD>(ql + 32), h = ldw_v2<LD>(qh);
+        // Scales 8n .. 8n + 7 of the block in one word; group m takes byte (l0 >> 4) + 2m.
+        const int2 sw = ldw_v2<LD>(row + 192 * (size_t)nb + 16 * (size_t)b + 8 * n);
+        const float d = f16_to_f32(ldw_u16<LD>(row + 208 * (size_t)nb + 2 * (size_t)b));
+        const u32 av[2] = {(u32)a.x, (u32)a.y}, bv[2] = {(u32)bb.x, (u32)bb.y}, hv[2] = {(u32)h.x, (u32)h.y};
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            u32 q[4];
+            q6_quants(av[i], bv[i], hv[i], q);
+#pragma unroll
+            for (int m = 0; m < 4; m++) u.q[m][i] = sub32_bytes(q[m]);
+        }
+        const unsigned long long s64 = ((unsigned long long)(u32)sw.y << 32) | (u32)sw.x;
+#pragma unroll
+        for (int m = 0; m < 4; m++) {
+            const int j = (l0 >> 4) + 2 * m;
+            u.sc[m] = d * (float)(int)(signed char)(u8)(s64 >> (8 * j));
+            u.mn[m] = 0.0f;
+        }
+        u.add_min = false;
+    }
+};
+
+template <int FMT>
+struct RowSplit {
+    static constexpr bool value = FMT == FMT_Q6_K_R || FMT == FMT_Q8_0_R;
+};
+
+// Unit p of block b of a row (row: its first byte; nb: blocks per row), in either layout.
+template <int FMT>
+__device__ __forceinline__ void load_unit(const u8* row, int nb, int b, int p,
+                                          Unit<Fmt<FMT>::G, Fmt<FMT>::IPG>& u) {
+    if constexpr (RowSplit<FMT>::value)
+        Fmt<FMT>::load_row(row, nb, b, p, u);
+    else
+        Fmt<FMT>::load(row + (size_t)b * Fmt<FMT>::BYTES, p, u);
+}

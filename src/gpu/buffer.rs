@@ -151,13 +151,15 @@ impl<'a, T> ViewMut<'a, T> {
 }
 
 /// A weight matrix on the device, in its GGUF encoding: `rows` rows of `cols` weights,
-/// row-major, `row_bytes` each (blocks back to back, as in the file).
+/// row-major, `row_bytes` each (blocks back to back, as in the file, unless `split`).
 pub struct GpuMatrix {
     pub name: String,
     pub ty: GgmlType,
     pub rows: usize,
     pub cols: usize,
     pub row_bytes: usize,
+    /// Rows in the row-split layout of `gpu::layout` (Q6_K, Q8_0) rather than the file's.
+    pub split: bool,
     pub(crate) data: GpuBuf<u8>,
 }
 

@@ -309,7 +309,8 @@ impl Gpu {
     }
 
     /// Uploads a weight matrix from its GGUF bytes (e.g. a slice of the mmap) through two
-    /// pinned staging buffers. Errors name the tensor and the bytes asked for.
+    /// pinned staging buffers, in the row-split layout where `gpu::layout::row_split` says
+    /// so. Errors name the tensor and the bytes asked for.
     pub fn upload_matrix(
         &self,
         name: &str,
@@ -318,6 +319,27 @@ impl Gpu {
         cols: usize,
         bytes: &[u8],
     ) -> Result<GpuMatrix> {
+        let split = super::layout::row_split(ty, cols);
+        self.upload_matrix_as(name, ty, rows, cols, bytes, split)
+    }
+
+    /// `upload_matrix` with the layout chosen by the caller (`split`: the row-split layout,
+    /// which only `gpu::layout::splittable` matrices have; tests compare both layouts).
+    pub fn upload_matrix_as(
+        &self,
+        name: &str,
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        bytes: &[u8],
+        split: bool,
+    ) -> Result<GpuMatrix> {
+        if split && !super::layout::splittable(ty, cols) {
+            return Err(GpuError::shape(
+                "upload_matrix",
+                format!("{name}: no row-split layout for {ty} with {cols} columns"),
+            ));
+        }
         let row_bytes = ty.row_bytes(cols as u64).ok_or_else(|| {
             GpuError::shape(
                 "upload_matrix",
@@ -339,22 +361,49 @@ impl Gpu {
         // SAFETY: every byte is written by the staged copies below before any kernel reads it.
         let dst = unsafe { self.stream.alloc::<u8>(need) }.map_err(self.map_alloc(name, need))?;
         let data = GpuBuf::from_slice(dst);
-        self.staged_copy(bytes, data.ptr, name)?;
+        if split {
+            let fill = |s: &[u8], d: &mut [u8]| super::layout::split_rows(ty, cols, s, d);
+            self.staged_copy(bytes, data.ptr, name, row_bytes, Some(&fill))?;
+        } else {
+            self.staged_copy(bytes, data.ptr, name, 1, None)?;
+        }
         Ok(GpuMatrix {
             name: name.to_string(),
             ty,
             rows,
             cols,
             row_bytes,
+            split,
             data,
         })
     }
 
     /// Host -> device copy of `src` to `dst_ptr` in chunks through two pinned buffers, so the
-    /// CPU fills one while the DMA engine drains the other.
-    fn staged_copy(&self, src: &[u8], dst_ptr: u64, what: &str) -> Result<()> {
-        if src.len() <= STAGING_BYTES / 4 {
-            // Small: a plain copy is as fast and needs no pinned memory.
+    /// CPU fills one while the DMA engine drains the other. With `fill`, each chunk (a whole
+    /// number of `unit`-byte rows) is written into the staging buffer by `fill(src, dst)`
+    /// instead of copied as it is (the row-split layout of `gpu::layout`).
+    fn staged_copy(
+        &self,
+        src: &[u8],
+        dst_ptr: u64,
+        what: &str,
+        unit: usize,
+        fill: Option<&dyn Fn(&[u8], &mut [u8])>,
+    ) -> Result<()> {
+        let unit = unit.max(1);
+        if src.len() <= STAGING_BYTES / 4 || unit > STAGING_BYTES {
+            // Small (or rows longer than a staging buffer): a plain copy is as fast and
+            // needs no pinned memory.
+            let owned;
+            let src = match fill {
+                Some(f) => {
+                    let mut v = vec![0u8; src.len()];
+                    f(src, &mut v);
+                    owned = v;
+                    &owned[..]
+                }
+                None => src,
+            };
             // SAFETY: `dst_ptr` addresses at least `src.len()` bytes of a live allocation
             // owned by the caller; synchronized before returning.
             unsafe { drv::memcpy_htod_async(dst_ptr, src, self.stream.cu_stream()) }
@@ -369,7 +418,8 @@ impl Gpu {
             pinned.push(p);
         }
         let mut events: [Option<cudarc::driver::CudaEvent>; 2] = [None, None];
-        for (i, chunk) in src.chunks(STAGING_BYTES).enumerate() {
+        let chunk_bytes = STAGING_BYTES / unit * unit;
+        for (i, chunk) in src.chunks(chunk_bytes).enumerate() {
             let slot = i % 2;
             if let Some(ev) = events[slot].take() {
                 ev.synchronize()
@@ -378,8 +428,11 @@ impl Gpu {
             let buf = pinned[slot]
                 .as_mut_slice()
                 .map_err(GpuError::driver("mapping pinned staging memory"))?;
-            buf[..chunk.len()].copy_from_slice(chunk);
-            let off = (i * STAGING_BYTES) as u64;
+            match fill {
+                Some(f) => f(chunk, &mut buf[..chunk.len()]),
+                None => buf[..chunk.len()].copy_from_slice(chunk),
+            }
+            let off = (i * chunk_bytes) as u64;
             // SAFETY: the destination range [off, off + chunk.len()) lies inside the
             // allocation (chunks partition `src`, whose length equals it); the pinned source
             // is not touched again until the event recorded after this copy has completed.

@@ -28,9 +28,20 @@ pub(crate) fn mmv_index(ty: GgmlType) -> Option<usize> {
     MMV_FORMATS.iter().position(|&t| t == ty)
 }
 
+/// Formats with a row-split device layout (`gpu::layout`), in the order of `mmv_split`.
+pub(crate) fn split_index(ty: GgmlType) -> Option<usize> {
+    match ty {
+        GgmlType::Q6_K => Some(0),
+        GgmlType::Q8_0 => Some(1),
+        _ => None,
+    }
+}
+
 pub struct Kernels {
     /// `mmv[format][k - 1]`, format as in [`MMV_FORMATS`].
     pub(crate) mmv: Vec<[CudaFunction; MAX_K]>,
+    /// The same for row-split matrices (`mmv_q6_k_r_k*`, `mmv_q8_0_r_k*`), `[Q6_K, Q8_0]`.
+    pub(crate) mmv_split: [[CudaFunction; MAX_K]; 2],
     /// The tensor-core mat-vecs `mmv_{q4_k,q5_k}_t_k{1..8}` (sm_80 and newer; None before),
     /// `[Q4_K, Q5_K][k - 1]`.
     pub(crate) mmvt: Option<[[CudaFunction; MAX_K]; 2]>,
@@ -60,6 +71,8 @@ pub struct Kernels {
 pub struct Dequant {
     /// Weights to f16, by format as in [`MMV_FORMATS`].
     pub(crate) by_fmt: Vec<CudaFunction>,
+    /// Row-split Q6_K and Q8_0 to f16.
+    pub(crate) by_split: [CudaFunction; 2],
     pub(crate) f32_to_f16: CudaFunction,
 }
 
@@ -152,6 +165,10 @@ impl Kernels {
             }
             Ok(Dequant {
                 by_fmt,
+                by_split: [
+                    m.get(Kernel::Dequant, "dequant_q6_k_r_f16")?,
+                    m.get(Kernel::Dequant, "dequant_q8_0_r_f16")?,
+                ],
                 f32_to_f16: m.get(Kernel::Dequant, "f32_to_f16_rn")?,
             })
         })()
@@ -165,6 +182,7 @@ impl Kernels {
         .ok();
         let k = Kernels {
             mmv,
+            mmv_split: [per_k("mmv_q6_k_r")?, per_k("mmv_q8_0_r")?],
             mmvt,
             dequant,
             exact,

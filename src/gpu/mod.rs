@@ -4,7 +4,8 @@
 //! `GpuError::NoDevice`.
 //!
 //! Layout: `compile` (NVRTC + cache, `enum Kernel`), `kernels` (functions in fields),
-//! `device` (`Gpu`: detection, allocation, uploads), `graph` (CUDA graph capture/replay), `buffer` (buffers and views), `ops`
+//! `device` (`Gpu`: detection, allocation, uploads), `layout` (row-split device layouts of
+//! Q6_K and Q8_0), `graph` (CUDA graph capture/replay), `buffer` (buffers and views), `ops`
 //! (typed launch wrappers, one file per kernel module), `model` (the whole qwen35 forward on
 //! the device). All activations are f32, row-major
 //! `[tokens][features]`; every wrapper documents its shapes.
@@ -16,6 +17,7 @@ mod error;
 mod graph;
 mod kernels;
 mod kprof;
+pub mod layout;
 pub mod model;
 mod ops;
 pub mod share;

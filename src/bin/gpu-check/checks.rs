@@ -102,7 +102,18 @@ pub fn matvec(
 ) -> R<()> {
     for &ty in types {
         let shapes: &[(usize, usize)] = match ty {
-            GgmlType::Q8_0 => &[(37, 96), (515, 1312), (300, 96)],
+            // 515x1280 and 37x2560 are row-split on the device (gpu::layout: 40 and 80 blocks
+            // per row), the others keep the file layout.
+            GgmlType::Q8_0 => &[(37, 96), (515, 1312), (300, 96), (515, 1280), (37, 2560)],
+            // 300x4096 and 2100x1024 row-split (16 and 4 blocks per row).
+            GgmlType::Q6_K => &[
+                (37, 512),
+                (515, 1280),
+                (2100, 512),
+                (300, 2560),
+                (300, 4096),
+                (2100, 1024),
+            ],
             GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => &[(37, 40), (515, 1000)],
             // 37x512 and 515x1280 take the split form (fewer rows than columns), 2100x512
             // the whole-row form. With the tensor cores on (sm_80+), Q4_K/Q5_K 515x1280 and
@@ -712,5 +723,73 @@ pub fn exact_share(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8, quick: bool) -> 
             drop(sh);
         }
     }
+    Ok(())
+}
+
+/// The row-split device layouts (`gpu::layout`, Q6_K and Q8_0): mat-vec outputs for every k
+/// and the f16 dequantization bit-identical to the same matrix uploaded in the file layout,
+/// in the whole-row and the split (wide) kernel forms.
+pub fn row_split_layouts(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8, quick: bool) -> R<()> {
+    for (ty, rows, cols) in [
+        (GgmlType::Q6_K, 515, 1024),
+        (GgmlType::Q6_K, 37, 4096),
+        (GgmlType::Q8_0, 515, 1280),
+        (GgmlType::Q8_0, 37, 2560),
+    ] {
+        let bytes = refs::random_weights(rng, ty, rows, cols);
+        let file = gpu.upload_matrix_as("test.file", ty, rows, cols, &bytes, false)?;
+        let split = gpu.upload_matrix_as("test.split", ty, rows, cols, &bytes, true)?;
+        let ks: Vec<usize> = if quick {
+            vec![1, 4, 8]
+        } else {
+            (1..=MAX_K).collect()
+        };
+        let mut qa = QuantActs::new(gpu, MAX_K, cols)?;
+        let mut same = true;
+        for &k in &ks {
+            let x = uniform(rng, k * cols, -1.0, 1.0);
+            let xd = gpu.upload(&x, "x")?;
+            gpu.quantize_acts(xd.view(), k, cols, &mut qa)?;
+            let mut a = nan_buf(gpu, k * rows, "out file")?;
+            let mut b = nan_buf(gpu, k * rows, "out split")?;
+            gpu.matvec(&file, xd.view(), &qa, k, a.view_mut())?;
+            gpu.matvec(&split, xd.view(), &qa, k, b.view_mut())?;
+            let (a, b) = (gpu.download(a.view())?, gpu.download(b.view())?);
+            same &= a.iter().all(|v| v.is_finite())
+                && a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
+        }
+        rep.truth(
+            &format!("matvec {ty} {rows}x{cols} row-split == file layout, k in {ks:?}"),
+            same,
+            "bit-identical",
+        );
+        if gpu.has_dequant() {
+            let mut a = gpu.alloc_zeros::<u16>(rows * cols, "f16 file")?;
+            let mut b = gpu.alloc_zeros::<u16>(rows * cols, "f16 split")?;
+            gpu.dequant_f16(&file, a.view_mut())?;
+            gpu.dequant_f16(&split, b.view_mut())?;
+            let (a, b) = (gpu.download(a.view())?, gpu.download(b.view())?);
+            rep.truth(
+                &format!("dequant_f16 {ty} {rows}x{cols} row-split == file layout"),
+                a == b && a.iter().any(|&v| v != 0),
+                "bit-identical",
+            );
+        }
+    }
+    // A matrix the layout does not fit is refused with its name.
+    let bytes = refs::random_weights(rng, GgmlType::Q6_K, 4, 512);
+    let e = gpu.upload_matrix_as(
+        "blk.3.ffn_down.weight",
+        GgmlType::Q6_K,
+        4,
+        512,
+        &bytes,
+        true,
+    );
+    rep.truth(
+        "row-split upload of a 2-block Q6_K row is refused, naming the tensor",
+        matches!(&e, Err(err) if err.to_string().contains("blk.3.ffn_down.weight")),
+        "error",
+    );
     Ok(())
 }

@@ -136,6 +136,7 @@ fn main() {
             checks::matvec(&gpu, &mut rep, &mut rng, quick, &types)?;
         }
         gpu.set_mmvt(default_mmvt);
+        checks::row_split_layouts(&gpu, &mut rep, &mut rng, quick)?;
         checks::exact_share(&gpu, &mut rep, &mut rng, quick)?;
         checks::norms_rope_elementwise(&gpu, &mut rep, &mut rng)?;
         checks::fused_norms(&gpu, &mut rep, &mut rng)?;

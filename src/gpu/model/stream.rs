@@ -116,6 +116,7 @@ impl FfnStreamer {
                     rows: 0,
                     cols: 0,
                     row_bytes: 0,
+                    split: false,
                     data,
                 },
                 pinned,

@@ -14,7 +14,7 @@ use simd::GgmlType;
 use super::super::buffer::{GpuBuf, GpuMatrix, View, ViewMut};
 use super::super::device::Gpu;
 use super::super::error::{GpuError, Result};
-use super::super::kernels::{mmv_index, MAX_K};
+use super::super::kernels::{mmv_index, split_index, MAX_K};
 use super::{as_i32, blocks_for, launch, launch_cfg, need};
 
 const OP: &str = "matvec";
@@ -205,7 +205,16 @@ impl Gpu {
         let rows = as_i32(OP, "rows", w.rows)?;
         let n = as_i32(OP, "cols", w.cols)?;
         let op = out.ptr;
-        let f = &self.k.mmv[fmt][k - 1];
+        let f = match (w.split, split_index(w.ty)) {
+            (false, _) => &self.k.mmv[fmt][k - 1],
+            (true, Some(i)) => &self.k.mmv_split[i][k - 1],
+            (true, None) => {
+                return Err(GpuError::shape(
+                    OP,
+                    format!("{}: no row-split layout for {}", w.name, w.ty),
+                ))
+            }
+        };
         if w.ty.is_quantized() {
             if qa.src != x.ptr || qa.k != k || qa.n != w.cols {
                 return Err(GpuError::shape(
