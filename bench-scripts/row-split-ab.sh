@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The row-split device layout of Q6_K and Q8_0 (src/gpu/layout.rs) against the file layout,
+# in one device call: gpu-check --quick (every kernel, both layouts bit for bit), the mat-vec
+# at the 27B FFN shapes with HYBRID_GPU_ROW_SPLIT=1 / 0 alternated (twice each), then
+# kernel-bench (16 threads, the CPU roofline with the all-thread compute floor) and, while time
+# is left, the synthetic 27B Q4_K_M fully on the GPU (lm_head and half the ffn_down are Q6_K)
+# with the layout on and off. Prebuilt binaries in $BIN_DIR (default .dev-carry/gpu).
+# Logs in $OUT (default /tmp/row-split): summary.txt and logs.tgz.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN_DIR:-.dev-carry/gpu}
+OUT=${OUT:-/tmp/row-split}
+BUDGET=${BUDGET:-560}
+W=$(mktemp -d)
+mkdir -p "$OUT"
+S="$OUT/summary.txt"
+left() { [ $((BUDGET - SECONDS)) -gt "$1" ]; }
+step() { echo "== $* (t = ${SECONDS} s)" | tee -a "$S"; }
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | tee -a "$S"
+lscpu | grep -E "Model name|^CPU\(s\)|Thread\(s\) per core|Core\(s\) per socket|MHz" | tee -a "$S"
+
+step "1. gpu-check --quick"
+timeout 200 "$BIN/gpu-check" --quick > "$W/gpu-check.log" 2>&1
+echo "rc=$? $(tail -1 "$W/gpu-check.log")" | tee -a "$S"
+grep -E "FAIL|row-split" "$W/gpu-check.log" | head -20 | tee -a "$S"
+
+step "2. mat-vec, 27B FFN shapes, row-split on / off"
+for i in 1 2; do
+  for s in 1 0; do
+    HYBRID_GPU_ROW_SPLIT=$s timeout 90 "$BIN/gpu-check" --bench --bench-only --bench-types Q6_K,Q8_0 \
+      > "$W/mmv-split$s-$i.log" 2>&1
+    echo "-- HYBRID_GPU_ROW_SPLIT=$s run $i" | tee -a "$S"
+    grep -E "^bench: (device|Q)" "$W/mmv-split$s-$i.log" | tee -a "$S"
+  done
+done
+
+if left 330; then
+  step "3. kernel-bench --threads $(nproc)"
+  timeout 200 "$BIN/kernel-bench" --threads "$(nproc)" --reps 5 > "$W/kernel-bench.md" 2>&1
+  grep -E "sequential|single-thread|worst|compute-bound at" "$W/kernel-bench.md" | tee -a "$S"
+fi
+if left 200; then
+  step "4. synthetic 27B Q4_K_M, full GPU, row-split on / off"
+  M=/tmp/27b-q4km.gguf
+  timeout 120 "$BIN/hybrid-run" synth --preset 27b --quant q4_k_m -o "$M" > "$W/synth.log" 2>&1
+  for s in 1 0; do
+    left 60 || break
+    HYBRID_GPU_ROW_SPLIT=$s timeout $((BUDGET - SECONDS - 20)) "$BIN/gpu-model-check" --ctx-bench "$M" \
+      > "$W/ctx-split$s.log" 2>&1
+    echo "-- HYBRID_GPU_ROW_SPLIT=$s" | tee -a "$S"
+    grep -v INFO "$W/ctx-split$s.log" | grep -E "^\||roofline|t/s" | head -12 | tee -a "$S"
+  done
+fi
+step "done"
+tar czf "$OUT/logs.tgz" -C "$W" . 2>/dev/null
