@@ -3,7 +3,7 @@
 //! Q6_K blocks are 210 bytes and Q8_0 blocks 34, so in the file's layout their quants are
 //! only 2-byte aligned and the mat-vec reads them in 16-bit pieces: on the H100 those
 //! formats reached 72-77% of a device copy at k = 1 where Q4_K and Q5_K (4-byte aligned
-//! blocks) reached 85-87% (docs/benchmarks/gpu-mmv-16core-2026-12-07.md). At upload each row
+//! blocks) reached 85-87% (docs/benchmarks/device-all-2026-12-06-s11.md). At upload each row
 //! of `nb` blocks is rewritten as one array per block field ("row-split"):
 //!
 //! - Q8_0: `[qs: 32 × nb][d: 2 × nb]`
