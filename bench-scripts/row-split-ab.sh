@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The row-split device layout of Q6_K and Q8_0 (src/gpu/layout.rs) against the file layout,
-# in one device call: gpu-check --quick (every kernel, both layouts bit for bit), the mat-vec
+# in one device call: gpu-check --quick (every kernel, both layouts bit for bit), gpu-model-check
+# (tiny models, GPU forward against the CPU's), the mat-vec
 # at the 27B FFN shapes with HYBRID_GPU_ROW_SPLIT=1 / 0 alternated (twice each), then
 # kernel-bench (16 threads, the CPU roofline with the all-thread compute floor) and, while time
 # is left, the synthetic 27B Q4_K_M fully on the GPU (lm_head and half the ffn_down are Q6_K)
@@ -8,6 +9,7 @@
 # Logs in $OUT (default /tmp/row-split): summary.txt and logs.tgz.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+. bench-scripts/cuda-libs.sh  # cuBLAS on hosts that keep it in a Python venv
 BIN=${BIN_DIR:-.dev-carry/gpu}
 OUT=${OUT:-/tmp/row-split}
 BUDGET=${BUDGET:-560}
@@ -23,6 +25,11 @@ step "1. gpu-check --quick"
 timeout 200 "$BIN/gpu-check" --quick > "$W/gpu-check.log" 2>&1
 echo "rc=$? $(tail -1 "$W/gpu-check.log")" | tee -a "$S"
 grep -E "FAIL|row-split" "$W/gpu-check.log" | head -20 | tee -a "$S"
+
+step "1b. gpu-model-check (tiny models: GPU forward vs CPU, speculation on == off)"
+timeout 180 "$BIN/gpu-model-check" > "$W/model-check.log" 2>&1
+echo "rc=$? $(grep -v INFO "$W/model-check.log" | tail -1)" | tee -a "$S"
+grep -E "FAIL" "$W/model-check.log" | head -10 | tee -a "$S"
 
 step "2. mat-vec, 27B FFN shapes, row-split on / off"
 for i in 1 2; do
