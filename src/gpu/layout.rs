@@ -13,7 +13,10 @@
 //! multiple of 4 every row starts 8-byte aligned and so does every quant field, which the
 //! kernels (`FMT_Q6_K_R`, `FMT_Q8_0_R` in `cuda/quant.cuh`) then read in 8-byte loads. They
 //! decode each unit to the same integers and scales as the file layout's kernels, so results
-//! are bit-identical. `HYBRID_GPU_ROW_SPLIT=0` keeps the file layout (for A/B timing).
+//! are bit-identical. Off by default until it has been measured on a GPU (it was written in a
+//! session that got no device: the kernels compile for sm_75/90/120 and the permutation is
+//! unit-tested, `gpu-check` compares both layouts bit for bit); `HYBRID_GPU_ROW_SPLIT=1` turns
+//! it on, `bench-scripts/row-split-ab.sh` measures it.
 
 use simd::GgmlType;
 
@@ -36,10 +39,11 @@ fn split_order(ty: GgmlType) -> &'static [usize] {
 }
 
 /// Whether a `ty` matrix of `cols` columns is uploaded row-split: Q6_K and Q8_0 whose
-/// rows hold a multiple of 4 blocks (so rows start 8-byte aligned), unless switched off.
+/// rows hold a multiple of 4 blocks (so rows start 8-byte aligned), when switched on
+/// (`HYBRID_GPU_ROW_SPLIT=1`).
 pub fn row_split(ty: GgmlType, cols: usize) -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let on = *ON.get_or_init(|| super::env_switch("HYBRID_GPU_ROW_SPLIT", true));
+    let on = *ON.get_or_init(|| super::env_switch("HYBRID_GPU_ROW_SPLIT", false));
     on && splittable(ty, cols)
 }
 

@@ -102,8 +102,8 @@ pub fn matvec(
 ) -> R<()> {
     for &ty in types {
         let shapes: &[(usize, usize)] = match ty {
-            // 515x1280 and 37x2560 are row-split on the device (gpu::layout: 40 and 80 blocks
-            // per row), the others keep the file layout.
+            // 515x1280 and 37x2560 are row-split on the device with HYBRID_GPU_ROW_SPLIT=1
+            // (gpu::layout: 40 and 80 blocks per row), the others keep the file layout.
             GgmlType::Q8_0 => &[(37, 96), (515, 1312), (300, 96), (515, 1280), (37, 2560)],
             // 300x4096 and 2100x1024 row-split (16 and 4 blocks per row).
             GgmlType::Q6_K => &[
