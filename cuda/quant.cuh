@@ -415,14 +415,9 @@ struct Fmt<FMT_Q8_0> {
 // (the Rust side splits only such matrices). Each unit decodes to the same ints and scales as
 // the GGUF layout's, so results are bit-identical to the FMT_Q6_K / FMT_Q8_0 kernels.
 
-// Q8_0 split: [qs: 32 nb][d: 2 nb].
+// Q8_0 split: [qs: 32 nb][d: 2 nb]; parts, groups and constants as Q8_0's.
 template <>
-struct Fmt<FMT_Q8_0_R> {
-    static constexpr int LD = MMV_WLOAD_Q80;
-    static constexpr int QK = 32, BYTES = 34, PARTS = 4, G = 1, IPG = 2;
-    static constexpr bool U8 = false;
-    static constexpr int ZERO = 0;
-    __device__ static int elem(int p, int g) { return 8 * p; }
+struct Fmt<FMT_Q8_0_R> : Fmt<FMT_Q8_0> {
     __device__ static void load_row(const u8* row, int nb, int b, int p, Unit<G, IPG>& u) {
         const int2 q = ldw_v2<LD>(row + 32 * (size_t)b + 8 * p);
         u.q[0][0] = q.x;
