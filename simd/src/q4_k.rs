@@ -102,7 +102,7 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     use super::{blocks, ActRow};
-    use crate::kq::x86::{bsums_madd, fold, fold_min4, hsum4, mins_dup16};
+    use crate::kq::x86::{bsums_madd, fold, fold_min4, hsum4, mins_dup16, scales_dup16};
     use crate::x86::{f16_to_f32_f16c, hsum8, madd_acc_avx2, madd_acc_avxvnni, prefetch_ahead};
 
     macro_rules! matvec {
@@ -127,13 +127,11 @@ mod avx2 {
                     let (sc, m) = crate::kq::scale_min_k4(&b.scales);
                     let mins = mins_dup16(&m);
                     let mut w = [_mm256_setzero_si256(); 8];
-                    let mut s = [_mm256_setzero_si256(); 8];
+                    let s = scales_dup16(&sc);
                     for c in 0..4 {
                         let q = _mm256_loadu_si256(b.qs.as_ptr().add(32 * c) as *const __m256i);
                         w[2 * c] = _mm256_and_si256(q, m4);
                         w[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-                        s[2 * c] = _mm256_set1_epi16(sc[2 * c] as i16);
-                        s[2 * c + 1] = _mm256_set1_epi16(sc[2 * c + 1] as i16);
                     }
                     let (dx, dminx) = (f16_to_f32_f16c(b.d), f16_to_f32_f16c(b.dmin));
                     for t in 0..N {

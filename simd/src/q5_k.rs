@@ -98,7 +98,7 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     use super::{blocks, ActRow};
-    use crate::kq::x86::{bsums_madd, fold, fold_min1, mins_dup16};
+    use crate::kq::x86::{bsums_madd, fold, fold_min1, mins_dup16, scales_dup16};
     use crate::x86::{f16_to_f32_f16c, hsum8, madd_acc_avx2, madd_acc_avxvnni, prefetch_ahead};
 
     macro_rules! matvec {
@@ -124,7 +124,7 @@ mod avx2 {
                     let mins = mins_dup16(&m);
                     let qh = _mm256_loadu_si256(b.qh.as_ptr() as *const __m256i);
                     let mut w = [_mm256_setzero_si256(); 8];
-                    let mut s = [_mm256_setzero_si256(); 8];
+                    let s = scales_dup16(&sc);
                     for v in 0..8 {
                         let q =
                             _mm256_loadu_si256(b.qs.as_ptr().add(32 * (v / 2)) as *const __m256i);
@@ -139,7 +139,6 @@ mod avx2 {
                             sixteen,
                         );
                         w[v] = _mm256_or_si256(lo, hb);
-                        s[v] = _mm256_set1_epi16(sc[v] as i16);
                     }
                     let (dx, dminx) = (f16_to_f32_f16c(b.d), f16_to_f32_f16c(b.dmin));
                     for t in 0..N {
