@@ -151,14 +151,22 @@ mod avx2 {
                             _mm256_and_si256(_mm256_srli_epi16(h, 2), m30),
                         );
                     }
-                    for v in 0..8 {
-                        s[v] = _mm256_set_m128i(
-                            _mm_set1_epi16(b.scales[2 * v + 1] as i16),
-                            _mm_set1_epi16(b.scales[2 * v] as i16),
-                        );
-                    }
                     let sc16 =
                         _mm256_cvtepi8_epi16(_mm_loadu_si128(b.scales.as_ptr() as *const __m128i));
+                    // s[v]: scale 2v in the low 128-bit lane, 2v + 1 in the high one, from
+                    // sc16's low (v < 4) or high (v >= 4) half in both lanes and one in-lane
+                    // shuffle (not 16 scalar broadcasts).
+                    let halves = [
+                        _mm256_permute2x128_si256::<0x00>(sc16, sc16),
+                        _mm256_permute2x128_si256::<0x11>(sc16, sc16),
+                    ];
+                    for v in 0..8 {
+                        let j = (2 * v % 8) as i16; // int16 lane of scale 2v in its half
+                        let lo = 0x0100 + 0x0202 * j;
+                        let hi = 0x0100 + 0x0202 * (j + 1);
+                        let mask = _mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo));
+                        s[v] = _mm256_shuffle_epi8(halves[v / 4], mask);
+                    }
                     let dx = f16_to_f32_f16c(b.d);
                     for t in 0..N {
                         let q8 = x[t].qs.as_ptr().add(256 * i);
