@@ -311,20 +311,30 @@ fn ceiling_of(
             let outs: Vec<Mutex<Vec<f32>>> = (0..args.threads)
                 .map(|_| Mutex::new(vec![0.0f32; k * rows]))
                 .collect();
+            // Up to three rounds of 50 while the threads scale below 0.8 of one thread: on a
+            // VM whose vCPUs are taken away for seconds at a time (the 2-vCPU dev VM), one
+            // round of 50 caught some rows at 0.5 and the same kernel on the other row length
+            // at 1.0. Where the scaling is really that low (SMT siblings), the retries cost
+            // time and change nothing.
             let mut best_all = f64::INFINITY;
-            for _ in 0..50 {
-                let t = Instant::now();
-                pool.run(&|i, _| {
-                    let wi = MatRef {
-                        data: &copies[i],
-                        ..w
-                    };
-                    let mut o = outs[i].lock().unwrap_or_else(|e| e.into_inner());
-                    for _ in 0..PASSES {
-                        matvec_rows(isa, wi, &acts, 0..rows, &mut o, rows);
-                    }
-                });
-                best_all = best_all.min(t.elapsed().as_secs_f64() / PASSES as f64);
+            for _round in 0..3 {
+                for _ in 0..50 {
+                    let t = Instant::now();
+                    pool.run(&|i, _| {
+                        let wi = MatRef {
+                            data: &copies[i],
+                            ..w
+                        };
+                        let mut o = outs[i].lock().unwrap_or_else(|e| e.into_inner());
+                        for _ in 0..PASSES {
+                            matvec_rows(isa, wi, &acts, 0..rows, &mut o, rows);
+                        }
+                    });
+                    best_all = best_all.min(t.elapsed().as_secs_f64() / PASSES as f64);
+                }
+                if best / best_all >= 0.8 {
+                    break;
+                }
             }
             std::hint::black_box(&outs);
             let (ns1, ns_all) = (best / blocks * 1e9, best_all / blocks * 1e9);
