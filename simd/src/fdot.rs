@@ -6,7 +6,8 @@
 //! 32-element step `i`, then the fixed `GGML_F32x8_REDUCE` order of [`reduce32`]. Tails
 //! (lengths that are not a multiple of 32) are handled as ggml's scalar loops: see each
 //! function. With AVX-512 the 32 lanes are two zmm (lanes 0..15, 16..31); with AVX2 four
-//! ymm; the scalar path is the definition.
+//! ymm (`x86::v3`, also taken on AVX2-only CPUs, where the scalar loops cost 2-3x more per
+//! GDN column and far more per attention position); the scalar path is the definition.
 
 use half::f16;
 
@@ -15,6 +16,20 @@ pub fn reduce32(acc: &[f32; 32]) -> f32 {
     let r: [f32; 8] = std::array::from_fn(|l| (acc[l] + acc[16 + l]) + (acc[8 + l] + acc[24 + l]));
     let t0: [f32; 4] = std::array::from_fn(|l| r[l] + r[l + 4]);
     (t0[0] + t0[1]) + (t0[2] + t0[3])
+}
+
+/// AVX2 + FMA + F16C (x86-64-v3), the tier of `x86::v3`.
+fn have_v3() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+            && std::is_x86_feature_detected!("f16c")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 fn have_avx512() -> bool {
@@ -54,6 +69,11 @@ fn lanes_f32(x: &[f32], y: &[f32]) -> [f32; 32] {
         // SAFETY: AVX-512F checked; lengths are equal multiples of 32 (callers).
         return unsafe { x86::lanes_f32(x, y) };
     }
+    #[cfg(target_arch = "x86_64")]
+    if have_v3() {
+        // SAFETY: AVX2/FMA/F16C checked; lengths are equal multiples of 32 (callers).
+        return unsafe { x86::v3::lanes_f32(x, y) };
+    }
     let mut acc = [0.0f32; 32];
     for (xs, ys) in x.chunks_exact(32).zip(y.chunks_exact(32)) {
         for l in 0..32 {
@@ -82,6 +102,11 @@ fn lanes_f16(x: &[f16], y: &[f16]) -> [f32; 32] {
         // SAFETY: AVX-512F checked; lengths are equal multiples of 32 (callers).
         return unsafe { x86::lanes_f16(x, y) };
     }
+    #[cfg(target_arch = "x86_64")]
+    if have_v3() {
+        // SAFETY: AVX2/FMA/F16C checked; lengths are equal multiples of 32 (callers).
+        return unsafe { x86::v3::lanes_f16(x, y) };
+    }
     let mut acc = [0.0f32; 32];
     for (xs, ys) in x.chunks_exact(32).zip(y.chunks_exact(32)) {
         for l in 0..32 {
@@ -100,6 +125,12 @@ pub fn f16_scale_mad(acc: &mut [f16], v: &[f16], rescale: Option<f32>, vs: f32) 
     if have_avx512() {
         // SAFETY: AVX-512F checked (F16C is part of the build's baseline); equal lengths.
         unsafe { x86::f16_scale_mad(acc, v, rescale, vs) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if have_v3() {
+        // SAFETY: AVX2/FMA/F16C checked; equal lengths (asserted above).
+        unsafe { x86::v3::f16_scale_mad(acc, v, rescale, vs) };
         return;
     }
     if let Some(ms) = rescale {
@@ -131,6 +162,11 @@ pub fn delta_rule_column(
     if col.len() == 128 && have_avx512() {
         // SAFETY: AVX-512F checked; all three slices have 128 elements.
         return unsafe { x86::delta_rule_column_128(col, k, q, decay, v_b, beta) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if col.len() == 128 && have_v3() {
+        // SAFETY: AVX2/FMA/F16C checked; all three slices have 128 elements.
+        return unsafe { x86::v3::delta_rule_column_128(col, k, q, decay, v_b, beta) };
     }
     for x in col.iter_mut() {
         *x *= decay;
@@ -293,6 +329,159 @@ mod x86 {
         let qq: [__m512; 8] = std::array::from_fn(|j| ld(pq, j));
         dot(&c, &qq)
     }
+    /// The same operations on four ymm per 32-lane step (lanes 8j..8j + 7 in `a[j]`), for
+    /// CPUs with AVX2, FMA and F16C but no AVX-512: the same per-lane operations in the same
+    /// order as the AVX-512 functions above and the scalar definitions, so the same bits.
+    pub mod v3 {
+        use std::arch::x86_64::*;
+
+        use half::f16;
+
+        use super::super::reduce32;
+
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn store32(a: &[__m256; 4]) -> [f32; 32] {
+            let mut acc = [0.0f32; 32];
+            for (j, v) in a.iter().enumerate() {
+                // SAFETY: `acc` holds 32 f32, so 8 at 8·j (j < 4) are in bounds.
+                unsafe { _mm256_storeu_ps(acc.as_mut_ptr().add(8 * j), *v) };
+            }
+            acc
+        }
+
+        /// # Safety
+        /// AVX2/FMA/F16C; `x.len() == y.len()`, a multiple of 32.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub unsafe fn lanes_f32(x: &[f32], y: &[f32]) -> [f32; 32] {
+            let mut a = [_mm256_setzero_ps(); 4];
+            let (px, py) = (x.as_ptr(), y.as_ptr());
+            for i in (0..x.len()).step_by(32) {
+                for (j, aj) in a.iter_mut().enumerate() {
+                    // SAFETY: i + 32 <= len for both slices (caller), 8j + 8 <= 32.
+                    unsafe {
+                        *aj = _mm256_fmadd_ps(
+                            _mm256_loadu_ps(px.add(i + 8 * j)),
+                            _mm256_loadu_ps(py.add(i + 8 * j)),
+                            *aj,
+                        );
+                    }
+                }
+            }
+            // SAFETY: AVX2 (this function's feature).
+            unsafe { store32(&a) }
+        }
+
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn ld8(p: *const f16) -> __m256 {
+            // SAFETY: caller: 8 readable f16.
+            unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) }
+        }
+
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn st8(p: *mut f16, v: __m256) {
+            // SAFETY: caller: 8 writable f16.
+            unsafe {
+                _mm_storeu_si128(
+                    p as *mut __m128i,
+                    _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v),
+                )
+            }
+        }
+
+        /// # Safety
+        /// AVX2/FMA/F16C; `x.len() == y.len()`, a multiple of 32.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub unsafe fn lanes_f16(x: &[f16], y: &[f16]) -> [f32; 32] {
+            let mut a = [_mm256_setzero_ps(); 4];
+            let (px, py) = (x.as_ptr(), y.as_ptr());
+            for i in (0..x.len()).step_by(32) {
+                for (j, aj) in a.iter_mut().enumerate() {
+                    // SAFETY: i + 32 <= len for both slices (caller), 8j + 8 <= 32.
+                    unsafe {
+                        *aj = _mm256_fmadd_ps(ld8(px.add(i + 8 * j)), ld8(py.add(i + 8 * j)), *aj);
+                    }
+                }
+            }
+            // SAFETY: AVX2 (this function's feature).
+            unsafe { store32(&a) }
+        }
+
+        /// # Safety
+        /// AVX2/FMA/F16C; `acc.len() == v.len()`.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub unsafe fn f16_scale_mad(acc: &mut [f16], v: &[f16], rescale: Option<f32>, vs: f32) {
+            let n = acc.len();
+            let n8 = n / 8 * 8;
+            let (pa, pv) = (acc.as_mut_ptr(), v.as_ptr());
+            let vsv = _mm256_set1_ps(vs);
+            for i in (0..n8).step_by(8) {
+                // SAFETY: i + 8 <= n for both slices (caller: equal lengths).
+                unsafe {
+                    let mut a = ld8(pa.add(i));
+                    if let Some(ms) = rescale {
+                        a = _mm256_mul_ps(a, _mm256_set1_ps(ms));
+                        // Round to f16 and back: the value ggml stores between the two steps.
+                        a = _mm256_cvtph_ps(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(a));
+                    }
+                    st8(pa.add(i), _mm256_fmadd_ps(ld8(pv.add(i)), vsv, a));
+                }
+            }
+            for i in n8..n {
+                let mut a = acc[i];
+                if let Some(ms) = rescale {
+                    a = f16::from_f32(a.to_f32() * ms);
+                }
+                acc[i] = f16::from_f32(v[i].to_f32().mul_add(vs, a.to_f32()));
+            }
+        }
+
+        /// `delta_rule_column` for 128-element columns with the column held in 16 ymm.
+        ///
+        /// # Safety
+        /// AVX2/FMA/F16C; `col`, `k`, `q` have 128 elements each.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub unsafe fn delta_rule_column_128(
+            col: &mut [f32],
+            k: &[f32],
+            q: &[f32],
+            decay: f32,
+            v_b: f32,
+            beta: f32,
+        ) -> f32 {
+            let (pc, pk, pq) = (col.as_mut_ptr(), k.as_ptr(), q.as_ptr());
+            let dv = _mm256_set1_ps(decay);
+            let ld = |p: *const f32, j: usize| {
+                // SAFETY: j < 16 and the three slices have 128 elements (caller), so the 8
+                // floats at 8·j are in bounds; AVX2 is this function's feature.
+                unsafe { _mm256_loadu_ps(p.add(8 * j)) }
+            };
+            let mut c: [__m256; 16] = std::array::from_fn(|j| _mm256_mul_ps(ld(pc, j), dv));
+            let kk: [__m256; 16] = std::array::from_fn(|j| ld(pk, j));
+            // Lanes 8j..8j + 7 of each 32-step go to a[j], steps in order.
+            let dot = |c: &[__m256; 16], y: &[__m256; 16]| {
+                let mut a = [_mm256_setzero_ps(); 4];
+                for s in 0..4 {
+                    for (j, aj) in a.iter_mut().enumerate() {
+                        *aj = _mm256_fmadd_ps(c[4 * s + j], y[4 * s + j], *aj);
+                    }
+                }
+                // SAFETY: AVX2 (this function's feature).
+                reduce32(&unsafe { store32(&a) })
+            };
+            let kv = dot(&c, &kk);
+            let delta = _mm256_set1_ps((v_b - kv) * beta);
+            for j in 0..16 {
+                c[j] = _mm256_fmadd_ps(kk[j], delta, c[j]);
+                // SAFETY: as in `ld`: 8 floats at 8·j < 128 of `col`.
+                unsafe { _mm256_storeu_ps(pc.add(8 * j), c[j]) };
+            }
+            let qq: [__m256; 16] = std::array::from_fn(|j| ld(pq, j));
+            dot(&c, &qq)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -418,6 +607,91 @@ mod tests {
                     .zip(&want)
                     .all(|(a, b)| a.to_bits() == b.to_bits()));
             }
+        }
+    }
+
+    /// The AVX2 tier on its own, against the scalar definitions: on an AVX-512 machine the
+    /// dispatching functions above never reach it.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx2_tier_equals_the_scalar_definitions_bit_for_bit() {
+        if !have_v3() {
+            eprintln!("skipped: no AVX2/FMA/F16C");
+            return;
+        }
+        let mut rng = Rng::new(21);
+        for n in [32usize, 64, 256] {
+            let (x, y) = (vecs(&mut rng, n, 3.0), vecs(&mut rng, n, 1.0));
+            let mut want = [0.0f32; 32];
+            for (xs, ys) in x.chunks_exact(32).zip(y.chunks_exact(32)) {
+                for l in 0..32 {
+                    want[l] = xs[l].mul_add(ys[l], want[l]);
+                }
+            }
+            // SAFETY: AVX2/FMA/F16C checked; equal lengths, multiples of 32.
+            let got = unsafe { x86::v3::lanes_f32(&x, &y) };
+            assert_eq!(got.map(f32::to_bits), want.map(f32::to_bits), "f32 n {n}");
+            let (xh, yh): (Vec<f16>, Vec<f16>) = (
+                x.iter().map(|&v| f16::from_f32(v)).collect(),
+                y.iter().map(|&v| f16::from_f32(v)).collect(),
+            );
+            let mut want = [0.0f32; 32];
+            for (xs, ys) in xh.chunks_exact(32).zip(yh.chunks_exact(32)) {
+                for l in 0..32 {
+                    want[l] = xs[l].to_f32().mul_add(ys[l].to_f32(), want[l]);
+                }
+            }
+            // SAFETY: as above.
+            let got = unsafe { x86::v3::lanes_f16(&xh, &yh) };
+            assert_eq!(got.map(f32::to_bits), want.map(f32::to_bits), "f16 n {n}");
+        }
+        for n in [7usize, 8, 9, 128, 131] {
+            for rescale in [None, Some(0.37f32), Some(1e-5)] {
+                let a0: Vec<f16> = vecs(&mut rng, n, 3e4)
+                    .iter()
+                    .map(|&v| f16::from_f32(v))
+                    .collect();
+                let v: Vec<f16> = vecs(&mut rng, n, 2.0)
+                    .iter()
+                    .map(|&v| f16::from_f32(v))
+                    .collect();
+                let vs = rng.unit().abs();
+                let mut got = a0.clone();
+                // SAFETY: AVX2/FMA/F16C checked; equal lengths.
+                unsafe { x86::v3::f16_scale_mad(&mut got, &v, rescale, vs) };
+                let want: Vec<u16> = a0
+                    .iter()
+                    .zip(&v)
+                    .map(|(&a, &vv)| {
+                        let a = rescale.map_or(a, |ms| f16::from_f32(a.to_f32() * ms));
+                        f16::from_f32(vv.to_f32().mul_add(vs, a.to_f32())).to_bits()
+                    })
+                    .collect();
+                let got: Vec<u16> = got.iter().map(|x| x.to_bits()).collect();
+                assert_eq!(got, want, "scale_mad n {n} rescale {rescale:?}");
+            }
+        }
+        for _ in 0..20 {
+            let col = vecs(&mut rng, 128, 2.0);
+            let (k, q) = (vecs(&mut rng, 128, 0.2), vecs(&mut rng, 128, 0.2));
+            let (decay, v_b, beta) = (rng.unit().abs(), rng.unit(), rng.unit().abs());
+            let mut want = col.clone();
+            for x in want.iter_mut() {
+                *x *= decay;
+            }
+            let delta = (v_b - scalar_dot_f32(&want, &k)) * beta;
+            for (x, &ka) in want.iter_mut().zip(&k) {
+                *x = ka.mul_add(delta, *x);
+            }
+            let out_want = scalar_dot_f32(&want, &q);
+            let mut got = col.clone();
+            // SAFETY: AVX2/FMA/F16C checked; all three have 128 elements.
+            let out = unsafe { x86::v3::delta_rule_column_128(&mut got, &k, &q, decay, v_b, beta) };
+            assert_eq!(out.to_bits(), out_want.to_bits());
+            assert!(got
+                .iter()
+                .zip(&want)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
         }
     }
 }
