@@ -133,13 +133,14 @@ pub fn f16_scale_mad(acc: &mut [f16], v: &[f16], rescale: Option<f32>, vs: f32) 
         unsafe { x86::v3::f16_scale_mad(acc, v, rescale, vs) };
         return;
     }
-    if let Some(ms) = rescale {
-        for a in acc.iter_mut() {
-            *a = f16::from_f32(a.to_f32() * ms);
-        }
-    }
+    scale_mad_scalar(acc, v, rescale, vs);
+}
+
+/// `f16_scale_mad`'s definition, element by element (also the vector paths' tails).
+fn scale_mad_scalar(acc: &mut [f16], v: &[f16], rescale: Option<f32>, vs: f32) {
     for (a, &vv) in acc.iter_mut().zip(v) {
-        *a = f16::from_f32(vv.to_f32().mul_add(vs, a.to_f32()));
+        let a0 = rescale.map_or(*a, |ms| f16::from_f32(a.to_f32() * ms));
+        *a = f16::from_f32(vv.to_f32().mul_add(vs, a0.to_f32()));
     }
 }
 
@@ -278,13 +279,7 @@ mod x86 {
                 st16(pa.add(i), _mm512_fmadd_ps(ld16(pv.add(i)), vsv, a));
             }
         }
-        for i in n16..n {
-            let mut a = acc[i];
-            if let Some(ms) = rescale {
-                a = f16::from_f32(a.to_f32() * ms);
-            }
-            acc[i] = f16::from_f32(v[i].to_f32().mul_add(vs, a.to_f32()));
-        }
+        super::scale_mad_scalar(&mut acc[n16..], &v[n16..], rescale, vs);
     }
 
     /// `delta_rule_column` for 128-element columns with the column held in 8 zmm.
@@ -429,13 +424,7 @@ mod x86 {
                     st8(pa.add(i), _mm256_fmadd_ps(ld8(pv.add(i)), vsv, a));
                 }
             }
-            for i in n8..n {
-                let mut a = acc[i];
-                if let Some(ms) = rescale {
-                    a = f16::from_f32(a.to_f32() * ms);
-                }
-                acc[i] = f16::from_f32(v[i].to_f32().mul_add(vs, a.to_f32()));
-            }
+            super::super::scale_mad_scalar(&mut acc[n8..], &v[n8..], rescale, vs);
         }
 
         /// `delta_rule_column` for 128-element columns with the column held in 16 ymm.
