@@ -2,7 +2,9 @@
 """Times llama.cpp's CPU prefill (ppN) and decode (tgN) on a GGUF through llama-cpp-python's
 low-level API, the way llama-bench does: random tokens, one warm-up run, then `--reps` timed
 runs; the prefill batch is decoded in one llama_decode call (n_batch = n_ubatch = N), decode
-generates N tokens one at a time from an empty context. Prints one JSON object:
+generates N tokens one at a time from an empty context, or, with --depth D (llama-bench's -d),
+from a context already holding D random tokens (filled untimed before each run). Prints one
+JSON object:
 
     {"model": ..., "threads": T, "system_info": ..., "pp": N, "pp_tps": [...], "pp_tps_median": x,
      "tg": M, "tg_tps": [...], "tg_tps_median": y}
@@ -35,10 +37,12 @@ def main():
     ap.add_argument("--no-repack", action="store_true",
                     help="disable llama.cpp's repacked CPU weight buffers (llama-bench uses them)")
     ap.add_argument("--no-fa", action="store_true", help="disable flash attention (default: on, as -fa 1)")
+    ap.add_argument("-d", "--depth", type=int, default=0,
+                    help="context tokens filled (untimed) before each prefill and decode run")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
-    if a.threads < 1 or a.reps < 1 or a.n_prompt < 0 or a.n_gen < 0:
-        sys.exit("--threads and --reps must be >= 1, -p and -n >= 0")
+    if a.threads < 1 or a.reps < 1 or a.n_prompt < 0 or a.n_gen < 0 or a.depth < 0:
+        sys.exit("--threads and --reps must be >= 1, -p, -n and -d >= 0")
 
     llama_cpp.llama_log_set(_quiet_log, None)
     llama_cpp.llama_backend_init()
@@ -51,8 +55,8 @@ def main():
     n_vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model))
 
     cp = llama_cpp.llama_context_default_params()
-    nb = max(a.n_prompt, 1)
-    cp.n_ctx = a.n_prompt + a.n_gen + 16
+    nb = max(a.n_prompt, min(a.depth, 512), 1)
+    cp.n_ctx = a.depth + a.n_prompt + a.n_gen + 16
     cp.n_batch = nb
     cp.n_ubatch = nb
     cp.n_threads = a.threads
@@ -78,20 +82,26 @@ def main():
         if rc != 0:
             sys.exit(f"llama_decode failed ({rc}) at position {pos0}")
 
-    def run_pp():
+    def fill_depth():
         llama_cpp.llama_memory_clear(mem, True)
+        for p0 in range(0, a.depth, nb):
+            decode([rng.randrange(n_vocab) for _ in range(min(nb, a.depth - p0))], p0)
+        llama_cpp.llama_synchronize(ctx)
+
+    def run_pp():
+        fill_depth()
         toks = [rng.randrange(n_vocab) for _ in range(a.n_prompt)]
         t = time.perf_counter()
-        decode(toks, 0)
+        decode(toks, a.depth)
         llama_cpp.llama_synchronize(ctx)
         return a.n_prompt / (time.perf_counter() - t)
 
     def run_tg():
-        llama_cpp.llama_memory_clear(mem, True)
+        fill_depth()
         tok = rng.randrange(n_vocab)
         t = time.perf_counter()
         for i in range(a.n_gen):
-            decode([tok], i)
+            decode([tok], a.depth + i)
             llama_cpp.llama_synchronize(ctx)
             tok = rng.randrange(n_vocab)
         return a.n_gen / (time.perf_counter() - t)
@@ -101,6 +111,7 @@ def main():
         "threads": a.threads,
         "repack": not a.no_repack,
         "flash_attn": not a.no_fa,
+        "depth": a.depth,
         "system_info": llama_cpp.llama_print_system_info().decode().strip(),
     }
     for name, n, fn in (("pp", a.n_prompt, run_pp), ("tg", a.n_gen, run_tg)):

@@ -31,6 +31,10 @@ pub struct Args {
     /// Repetitions; the median is reported.
     #[arg(short = 'r', long = "repetitions", default_value_t = 3)]
     pub reps: usize,
+    /// Context depth: fill the context with this many tokens (untimed) before each prefill
+    /// and decode test, like llama-bench's `-d`.
+    #[arg(short = 'd', long = "depth", default_value_t = 0)]
+    pub depth: usize,
     /// Also time k-token verify steps for these k (comma list, e.g. 1,2,4,8).
     #[arg(long = "verify-k", value_delimiter = ',')]
     pub verify_k: Vec<usize>,
@@ -46,6 +50,7 @@ pub struct BenchResult {
     pub threads: usize,
     pub isa: String,
     pub n_prompt: usize,
+    pub depth: usize,
     pub prefill_tps: f64,
     pub n_gen: usize,
     pub decode_tps: f64,
@@ -68,12 +73,16 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let w = Qwen35Weights::load(&file, &cfg)?;
     let threads = a.threads.unwrap_or_else(simd::pool::physical_cores).max(1);
     let mut model = CpuModel::new(cfg.clone(), w, threads);
-    let n_ctx = a.n_prompt + a.n_gen + a.verify_k.iter().copied().max().unwrap_or(0) + 16;
+    let n_ctx = a.depth + a.n_prompt + a.n_gen + a.verify_k.iter().copied().max().unwrap_or(0) + 16;
     let mut st = SeqState::new(&cfg, n_ctx);
     let mut out = ForwardOutput::default();
     let vocab = cfg.n_vocab as u32;
     let tokens: Vec<u32> = (0..a.n_prompt.max(1) as u32)
         .map(|i| (i * 7919 + 13) % vocab)
+        .collect();
+    // The depth's tokens: another sequence than the prompt's.
+    let fill: Vec<u32> = (0..a.depth as u32)
+        .map(|i| (i * 104_729 + 7) % vocab)
         .collect();
     let mut res = BenchResult {
         model: a.model.display().to_string(),
@@ -81,6 +90,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         threads,
         isa: format!("{:?}", simd::Isa::detect()),
         n_prompt: a.n_prompt,
+        depth: a.depth,
         n_gen: a.n_gen,
         ..Default::default()
     };
@@ -92,10 +102,18 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         &mut out,
     )?;
 
+    // Resets the state and fills `depth` tokens of context (untimed).
+    let at_depth = |model: &mut CpuModel, st: &mut SeqState, out: &mut ForwardOutput| {
+        st.reset();
+        for chunk in fill.chunks(a.batch.max(1)) {
+            model.forward(st, chunk, Logits::Last, out)?;
+        }
+        anyhow::Ok(())
+    };
     if a.n_prompt > 0 {
         let mut times = Vec::new();
         for _ in 0..a.reps {
-            st.reset();
+            at_depth(&mut model, &mut st, &mut out)?;
             let t0 = Instant::now();
             for chunk in tokens.chunks(a.batch.max(1)) {
                 model.forward(&mut st, chunk, Logits::Last, &mut out)?;
@@ -107,7 +125,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if a.n_gen > 0 {
         let mut times = Vec::new();
         for _ in 0..a.reps {
-            st.reset();
+            at_depth(&mut model, &mut st, &mut out)?;
             model.forward(&mut st, &tokens[..1], Logits::Last, &mut out)?;
             let t0 = Instant::now();
             for _ in 0..a.n_gen {
@@ -162,8 +180,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         res.verify.push((k, ms, ms / t1));
     }
 
+    let at = if a.depth > 0 {
+        format!(" @ d{}", a.depth)
+    } else {
+        String::new()
+    };
     println!(
-        "| model | size | threads | isa | pp{} t/s | tg{} t/s |",
+        "| model | size | threads | isa | pp{}{at} t/s | tg{}{at} t/s |",
         a.n_prompt, a.n_gen
     );
     println!("|---|---:|---:|---|---:|---:|");
