@@ -22,6 +22,9 @@ pub const MIN_CC: (i32, i32) = (7, 5);
 /// Bytes of each of the two pinned staging buffers used by uploads.
 const STAGING_BYTES: usize = 32 << 20;
 
+/// Writes whole source rows into a staging buffer in another layout (`gpu::layout`).
+type RowFill<'a> = dyn Fn(&[u8], &mut [u8]) + 'a;
+
 #[derive(Clone, Debug)]
 pub struct DeviceInfo {
     pub ordinal: usize,
@@ -388,7 +391,7 @@ impl Gpu {
         dst_ptr: u64,
         what: &str,
         unit: usize,
-        fill: Option<&dyn Fn(&[u8], &mut [u8])>,
+        fill: Option<&RowFill<'_>>,
     ) -> Result<()> {
         let unit = unit.max(1);
         if src.len() <= STAGING_BYTES / 4 || unit > STAGING_BYTES {

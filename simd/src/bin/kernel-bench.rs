@@ -401,7 +401,7 @@ fn main() {
     println!(
         "- sequential read bandwidth ({} threads, {} MiB buffer): **{:.1} GB/s** (read loop with software prefetch {:.1}, without {:.1}; the faster is the roofline)",
         args.threads,
-        words * 8 >> 20,
+        (words * 8) >> 20,
         bw,
         bw_pf,
         bw_hw
