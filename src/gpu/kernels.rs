@@ -24,24 +24,24 @@ pub const MMV_FORMATS: [GgmlType; 7] = [
 /// Largest token count of one mat-vec launch.
 pub const MAX_K: usize = 8;
 
-pub(crate) fn mmv_index(ty: GgmlType) -> Option<usize> {
-    MMV_FORMATS.iter().position(|&t| t == ty)
-}
-
-/// Formats with a row-split device layout (`gpu::layout`), in the order of `mmv_split`.
-pub(crate) fn split_index(ty: GgmlType) -> Option<usize> {
-    match ty {
-        GgmlType::Q6_K => Some(0),
-        GgmlType::Q8_0 => Some(1),
-        _ => None,
+/// The kernel index of a `ty` matrix in the file layout or, with `split`, in the row-split
+/// layout of `gpu::layout`: [`MMV_FORMATS`] positions, then the row-split Q6_K and Q8_0
+/// (as the `FMT_*` numbers of `cuda/quant.cuh`, 7 and 8). None for a format without one.
+pub(crate) fn mmv_index(ty: GgmlType, split: bool) -> Option<usize> {
+    match (split, ty) {
+        (false, _) => MMV_FORMATS.iter().position(|&t| t == ty),
+        (true, GgmlType::Q6_K) => Some(MMV_FORMATS.len()),
+        (true, GgmlType::Q8_0) => Some(MMV_FORMATS.len() + 1),
+        (true, _) => None,
     }
 }
 
+/// Kernel name suffixes of the row-split formats, in `mmv_index` order after the file ones.
+const SPLIT_FORMATS: [&str; 2] = ["q6_k_r", "q8_0_r"];
+
 pub struct Kernels {
-    /// `mmv[format][k - 1]`, format as in [`MMV_FORMATS`].
+    /// `mmv[format][k - 1]`, format as in [`mmv_index`].
     pub(crate) mmv: Vec<[CudaFunction; MAX_K]>,
-    /// The same for row-split matrices (`mmv_q6_k_r_k*`, `mmv_q8_0_r_k*`), `[Q6_K, Q8_0]`.
-    pub(crate) mmv_split: [[CudaFunction; MAX_K]; 2],
     /// The tensor-core mat-vecs `mmv_{q4_k,q5_k}_t_k{1..8}` (sm_80 and newer; None before),
     /// `[Q4_K, Q5_K][k - 1]`.
     pub(crate) mmvt: Option<[[CudaFunction; MAX_K]; 2]>,
@@ -69,10 +69,8 @@ pub struct Kernels {
 
 /// Kernels of `cuda/dequant.cu`.
 pub struct Dequant {
-    /// Weights to f16, by format as in [`MMV_FORMATS`].
+    /// Weights to f16, by format as in [`mmv_index`].
     pub(crate) by_fmt: Vec<CudaFunction>,
-    /// Row-split Q6_K and Q8_0 to f16.
-    pub(crate) by_split: [CudaFunction; 2],
     pub(crate) f32_to_f16: CudaFunction,
 }
 
@@ -152,6 +150,9 @@ impl Kernels {
         for ty in MMV_FORMATS {
             mmv.push(per_k(&format!("mmv_{}", ty.to_string().to_lowercase()))?);
         }
+        for fmt in SPLIT_FORMATS {
+            mmv.push(per_k(&format!("mmv_{fmt}"))?);
+        }
         let mmvt = if cc >= (8, 0) {
             Some([per_k("mmv_q4_k_t")?, per_k("mmv_q5_k_t")?])
         } else {
@@ -159,16 +160,12 @@ impl Kernels {
         };
         let dequant = (|| -> Result<Dequant> {
             let mut by_fmt = Vec::new();
-            for ty in MMV_FORMATS {
-                let fmt = ty.to_string().to_lowercase();
+            let names = MMV_FORMATS.iter().map(|ty| ty.to_string().to_lowercase());
+            for fmt in names.chain(SPLIT_FORMATS.iter().map(|s| s.to_string())) {
                 by_fmt.push(m.get(Kernel::Dequant, &format!("dequant_{fmt}_f16"))?);
             }
             Ok(Dequant {
                 by_fmt,
-                by_split: [
-                    m.get(Kernel::Dequant, "dequant_q6_k_r_f16")?,
-                    m.get(Kernel::Dequant, "dequant_q8_0_r_f16")?,
-                ],
                 f32_to_f16: m.get(Kernel::Dequant, "f32_to_f16_rn")?,
             })
         })()
@@ -182,7 +179,6 @@ impl Kernels {
         .ok();
         let k = Kernels {
             mmv,
-            mmv_split: [per_k("mmv_q6_k_r")?, per_k("mmv_q8_0_r")?],
             mmvt,
             dequant,
             exact,

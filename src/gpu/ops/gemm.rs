@@ -19,7 +19,7 @@ use cudarc::cublas::{result as blas, sys as blas_sys};
 use super::super::buffer::{GpuBuf, GpuMatrix, View, ViewMut};
 use super::super::device::Gpu;
 use super::super::error::{GpuError, Result};
-use super::super::kernels::{mmv_index, split_index};
+use super::super::kernels::mmv_index;
 use super::{as_i32, launch, launch_cfg, need};
 
 const OP: &str = "gemm";
@@ -114,7 +114,7 @@ impl Gpu {
 
     /// Dequantizes `w` into `out` as [w.rows][w.cols] f16 (also used by tests).
     pub fn dequant_f16(&self, w: &GpuMatrix, out: ViewMut<'_, u16>) -> Result<()> {
-        let fmt = mmv_index(w.ty).ok_or_else(|| {
+        let fmt = mmv_index(w.ty, w.split).ok_or_else(|| {
             GpuError::shape(OP, format!("{}: no dequantizer for {}", w.name, w.ty))
         })?;
         if w.cols % 32 != 0 {
@@ -133,17 +133,7 @@ impl Gpu {
                 "the f16 conversion kernels (cuda/dequant.cu) did not load",
             )
         })?;
-        let f = match (w.split, split_index(w.ty)) {
-            (false, _) => &dq.by_fmt[fmt],
-            (true, Some(i)) => &dq.by_split[i],
-            (true, None) => {
-                return Err(GpuError::shape(
-                    OP,
-                    format!("{}: no row-split layout for {}", w.name, w.ty),
-                ))
-            }
-        };
-        let mut b = self.launcher(f);
+        let mut b = self.launcher(&dq.by_fmt[fmt]);
         b.arg(&wp) /* W */
             .arg(&row_bytes) /* row_bytes */
             .arg(&rows) /* rows */

@@ -14,7 +14,7 @@ use simd::GgmlType;
 use super::super::buffer::{GpuBuf, GpuMatrix, View, ViewMut};
 use super::super::device::Gpu;
 use super::super::error::{GpuError, Result};
-use super::super::kernels::{mmv_index, split_index, MAX_K};
+use super::super::kernels::{mmv_index, MAX_K};
 use super::{as_i32, blocks_for, launch, launch_cfg, need};
 
 const OP: &str = "matvec";
@@ -191,8 +191,10 @@ impl Gpu {
                 format!("{}: k = {k}, must be 1..={MAX_K}", w.name),
             ));
         }
-        let fmt = mmv_index(w.ty)
-            .ok_or_else(|| GpuError::shape(OP, format!("{}: no mat-vec for {}", w.name, w.ty)))?;
+        let fmt = mmv_index(w.ty, w.split).ok_or_else(|| {
+            let layout = if w.split { " (row-split)" } else { "" };
+            GpuError::shape(OP, format!("{}: no mat-vec for {}{layout}", w.name, w.ty))
+        })?;
         need(OP, "x", x.len(), k * w.cols)?;
         need(OP, "out", out.len(), k * w.rows)?;
         let split = split_form(w.rows, w.cols);
@@ -205,16 +207,7 @@ impl Gpu {
         let rows = as_i32(OP, "rows", w.rows)?;
         let n = as_i32(OP, "cols", w.cols)?;
         let op = out.ptr;
-        let f = match (w.split, split_index(w.ty)) {
-            (false, _) => &self.k.mmv[fmt][k - 1],
-            (true, Some(i)) => &self.k.mmv_split[i][k - 1],
-            (true, None) => {
-                return Err(GpuError::shape(
-                    OP,
-                    format!("{}: no row-split layout for {}", w.name, w.ty),
-                ))
-            }
-        };
+        let f = &self.k.mmv[fmt][k - 1];
         if w.ty.is_quantized() {
             if qa.src != x.ptr || qa.k != k || qa.n != w.cols {
                 return Err(GpuError::shape(
