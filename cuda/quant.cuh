@@ -334,6 +334,25 @@ __device__ __forceinline__ void q6_scales(const u8* sc, float d, Unit<4, IPG>& u
     u.add_min = false;
 }
 
+// Ints i of groups m = 0..3 (four quants each, the -32 offset taken off every byte) from 4
+// bytes each of ql[64n + l] (x), ql[64n + l + 32] (y) and qh[32n + l] (z).
+template <int IPG>
+__device__ __forceinline__ void q6_signed(u32 x, u32 y, u32 z, int i, Unit<4, IPG>& u) {
+    u32 q[4];
+    q6_quants(x, y, z, q);
+#pragma unroll
+    for (int m = 0; m < 4; m++) u.q[m][i] = sub32_bytes(q[m]);
+}
+
+// The parts of MMV_Q6K_WIDE 0, shared by the file layout (below) and the row-split one.
+struct Q6Narrow {
+    static constexpr int LD = MMV_WLOAD_Q6K;
+    static constexpr int QK = 256, BYTES = 210, PARTS = 8, G = 4, IPG = 2;
+    static constexpr bool U8 = false;
+    static constexpr int ZERO = 0;
+    __device__ static int elem(int p, int g) { return 128 * (p >> 2) + 32 * g + 8 * (p & 3); }
+};
+
 #ifndef MMV_Q6K_WIDE
 #define MMV_Q6K_WIDE 0
 #endif
@@ -366,12 +385,7 @@ struct Fmt<FMT_Q6_K> {
 };
 #else
 template <>
-struct Fmt<FMT_Q6_K> {
-    static constexpr int LD = MMV_WLOAD_Q6K;
-    static constexpr int QK = 256, BYTES = 210, PARTS = 8, G = 4, IPG = 2;
-    static constexpr bool U8 = false;
-    static constexpr int ZERO = 0;
-    __device__ static int elem(int p, int g) { return 128 * (p >> 2) + 32 * g + 8 * (p & 3); }
+struct Fmt<FMT_Q6_K> : Q6Narrow {
     __device__ static void load(const u8* blk, int p, Unit<G, IPG>& u) {
         const int n = p >> 2, l0 = 8 * (p & 3);
         const float d = f16_to_f32(ldw_u16<LD>(blk + 208));
@@ -380,10 +394,7 @@ struct Fmt<FMT_Q6_K> {
             const u32 a = (u32)ldw_i32_a2<LD>(blk + 64 * n + l0 + 4 * i);
             const u32 b = (u32)ldw_i32_a2<LD>(blk + 64 * n + l0 + 32 + 4 * i);
             const u32 h = (u32)ldw_i32_a2<LD>(blk + 128 + 32 * n + l0 + 4 * i);
-            u32 q[4];
-            q6_quants(a, b, h, q);
-#pragma unroll
-            for (int m = 0; m < 4; m++) u.q[m][i] = sub32_bytes(q[m]);
+            q6_signed(a, b, h, i, u);
         }
         q6_scales<LD>(blk + 192 + 8 * n + (l0 >> 4), d, u);
     }
@@ -430,36 +441,16 @@ struct Fmt<FMT_Q8_0_R> : Fmt<FMT_Q8_0> {
 
 // Q6_K split: [ql: 128 nb][qh: 64 nb][scales: 16 nb][d: 2 nb]; parts as MMV_Q6K_WIDE 0.
 template <>
-struct Fmt<FMT_Q6_K_R> {
-    static constexpr int LD = MMV_WLOAD_Q6K;
-    static constexpr int QK = 256, BYTES = 210, PARTS = 8, G = 4, IPG = 2;
-    static constexpr bool U8 = false;
-    static constexpr int ZERO = 0;
-    __device__ static int elem(int p, int g) { return 128 * (p >> 2) + 32 * g + 8 * (p & 3); }
+struct Fmt<FMT_Q6_K_R> : Q6Narrow {
     __device__ static void load_row(const u8* row, int nb, int b, int p, Unit<G, IPG>& u) {
         const int n = p >> 2, l0 = 8 * (p & 3);
         const u8* ql = row + 128 * (size_t)b + 64 * n + l0;
         const u8* qh = row + 128 * (size_t)nb + 64 * (size_t)b + 32 * n + l0;
         const int2 a = ldw_v2<LD>(ql), bb = ldw_v2<LD>(ql + 32), h = ldw_v2<LD>(qh);
-        // Scales 8n .. 8n + 7 of the block in one word; group m takes byte (l0 >> 4) + 2m.
-        const int2 sw = ldw_v2<LD>(row + 192 * (size_t)nb + 16 * (size_t)b + 8 * n);
+        q6_signed((u32)a.x, (u32)bb.x, (u32)h.x, 0, u);
+        q6_signed((u32)a.y, (u32)bb.y, (u32)h.y, 1, u);
         const float d = f16_to_f32(ldw_u16<LD>(row + 208 * (size_t)nb + 2 * (size_t)b));
-        const u32 av[2] = {(u32)a.x, (u32)a.y}, bv[2] = {(u32)bb.x, (u32)bb.y}, hv[2] = {(u32)h.x, (u32)h.y};
-#pragma unroll
-        for (int i = 0; i < 2; i++) {
-            u32 q[4];
-            q6_quants(av[i], bv[i], hv[i], q);
-#pragma unroll
-            for (int m = 0; m < 4; m++) u.q[m][i] = sub32_bytes(q[m]);
-        }
-        const unsigned long long s64 = ((unsigned long long)(u32)sw.y << 32) | (u32)sw.x;
-#pragma unroll
-        for (int m = 0; m < 4; m++) {
-            const int j = (l0 >> 4) + 2 * m;
-            u.sc[m] = d * (float)(int)(signed char)(u8)(s64 >> (8 * j));
-            u.mn[m] = 0.0f;
-        }
-        u.add_min = false;
+        q6_scales<LD>(row + 192 * (size_t)nb + 16 * (size_t)b + 8 * n + (l0 >> 4), d, u);
     }
 };
 
