@@ -287,8 +287,8 @@ impl Pool {
             self.run(&|i, _| {
                 let part = buf.len() / n;
                 let mine = &buf[i * part..(i + 1) * part];
-                // The widest loads and the same software prefetch as the streaming kernels,
-                // or they would beat their roofline.
+                // The widest loads and (with `prefetch`) the kernels' software prefetch, or
+                // they would beat their roofline; without it, the hardware prefetchers alone.
                 #[cfg(target_arch = "x86_64")]
                 let x = crate::x86::stream_xor_with(mine, prefetch);
                 #[cfg(not(target_arch = "x86_64"))]

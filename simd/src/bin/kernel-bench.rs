@@ -289,6 +289,8 @@ fn ceiling_of(
         cols,
     };
     let blocks = (rows * cols / ty.block_elems()) as f64;
+    // Every thread on its own copy (its own L2) for the all-thread timings.
+    let copies: Vec<Vec<u8>> = (0..args.threads).map(|_| w.data.to_vec()).collect();
     for &isa in &args.isas {
         let pool = Pool::with_isa(args.threads, isa);
         for &k in &args.ks {
@@ -306,8 +308,6 @@ fn ceiling_of(
                 best = best.min(t.elapsed().as_secs_f64());
             }
             std::hint::black_box(&out);
-            // Every thread on its own copy (its own L2), all at once.
-            let copies: Vec<Vec<u8>> = (0..args.threads).map(|_| w.data.to_vec()).collect();
             let outs: Vec<Mutex<Vec<f32>>> = (0..args.threads)
                 .map(|_| Mutex::new(vec![0.0f32; k * rows]))
                 .collect();
