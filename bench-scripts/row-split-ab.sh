@@ -5,7 +5,7 @@
 # at the 27B FFN shapes with HYBRID_GPU_ROW_SPLIT=1 / 0 alternated (twice each), then
 # kernel-bench (16 threads, the CPU roofline with the all-thread compute floor) and, while time
 # is left, the synthetic 27B Q4_K_M fully on the GPU (lm_head and half the ffn_down are Q6_K)
-# with the layout on and off. Prebuilt binaries in $BIN_DIR (default .dev-carry/gpu).
+# with the layout on and off, and the 16 GiB split's spec-bench (adaptive rows). Prebuilt binaries in $BIN_DIR (default .dev-carry/gpu).
 # Logs in $OUT (default /tmp/row-split): summary.txt and logs.tgz.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -57,6 +57,15 @@ if left 200; then
     echo "-- HYBRID_GPU_ROW_SPLIT=$s" | tee -a "$S"
     grep -v INFO "$W/ctx-split$s.log" | grep -E "^\||roofline|t/s" | head -12 | tee -a "$S"
   done
+fi
+if left 150; then
+  # The default row-split setting (off unless HYBRID_GPU_ROW_SPLIT=1), the planner's 16 GiB split
+  # of earlier runs (45 GPU FFN layers): T(k)/T(1) and simulated acceptance, each rate with an
+  # adaptive row (at most 6 drafts) next to the fixed N.
+  step "5. spec-bench, 16 GiB split (45 GPU FFN layers), 128 tokens"
+  timeout $((BUDGET - SECONDS - 10)) "$BIN/gpu-model-check" --spec-bench "$M" --spec-gpu-ffn 45 --spec-n 128 \
+    --threads "$(nproc)" > "$W/spec-45.log" 2>&1
+  grep -v INFO "$W/spec-45.log" | grep -E "^\| [0-9]|within|MTP off|profile" | tee -a "$S"
 fi
 step "done"
 tar czf "$OUT/logs.tgz" -C "$W" . 2>/dev/null

@@ -64,6 +64,7 @@ fn speculative(
     truth: &[u32],
     which: Which,
     n_draft: usize,
+    adaptive: bool,
     n: usize,
     n_ctx: usize,
 ) -> R<(Vec<u32>, GenStats)> {
@@ -93,7 +94,7 @@ fn speculative(
         },
         &SpecParams {
             draft_n: n_draft,
-            adaptive: false,
+            adaptive,
         },
         &mut greedy(),
         &|_| false,
@@ -145,7 +146,7 @@ pub fn check(path: &Path, threads: usize, rep: &mut Report) -> R<()> {
         for (kname, which) in kinds {
             for n in 1..=4 {
                 let (got, stats) =
-                    speculative(&mut gm, &cfg, &prompt, &want, which, n, N_GEN, n_ctx)?;
+                    speculative(&mut gm, &cfg, &prompt, &want, which, n, false, N_GEN, n_ctx)?;
                 let ss = stats.spec.as_ref();
                 let detail = format!(
                     "{} tokens, acc {:.2}, rej@depth {:?}",
@@ -330,14 +331,16 @@ pub fn bench(path: &Path, n_gpu_ffn: Option<usize>, threads: usize, n_gen: usize
     );
     println!("| simulated acceptance | N | t/s | vs off | measured acceptance | tokens/step |");
     println!("|---|---|---|---|---|---|");
-    // The hybrid split decodes ~10x slower: fewer draft lengths there.
-    let ns: &[usize] = if n_ffn >= cfg.n_layer() {
-        &[2, 3, 4, 6]
+    // The hybrid split decodes ~10x slower: fewer draft lengths there. The last row of each
+    // rate is the adaptive policy with at most 6 drafts (`--draft-adaptive`), so the default
+    // can be judged against the best fixed N.
+    let ns: &[(usize, bool)] = if n_ffn >= cfg.n_layer() {
+        &[(2, false), (3, false), (4, false), (6, false), (6, true)]
     } else {
-        &[3, 4, 5]
+        &[(3, false), (4, false), (5, false), (6, true)]
     };
     for rate in [0.75, 0.84, 0.95] {
-        for &n in ns {
+        for &(n, adaptive) in ns {
             let (got, s) = speculative(
                 &mut gm,
                 &cfg,
@@ -345,12 +348,14 @@ pub fn bench(path: &Path, n_gpu_ffn: Option<usize>, threads: usize, n_gen: usize
                 &truth,
                 Which::Rate(rate),
                 n,
+                adaptive,
                 n_gen,
                 n_ctx,
             )?;
             let ss = s.spec.as_ref();
             println!(
-                "| {rate:.2} | {n} | {:.2} | {:.2}x | {:.3} | {:.2} |{}",
+                "| {rate:.2} | {n}{} | {:.2} | {:.2}x | {:.3} | {:.2} |{}",
+                if adaptive { " adaptive" } else { "" },
                 s.decode_tps,
                 s.decode_tps / base.decode_tps,
                 ss.map_or(0.0, |x| x.acceptance),
