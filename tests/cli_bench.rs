@@ -38,3 +38,59 @@ fn bench_reports_prefill_and_decode_at_a_context_depth() {
     assert!(v["prefill_tps"].as_f64().unwrap() > 0.0, "{v}");
     assert!(v["decode_tps"].as_f64().unwrap() > 0.0, "{v}");
 }
+
+/// `--sim-accept`: speculation with the oracle drafter at set rates, each run checked against
+/// plain greedy decoding inside the bench; rate 1 keeps every draft, rate 0 none, and the
+/// adaptive row is added. A rate outside 0..1 is refused with a message.
+#[test]
+fn bench_simulated_acceptance_rows_follow_the_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::synth(dir.path(), Preset::Tiny, QuantMix::Q8_0, 5);
+    let json = dir.path().join("sim.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_hybrid-run"))
+        .args(["bench", "-m"])
+        .arg(&model)
+        .args([
+            "-t", "1", "-p", "0", "-n", "40", "-r", "1", "--sim-accept", "0,1", "--draft-n",
+            "2,3", "--draft-adaptive", "--json",
+        ])
+        .arg(&json)
+        .output()
+        .expect("hybrid-run runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bench failed:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("| 1.00 | 3 adaptive |"), "table:\n{text}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let rows = v["sim"].as_array().unwrap();
+    assert_eq!(rows.len(), 6, "{v}");
+    for r in rows {
+        let (rate, n) = (r["rate"].as_f64().unwrap(), r["draft_n"].as_u64().unwrap());
+        let (acc, per_step) = (
+            r["acceptance"].as_f64().unwrap(),
+            r["tokens_per_step"].as_f64().unwrap(),
+        );
+        assert!(r["decode_tps"].as_f64().unwrap() > 0.0, "{r}");
+        if rate == 0.0 {
+            assert_eq!(acc, 0.0, "{r}");
+            assert!((per_step - 1.0).abs() < 1e-9, "{r}");
+        } else if r["adaptive"] == false {
+            // Every draft kept: n + 1 tokens per step, except a shorter last step.
+            assert_eq!(acc, 1.0, "{r}");
+            assert!(per_step > n as f64 && per_step <= n as f64 + 1.0, "{r}");
+        }
+    }
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_hybrid-run"))
+        .args(["bench", "-m"])
+        .arg(&model)
+        .args(["-p", "0", "-n", "4", "--sim-accept", "1.5"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("--sim-accept 1.5"), "{err}");
+}

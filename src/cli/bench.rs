@@ -38,6 +38,18 @@ pub struct Args {
     /// Also time k-token verify steps for these k (comma list, e.g. 1,2,4,8).
     #[arg(long = "verify-k", value_delimiter = ',')]
     pub verify_k: Vec<usize>,
+    /// Simulated acceptance: decode -n tokens with speculation, drafts from an oracle that
+    /// knows the greedy continuation and is right with each of these probabilities (comma
+    /// list, e.g. 0.75,0.84,0.95), next to plain decoding. Random weights make the model's
+    /// own MTP head useless, so this is how speculation is measured on synthetic models.
+    #[arg(long = "sim-accept", value_delimiter = ',')]
+    pub sim_accept: Vec<f64>,
+    /// With --sim-accept: drafts per step to try (comma list).
+    #[arg(long = "draft-n", value_delimiter = ',', default_values_t = [3usize, 4])]
+    pub draft_n: Vec<usize>,
+    /// With --sim-accept: also the adaptive draft length (at most the largest --draft-n).
+    #[arg(long = "draft-adaptive")]
+    pub draft_adaptive: bool,
     /// Write the results as JSON to this file.
     #[arg(long = "json")]
     pub json: Option<PathBuf>,
@@ -56,6 +68,22 @@ pub struct BenchResult {
     pub decode_tps: f64,
     /// (k, median ms per k-token step, ratio to k = 1)
     pub verify: Vec<(usize, f64, f64)>,
+    /// Plain greedy decode t/s of the simulated-acceptance test (its baseline).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sim_plain_tps: Option<f64>,
+    pub sim: Vec<SimRow>,
+}
+
+/// One simulated-acceptance run (medians over the repetitions).
+#[derive(Serialize, Debug)]
+pub struct SimRow {
+    pub rate: f64,
+    pub draft_n: usize,
+    pub adaptive: bool,
+    pub decode_tps: f64,
+    pub speedup: f64,
+    pub acceptance: f64,
+    pub tokens_per_step: f64,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -67,13 +95,29 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if a.reps == 0 {
         bail!("--repetitions must be at least 1");
     }
+    if let Some(r) = a.sim_accept.iter().find(|r| !(0.0..=1.0).contains(*r)) {
+        bail!("--sim-accept {r}: a rate is between 0 and 1");
+    }
+    if !a.sim_accept.is_empty() {
+        if a.n_gen == 0 {
+            bail!("--sim-accept needs -n > 0 tokens to decode");
+        }
+        if let Some(n) = a.draft_n.iter().find(|&&n| n == 0 || n > crate::spec::MAX_DRAFT_N) {
+            bail!("--draft-n {n}: drafts per step are 1..={}", crate::spec::MAX_DRAFT_N);
+        }
+    }
     let file = GgufFile::open_resident(&a.model)
         .with_context(|| format!("opening {}", a.model.display()))?;
     let cfg = Config::from_gguf(&file)?;
     let w = Qwen35Weights::load(&file, &cfg)?;
     let threads = a.threads.unwrap_or_else(simd::pool::physical_cores).max(1);
     let mut model = CpuModel::new(cfg.clone(), w, threads);
-    let n_ctx = a.depth + a.n_prompt + a.n_gen + a.verify_k.iter().copied().max().unwrap_or(0) + 16;
+    let n_ctx = a.depth
+        + a.n_prompt
+        + a.n_gen
+        + a.verify_k.iter().copied().max().unwrap_or(0)
+        + a.draft_n.iter().copied().max().unwrap_or(0)
+        + 16;
     let mut st = SeqState::new(&cfg, n_ctx);
     let mut out = ForwardOutput::default();
     let vocab = cfg.n_vocab as u32;
@@ -180,6 +224,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         res.verify.push((k, ms, ms / t1));
     }
 
+    if !a.sim_accept.is_empty() {
+        simulated(&a, &mut model, &tokens[..SIM_PROMPT.min(tokens.len())], n_ctx, &mut res)?;
+    }
+
     let at = if a.depth > 0 {
         format!(" @ d{}", a.depth)
     } else {
@@ -208,9 +256,133 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             println!("| {k} | {ms:.2} | {r:.3} |");
         }
     }
+    if let Some(base) = res.sim_plain_tps {
+        println!(
+            "\n| simulated acceptance | N | t/s | vs off | measured acceptance | tokens/step |\n|---:|---|---:|---:|---:|---:|"
+        );
+        println!("| off | 0 | {base:.2} | 1.00x | | |");
+        for r in &res.sim {
+            println!(
+                "| {:.2} | {}{} | {:.2} | {:.2}x | {:.3} | {:.2} |",
+                r.rate,
+                r.draft_n,
+                if r.adaptive { " adaptive" } else { "" },
+                r.decode_tps,
+                r.speedup,
+                r.acceptance,
+                r.tokens_per_step
+            );
+        }
+    }
     if let Some(p) = &a.json {
         std::fs::write(p, serde_json::to_string_pretty(&res)?)
             .with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}
+
+/// Prompt tokens of the simulated-acceptance runs.
+const SIM_PROMPT: usize = 16;
+
+/// Plain greedy decoding of -n tokens, then speculative decoding of the same tokens with the
+/// oracle drafter at each rate and draft length; each run must give the plain run's tokens.
+fn simulated(
+    a: &Args,
+    model: &mut CpuModel<'_>,
+    prompt: &[u32],
+    n_ctx: usize,
+    res: &mut BenchResult,
+) -> anyhow::Result<()> {
+    use crate::generate::{generate, GenParams};
+    use crate::sample::{Sampler, SamplerConfig};
+    use crate::spec::{generate_speculative, CpuTarget, ErrorPlan, OracleDrafter, SpecParams};
+
+    let params = GenParams {
+        n_predict: a.n_gen,
+        n_batch: a.batch.max(1),
+    };
+    let greedy = || {
+        Sampler::new(SamplerConfig {
+            temperature: 0.0,
+            ..Default::default()
+        })
+    };
+    let mut truth = Vec::new();
+    let mut plain_tps = Vec::new();
+    for _ in 0..a.reps {
+        let mut st = SeqState::new(&model.cfg, n_ctx);
+        let mut toks = Vec::with_capacity(a.n_gen);
+        let s = generate(model, &mut st, prompt, &params, &mut greedy(), &|_| false, &mut |t| {
+            toks.push(t);
+            true
+        })?;
+        plain_tps.push(s.decode_tps);
+        truth = toks;
+    }
+    res.sim_plain_tps = Some(median(plain_tps));
+    let mut full = prompt.to_vec();
+    full.extend_from_slice(&truth);
+    let nv = model.cfg.n_vocab;
+    let max_n = a.draft_n.iter().copied().max().unwrap_or(1);
+    let mut configs: Vec<(usize, bool)> = a.draft_n.iter().map(|&n| (n, false)).collect();
+    if a.draft_adaptive {
+        configs.push((max_n, true));
+    }
+    for &rate in &a.sim_accept {
+        for &(n, adaptive) in &configs {
+            let (mut tps, mut acc, mut tps_step) = (Vec::new(), Vec::new(), Vec::new());
+            for rep in 0..a.reps {
+                let mut st = SeqState::new(&model.cfg, n_ctx);
+                let mut target = CpuTarget::new(model, &mut st, n);
+                let mut drafter = OracleDrafter::new(
+                    full.clone(),
+                    nv,
+                    ErrorPlan::Rate {
+                        rate,
+                        seed: 11 + rep as u64,
+                    },
+                );
+                let mut got = Vec::with_capacity(a.n_gen);
+                let s = generate_speculative(
+                    &mut target,
+                    &mut drafter,
+                    prompt,
+                    &params,
+                    &SpecParams {
+                        draft_n: n,
+                        adaptive,
+                    },
+                    &mut greedy(),
+                    &|_| false,
+                    &mut |t| {
+                        got.push(t);
+                        true
+                    },
+                )?;
+                if got != truth {
+                    let at = got.iter().zip(&truth).position(|(x, y)| x != y);
+                    bail!(
+                        "speculation changed the greedy output (rate {rate}, N = {n}{}): first difference at token {at:?}",
+                        if adaptive { ", adaptive" } else { "" }
+                    );
+                }
+                tps.push(s.decode_tps);
+                if let Some(sp) = &s.spec {
+                    acc.push(sp.acceptance);
+                    tps_step.push(sp.tokens_per_step);
+                }
+            }
+            let t = median(tps);
+            res.sim.push(SimRow {
+                rate,
+                draft_n: n,
+                adaptive,
+                decode_tps: t,
+                speedup: t / res.sim_plain_tps.unwrap_or(t),
+                acceptance: if acc.is_empty() { 0.0 } else { median(acc) },
+                tokens_per_step: if tps_step.is_empty() { 0.0 } else { median(tps_step) },
+            });
+        }
     }
     Ok(())
 }
