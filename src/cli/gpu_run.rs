@@ -197,7 +197,7 @@ pub fn run(
 ) -> anyhow::Result<GpuRunDone> {
     let threads = a.threads.unwrap_or_else(simd::pool::physical_cores).max(1);
     let sampler_cfg = a.sampler_config();
-    let n_draft = super::run::draft_n(a, cfg.mtp_block().is_some(), &sampler_cfg)?;
+    let (n_draft, adaptive) = super::run::draft_n(a, cfg.mtp_block().is_some(), &sampler_cfg)?;
     if n_draft >= MAX_K {
         anyhow::bail!(
             "--draft-n {n_draft} is too large on the GPU: a verify batch is one pass of at most {MAX_K} tokens, so at most {} drafts",
@@ -255,7 +255,7 @@ pub fn run(
             tracing::info!(
                 drafter = drafter.name(),
                 draft_n = n_draft,
-                adaptive = a.draft_adaptive,
+                adaptive,
                 "speculative decoding on the GPU"
             );
             generate_speculative(
@@ -265,7 +265,7 @@ pub fn run(
                 &params,
                 &SpecParams {
                     draft_n: n_draft,
-                    adaptive: a.draft_adaptive,
+                    adaptive,
                 },
                 &mut sampler,
                 &|t| tok.is_eog(t),

@@ -72,16 +72,17 @@ pub struct Args {
     /// Write the run's statistics as JSON to this file (for scripts).
     #[arg(long = "stats-json")]
     pub stats_json: Option<PathBuf>,
-    /// Speculative decoding: drafts verified per step (0 = off). Default: 3 when decoding is
-    /// greedy and the model has an MTP head (or --draft names a drafter), else off.
+    /// Speculative decoding: drafts verified per step (0 = off). Default: on when decoding is
+    /// greedy and the model has an MTP head (or --draft names a drafter), with the adaptive
+    /// length (at most 6 per step); else off. A named N is N per step (see --draft-adaptive).
     #[arg(long = "draft-n")]
     pub draft_n: Option<usize>,
     /// Drafter: the model's MTP head, n-gram lookup in the prompt and output, or auto
     /// (MTP when the model has it, else lookup).
     #[arg(long = "draft", value_enum, default_value_t = DraftKind::Auto)]
     pub draft: DraftKind,
-    /// Pick each step's draft length (at most --draft-n, default 6) from the running
-    /// acceptance rate and measured step times.
+    /// With --draft-n N: pick each step's draft length (at most N) from the running
+    /// acceptance rate and measured step times, as the default does (at most 6).
     #[arg(long = "draft-adaptive")]
     pub draft_adaptive: bool,
     #[command(flatten)]
@@ -100,24 +101,27 @@ fn log_profile() {
     }
 }
 
-/// Drafts per step for these arguments (0 = speculation off), with a notice where the
-/// choice is not obvious.
-pub(super) fn draft_n(a: &Args, has_mtp: bool, sampler: &SamplerConfig) -> anyhow::Result<usize> {
-    const DEFAULT: usize = 3;
-    const DEFAULT_ADAPTIVE: usize = 6;
-    let n = match a.draft_n {
-        Some(n) => n,
+/// Speculative decoding for these arguments: drafts per step (0 = off) and whether the
+/// length adapts, with a notice where the choice is not obvious. Same policy as the server's
+/// [`crate::serve::load::SpecChoice::resolve`]: without `--draft-n`, greedy decoding of a model with
+/// an MTP head (or a named drafter) drafts adaptively, at most
+/// [`crate::serve::load::DEFAULT_ADAPTIVE_MAX`] per step.
+pub(super) fn draft_n(
+    a: &Args,
+    has_mtp: bool,
+    sampler: &SamplerConfig,
+) -> anyhow::Result<(usize, bool)> {
+    let (n, adaptive) = match a.draft_n {
+        Some(n) => (n, a.draft_adaptive),
         None => {
             let wanted = has_mtp || a.draft != DraftKind::Auto;
             if !wanted {
-                0
+                (0, false)
             } else if sampler.temperature > 0.0 {
                 tracing::info!("speculative decoding is off by default with --temp > 0; --draft-n N turns it on (rejection sampling keeps the distribution)");
-                0
-            } else if a.draft_adaptive {
-                DEFAULT_ADAPTIVE
+                (0, false)
             } else {
-                DEFAULT
+                (crate::serve::load::DEFAULT_ADAPTIVE_MAX, true)
             }
         }
     };
@@ -130,7 +134,7 @@ pub(super) fn draft_n(a: &Args, has_mtp: bool, sampler: &SamplerConfig) -> anyho
     if n > 0 && sampler.temperature > 0.0 {
         tracing::info!("speculative decoding with temperature: drafts are checked by rejection sampling (same distribution as --draft-n 0, a different random stream)");
     }
-    Ok(n)
+    Ok((n, adaptive))
 }
 
 fn prompt_text(a: &Args) -> anyhow::Result<String> {
@@ -262,7 +266,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let sampler_cfg = a.sampler_config();
     let wants_plan = a.place.wants_plan();
     let draft_slots = if wants_plan {
-        draft_n(&a, cfg.mtp_block().is_some(), &sampler_cfg)?
+        draft_n(&a, cfg.mtp_block().is_some(), &sampler_cfg)?.0
     } else {
         0
     };
@@ -312,7 +316,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         n_predict: a.n_predict.min(a.ctx - prompt.len()),
         n_batch: a.batch,
     };
-    let n_draft = draft_n(&a, model.has_mtp(), sampler.config())?;
+    let (n_draft, adaptive) = draft_n(&a, model.has_mtp(), sampler.config())?;
     let mut on_token = |t: u32| sink.push(t);
     let stats = if n_draft == 0 {
         generate(
@@ -330,7 +334,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         tracing::info!(
             drafter = drafter.name(),
             draft_n = n_draft,
-            adaptive = a.draft_adaptive,
+            adaptive,
             "speculative decoding on"
         );
         generate_speculative(
@@ -340,7 +344,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             &params,
             &SpecParams {
                 draft_n: n_draft,
-                adaptive: a.draft_adaptive,
+                adaptive,
             },
             &mut sampler,
             &|t| tok.is_eog(t),

@@ -37,15 +37,17 @@ pub struct EngineArgs {
     /// Start every request from an empty state (never skip a cached prompt prefix).
     #[arg(long = "no-prefix-cache")]
     pub no_prefix_cache: bool,
-    /// Speculative decoding: drafts verified per step (0 = off). Default: 3 for greedy
-    /// requests when the model has an MTP head (or --draft names a drafter), sampled requests
-    /// decoded plainly; an explicit N applies to sampled requests too (rejection sampling).
+    /// Speculative decoding: drafts verified per step (0 = off). Default: adaptive (at most 6
+    /// per step) for greedy requests when the model has an MTP head (or --draft names a
+    /// drafter), sampled requests decoded plainly; an explicit N applies to sampled requests
+    /// too (rejection sampling).
     #[arg(long = "draft-n")]
     pub draft_n: Option<usize>,
     /// Drafter: the model's MTP head, n-gram lookup, or auto (MTP when present, else lookup).
     #[arg(long = "draft", value_enum, default_value_t = DraftKind::Auto)]
     pub draft: DraftKind,
-    /// Pick each step's draft length from the running acceptance rate.
+    /// With --draft-n N: pick each step's draft length (at most N) from the running
+    /// acceptance rate, as the default does.
     #[arg(long = "draft-adaptive")]
     pub draft_adaptive: bool,
     #[command(flatten)]

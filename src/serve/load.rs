@@ -86,6 +86,14 @@ pub struct CpuOptions {
     pub spec: SpecChoice,
 }
 
+/// The most drafts per step of the default (adaptive) speculation. The adaptive policy picks
+/// each step's length from the running acceptance and the measured step costs, so the
+/// default neither over-drafts where verify batches are dear (two AVX2 cores: within 4% of
+/// the best fixed N at 84% simulated acceptance, docs/benchmarks/cpu-spec-sim-2core-2026-12-07.md)
+/// nor keeps drafting when drafts are never right (a random-weight MTP head: a fixed N = 3
+/// decoded at 8.9 t/s where plain decoding ran 22.9 and adaptive 21.2).
+pub const DEFAULT_ADAPTIVE_MAX: usize = 6;
+
 /// Speculative decoding as asked on the command line, resolved once the model is loaded.
 #[derive(Clone, Debug)]
 pub struct SpecChoice {
@@ -107,22 +115,21 @@ impl Default for SpecChoice {
 }
 
 impl SpecChoice {
-    /// The default (as `hybrid-run -p`): on for greedy requests with 3 drafts per step (6 when
-    /// adaptive) when the model has an MTP head or a drafter was named; plain decoding for
-    /// sampled requests.
+    /// The default (as `hybrid-run -p`): on for greedy requests when the model has an MTP
+    /// head or a drafter was named, with the adaptive draft length (at most
+    /// [`DEFAULT_ADAPTIVE_MAX`]); plain decoding for sampled requests. A named `--draft-n N`
+    /// is N drafts per step, adaptive only with `--draft-adaptive`.
     pub fn resolve(&self, has_mtp: bool) -> Option<SpecConfig> {
-        let (draft_n, with_temperature) = match self.draft_n {
+        let (draft_n, adaptive, with_temperature) = match self.draft_n {
             Some(0) => return None,
-            Some(n) => (n, true),
-            None if has_mtp || self.kind != DraftKind::Auto => {
-                (if self.adaptive { 6 } else { 3 }, false)
-            }
+            Some(n) => (n, self.adaptive, true),
+            None if has_mtp || self.kind != DraftKind::Auto => (DEFAULT_ADAPTIVE_MAX, true, false),
             None => return None,
         };
         Some(SpecConfig {
             draft_n,
             kind: self.kind,
-            adaptive: self.adaptive,
+            adaptive,
             with_temperature,
         })
     }
@@ -171,4 +178,36 @@ pub fn with_generator<R>(
     let mut g = factory(&file, &progress)?;
     log_startup(path, g.as_ref());
     Ok(f(&file, g.as_mut()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn choice(draft_n: Option<usize>, kind: DraftKind, adaptive: bool) -> SpecChoice {
+        SpecChoice {
+            draft_n,
+            kind,
+            adaptive,
+        }
+    }
+
+    /// The default drafts adaptively (at most 6) where there is a drafter, greedy requests
+    /// only; a named N is that N, fixed unless --draft-adaptive, sampled requests included.
+    #[test]
+    fn the_default_is_adaptive_and_a_named_n_is_kept() {
+        let d = choice(None, DraftKind::Auto, false).resolve(true).unwrap();
+        assert_eq!(
+            (d.draft_n, d.adaptive, d.with_temperature),
+            (DEFAULT_ADAPTIVE_MAX, true, false)
+        );
+        assert!(choice(None, DraftKind::Auto, false).resolve(false).is_none());
+        let l = choice(None, DraftKind::Lookup, false).resolve(false).unwrap();
+        assert_eq!((l.draft_n, l.adaptive), (DEFAULT_ADAPTIVE_MAX, true));
+        let n3 = choice(Some(3), DraftKind::Auto, false).resolve(true).unwrap();
+        assert_eq!((n3.draft_n, n3.adaptive, n3.with_temperature), (3, false, true));
+        let n3a = choice(Some(3), DraftKind::Auto, true).resolve(true).unwrap();
+        assert_eq!((n3a.draft_n, n3a.adaptive), (3, true));
+        assert!(choice(Some(0), DraftKind::Mtp, true).resolve(true).is_none());
+    }
 }
