@@ -119,7 +119,7 @@ impl QuantizedActs {
         );
         let be = vec_dot_block(ty);
         assert!(
-            n % be == 0,
+            n.is_multiple_of(be),
             "QuantizedActs::quantize: {n} columns is not a multiple of {be} ({ty} activations)"
         );
         self.weight_ty = Some(ty);

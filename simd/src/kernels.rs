@@ -127,7 +127,7 @@ impl MatRef<'_> {
     pub fn row_bytes(&self) -> usize {
         let be = self.ty.block_elems();
         assert!(
-            self.cols % be == 0,
+            self.cols.is_multiple_of(be),
             "{} columns is not a multiple of the {} block ({be})",
             self.cols,
             self.ty
@@ -293,7 +293,7 @@ pub fn matvec_rows(
 pub fn dequantize_row(ty: GgmlType, data: &[u8], out: &mut [f32]) {
     let be = ty.block_elems();
     assert!(
-        out.len() % be == 0,
+        out.len().is_multiple_of(be),
         "{} values is not a whole number of {ty} blocks",
         out.len()
     );

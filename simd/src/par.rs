@@ -19,7 +19,7 @@ pub fn for_each_chunk_mut<T: Send>(
     f: &(dyn Fn(usize, &mut [T]) + Sync),
 ) {
     assert!(
-        chunk > 0 && data.len() % chunk == 0,
+        chunk > 0 && data.len().is_multiple_of(chunk),
         "for_each_chunk_mut: {} is not a multiple of {chunk}",
         data.len()
     );
@@ -52,7 +52,7 @@ pub fn for_each_chunk_mut2<A: Send, B: Send>(
     f: &(dyn Fn(usize, &mut [A], &mut [B]) + Sync),
 ) {
     assert!(
-        ca > 0 && cb > 0 && a.len() % ca == 0 && b.len() % cb == 0,
+        ca > 0 && cb > 0 && a.len().is_multiple_of(ca) && b.len().is_multiple_of(cb),
         "for_each_chunk_mut2: lengths"
     );
     let n = a.len() / ca;
@@ -122,7 +122,7 @@ pub fn for_each_chunk_mut_cols<A: Send, B: Send>(
     f: &(dyn Fn(usize, &mut [A], ColsMut<'_, B>) + Sync),
 ) {
     assert!(
-        ca > 0 && a.len() % ca == 0 && row > 0 && b.len() % row == 0,
+        ca > 0 && a.len().is_multiple_of(ca) && row > 0 && b.len().is_multiple_of(row),
         "for_each_chunk_mut_cols: lengths"
     );
     let n = a.len() / ca;
