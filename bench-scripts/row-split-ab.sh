@@ -26,8 +26,8 @@ timeout 200 "$BIN/gpu-check" --quick > "$W/gpu-check.log" 2>&1
 echo "rc=$? $(tail -1 "$W/gpu-check.log")" | tee -a "$S"
 grep -E "FAIL|row-split" "$W/gpu-check.log" | head -20 | tee -a "$S"
 
-step "1b. gpu-model-check (tiny models: GPU forward vs CPU, speculation on == off)"
-timeout 180 "$BIN/gpu-model-check" > "$W/model-check.log" 2>&1
+step "1b. gpu-model-check with the row-split layout (tiny models: GPU forward vs CPU, speculation on == off)"
+HYBRID_GPU_ROW_SPLIT=1 timeout 180 "$BIN/gpu-model-check" > "$W/model-check.log" 2>&1
 echo "rc=$? $(grep -v INFO "$W/model-check.log" | tail -1)" | tee -a "$S"
 grep -E "FAIL" "$W/model-check.log" | head -10 | tee -a "$S"
 
