@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The row-split device layout of Q6_K and Q8_0 (src/gpu/layout.rs) against the file layout,
 # in one device call: gpu-check --quick (every kernel, both layouts bit for bit), gpu-model-check
-# (tiny models, GPU forward against the CPU's), the mat-vec
-# at the 27B FFN shapes with HYBRID_GPU_ROW_SPLIT=1 / 0 alternated (twice each), then
+# with the layout on (tiny models, GPU forward against the CPU's), the mat-vec at the 27B FFN
+# shapes with HYBRID_GPU_ROW_SPLIT=1 / 0 alternated (twice each), then
 # kernel-bench (16 threads, the CPU roofline with the all-thread compute floor) and, while time
 # is left, the synthetic 27B Q4_K_M fully on the GPU (lm_head and half the ffn_down are Q6_K)
-# with the layout on and off, and the 16 GiB split's spec-bench (adaptive rows). Prebuilt binaries in $BIN_DIR (default .dev-carry/gpu).
+# with the layout on and off, and the 16 GiB split's spec-bench (adaptive rows). Prebuilt
+# binaries in $BIN_DIR (default .dev-carry/gpu).
 # Logs in $OUT (default /tmp/row-split): summary.txt and logs.tgz.
 set -uo pipefail
 cd "$(dirname "$0")/.."
