@@ -74,7 +74,7 @@ pub struct Args {
     pub stats_json: Option<PathBuf>,
     /// Speculative decoding: drafts verified per step (0 = off). Default: on when decoding is
     /// greedy and the model has an MTP head (or --draft names a drafter), with the adaptive
-    /// length (at most 6 per step); else off. A named N is N per step (see --draft-adaptive).
+    /// length (at most 3 per step); else off. A named N is N per step (see --draft-adaptive).
     #[arg(long = "draft-n")]
     pub draft_n: Option<usize>,
     /// Drafter: the model's MTP head, n-gram lookup in the prompt and output, or auto
@@ -82,7 +82,7 @@ pub struct Args {
     #[arg(long = "draft", value_enum, default_value_t = DraftKind::Auto)]
     pub draft: DraftKind,
     /// With --draft-n N: pick each step's draft length (at most N) from the running
-    /// acceptance rate and measured step times, as the default does (at most 6).
+    /// acceptance rate and measured step times, as the default does (at most 3).
     #[arg(long = "draft-adaptive")]
     pub draft_adaptive: bool,
     #[command(flatten)]

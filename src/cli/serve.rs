@@ -37,7 +37,7 @@ pub struct EngineArgs {
     /// Start every request from an empty state (never skip a cached prompt prefix).
     #[arg(long = "no-prefix-cache")]
     pub no_prefix_cache: bool,
-    /// Speculative decoding: drafts verified per step (0 = off). Default: adaptive (at most 6
+    /// Speculative decoding: drafts verified per step (0 = off). Default: adaptive (at most 3
     /// per step) for greedy requests when the model has an MTP head (or --draft names a
     /// drafter), sampled requests decoded plainly; an explicit N applies to sampled requests
     /// too (rejection sampling).

@@ -86,13 +86,15 @@ pub struct CpuOptions {
     pub spec: SpecChoice,
 }
 
-/// The most drafts per step of the default (adaptive) speculation. The adaptive policy picks
-/// each step's length from the running acceptance and the measured step costs, so the
-/// default neither over-drafts where verify batches are dear (two AVX2 cores: within 4% of
-/// the best fixed N at 84% simulated acceptance, docs/benchmarks/cpu-spec-sim-2core-2026-12-07.md)
-/// nor keeps drafting when drafts are never right (a random-weight MTP head: a fixed N = 3
-/// decoded at 8.9 t/s where plain decoding ran 22.9 and adaptive 21.2).
-pub const DEFAULT_ADAPTIVE_MAX: usize = 6;
+/// The most drafts per step of the default (adaptive) speculation: the old fixed default, so
+/// the default plans the same snapshot ring (on the 27B one GDN state, ~150 MB of VRAM, per
+/// draft), and with drafts that are usually kept it runs as the fixed length does, while it
+/// stops over-drafting when they are not (two AVX2 cores, 256 tokens, simulated acceptance
+/// 0.5 / 0.84 / 0.95: fixed N = 3 0.87x / 1.70x / 1.90x of plain decoding, adaptive at most 3
+/// 1.12x / 1.70x / 1.84x; a random-weight MTP head: fixed 8.9 t/s against 22.9 plain, adaptive
+/// 21.2; docs/benchmarks/cpu-spec-sim-2core-2026-12-07.md). `--draft-n N --draft-adaptive`
+/// allows longer drafts.
+pub const DEFAULT_ADAPTIVE_MAX: usize = 3;
 
 /// Speculative decoding as asked on the command line, resolved once the model is loaded.
 #[derive(Clone, Debug)]
@@ -192,7 +194,7 @@ mod tests {
         }
     }
 
-    /// The default drafts adaptively (at most 6) where there is a drafter, greedy requests
+    /// The default drafts adaptively (at most 3) where there is a drafter, greedy requests
     /// only; a named N is that N, fixed unless --draft-adaptive, sampled requests included.
     #[test]
     fn the_default_is_adaptive_and_a_named_n_is_kept() {

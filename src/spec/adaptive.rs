@@ -5,7 +5,10 @@
 //! and of the cost of a step of each width, and picks the N that maximises expected tokens
 //! per millisecond: E[tokens | N] = 1 + Σ_{j≤N} Π_{i≤j} a_i, cost = verify(N+1) + N·draft.
 //! Every `PROBE_EVERY` steps it tries one draft more than its choice, so a rate that has
-//! recovered is noticed.
+//! recovered is noticed. The acceptance averages start as plain means of the prior and the
+//! first observations (weight `1/(n + 2)` after n of them, never below `EMA`), so a drafter
+//! that is never right is given up after four steps (with the prior step costs) rather than
+//! the ten and more an `EMA` of 0.1 from the prior takes.
 
 /// Weight of a new observation in the running averages.
 const EMA: f64 = 0.1;
@@ -20,6 +23,8 @@ pub struct DraftLength {
     adaptive: bool,
     /// accept[j]: running acceptance at depth j+1.
     accept: Vec<f64>,
+    /// observed[j]: how many drafts at depth j+1 have been checked.
+    observed: Vec<u32>,
     /// verify_ms[k−1]: running verify time of a k-token batch (None until measured).
     verify_ms: Vec<Option<f64>>,
     /// Running drafting time per draft token.
@@ -44,6 +49,7 @@ impl DraftLength {
             max,
             adaptive,
             accept: vec![PRIOR_ACCEPT; max],
+            observed: vec![0; max],
             verify_ms: vec![None; max + 1],
             draft_ms: None,
             seen: vec![false; max + 1],
@@ -98,7 +104,10 @@ impl DraftLength {
         // Depths 1..=accepted were kept; depth accepted+1 (if drafted) was reached and refused.
         for j in 0..drafted.min(accepted + 1).min(self.max) {
             let kept = if j < accepted { 1.0 } else { 0.0 };
-            self.accept[j] += EMA * (kept - self.accept[j]);
+            // The prior counts as one observation: a plain mean while that weighs more.
+            let w = EMA.max(1.0 / (self.observed[j] as f64 + 2.0));
+            self.accept[j] += w * (kept - self.accept[j]);
+            self.observed[j] += 1;
         }
         if let (Some(slot), Some(seen)) =
             (self.verify_ms.get_mut(drafted), self.seen.get_mut(drafted))
@@ -152,6 +161,24 @@ mod tests {
             d.choose() < 3,
             "a measured 40 ms width-4 verify is still chosen"
         );
+    }
+
+    /// Drafts that are never right (junk, a random-weight MTP head) are given up after four
+    /// steps on a machine where a wider verify costs 30% more per token (a plain EMA of 0.1
+    /// from the prior drafted in all ten). Four: the acceptance mean after m rejections is
+    /// 0.7 / (m + 1), and one draft pays while it beats the prior's 15% per extra token.
+    #[test]
+    fn a_drafter_that_is_never_right_is_given_up_quickly() {
+        let mut d = DraftLength::new(3, true);
+        let mut drafting = 0;
+        for _ in 0..10 {
+            let n = d.choose();
+            if n > 0 {
+                drafting += 1;
+            }
+            d.observe(n, 0, 1.0 + 0.3 * n as f64, 0.0);
+        }
+        assert!(drafting <= 4, "{drafting} of the first 10 steps drafted");
     }
 
     #[test]
