@@ -40,8 +40,9 @@ pub struct Args {
     pub verify_k: Vec<usize>,
     /// Simulated acceptance: decode -n tokens with speculation, drafts from an oracle that
     /// knows the greedy continuation and is right with each of these probabilities (comma
-    /// list, e.g. 0.75,0.84,0.95), next to plain decoding. Random weights make the model's
-    /// own MTP head useless, so this is how speculation is measured on synthetic models.
+    /// list, e.g. 0.75,0.84,0.95), next to plain decoding, after a 16-token prompt (no
+    /// --depth). Random weights make the model's own MTP head useless, so this is how
+    /// speculation is measured on synthetic models.
     #[arg(long = "sim-accept", value_delimiter = ',')]
     pub sim_accept: Vec<f64>,
     /// With --sim-accept: drafts per step to try (comma list).
