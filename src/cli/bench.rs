@@ -296,7 +296,7 @@ fn simulated(
 ) -> anyhow::Result<()> {
     use crate::generate::{generate, GenParams};
     use crate::sample::{Sampler, SamplerConfig};
-    use crate::spec::{generate_speculative, CpuTarget, ErrorPlan, OracleDrafter, SpecParams};
+    use crate::spec::{greedy_tokens, CpuTarget, ErrorPlan, OracleDrafter, SpecParams};
 
     let params = GenParams {
         n_predict: a.n_gen,
@@ -343,8 +343,7 @@ fn simulated(
                         seed: 11 + rep as u64,
                     },
                 );
-                let mut got = Vec::with_capacity(a.n_gen);
-                let s = generate_speculative(
+                let (got, s) = greedy_tokens(
                     &mut target,
                     &mut drafter,
                     prompt,
@@ -352,12 +351,6 @@ fn simulated(
                     &SpecParams {
                         draft_n: n,
                         adaptive,
-                    },
-                    &mut greedy(),
-                    &|_| false,
-                    &mut |t| {
-                        got.push(t);
-                        true
                     },
                 )?;
                 if got != truth {

@@ -195,3 +195,33 @@ pub fn generate_speculative(
     stats.finish();
     Ok(stats)
 }
+
+/// Greedy speculative decoding of `n_predict` tokens with no end-of-generation token, the
+/// tokens collected: what benchmarks and checks run to compare against plain decoding.
+pub fn greedy_tokens(
+    target: &mut dyn Target,
+    drafter: &mut dyn Drafter,
+    prompt: &[u32],
+    params: &GenParams,
+    spec: &SpecParams,
+) -> Result<(Vec<u32>, GenStats), SpecError> {
+    let mut sampler = Sampler::new(crate::sample::SamplerConfig {
+        temperature: 0.0,
+        ..Default::default()
+    });
+    let mut got = Vec::with_capacity(params.n_predict);
+    let stats = generate_speculative(
+        target,
+        drafter,
+        prompt,
+        params,
+        spec,
+        &mut sampler,
+        &|_| false,
+        &mut |t| {
+            got.push(t);
+            true
+        },
+    )?;
+    Ok((got, stats))
+}

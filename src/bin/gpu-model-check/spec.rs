@@ -13,7 +13,7 @@ use hybrid_run::gpu::{Gpu, GpuModel, GpuSnapshotRing};
 use hybrid_run::model::qwen35::{Config, ForwardOutput, Logits, Qwen35Weights};
 use hybrid_run::sample::{Sampler, SamplerConfig};
 use hybrid_run::spec::{
-    generate_speculative, Drafter, ErrorPlan, GpuTarget, LookupDrafter, MtpDrafter, OracleDrafter,
+    greedy_tokens, Drafter, ErrorPlan, GpuTarget, LookupDrafter, MtpDrafter, OracleDrafter,
     SpecParams, Target,
 };
 
@@ -83,8 +83,7 @@ fn speculative(
             ErrorPlan::Rate { rate, seed: 11 },
         )),
     };
-    let mut got = Vec::with_capacity(n);
-    let stats = generate_speculative(
+    Ok(greedy_tokens(
         &mut target,
         drafter.as_mut(),
         prompt,
@@ -96,14 +95,7 @@ fn speculative(
             draft_n: n_draft,
             adaptive,
         },
-        &mut greedy(),
-        &|_| false,
-        &mut |t| {
-            got.push(t);
-            true
-        },
-    )?;
-    Ok((got, stats))
+    )?)
 }
 
 fn first_diff(a: &[u32], b: &[u32]) -> Option<usize> {
