@@ -85,6 +85,9 @@ pub struct SimRow {
     pub speedup: f64,
     pub acceptance: f64,
     pub tokens_per_step: f64,
+    /// The last repetition's verify steps per batch width k (index k - 1) and their mean ms.
+    pub steps_per_k: Vec<usize>,
+    pub verify_ms_per_k: Vec<f64>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -332,6 +335,7 @@ fn simulated(
     for &rate in &a.sim_accept {
         for &(n, adaptive) in &configs {
             let (mut tps, mut acc, mut tps_step) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut per_k, mut ms_k) = (Vec::new(), Vec::new());
             for rep in 0..a.reps {
                 let mut st = SeqState::new(&model.cfg, n_ctx);
                 let mut target = CpuTarget::new(model, &mut st, n);
@@ -364,6 +368,8 @@ fn simulated(
                 if let Some(sp) = &s.spec {
                     acc.push(sp.acceptance);
                     tps_step.push(sp.tokens_per_step);
+                    per_k = sp.steps_per_k.clone();
+                    ms_k = sp.verify_ms_per_k.clone();
                 }
             }
             let t = median(tps);
@@ -375,6 +381,8 @@ fn simulated(
                 speedup: t / res.sim_plain_tps.unwrap_or(t),
                 acceptance: if acc.is_empty() { 0.0 } else { median(acc) },
                 tokens_per_step: if tps_step.is_empty() { 0.0 } else { median(tps_step) },
+                steps_per_k: per_k,
+                verify_ms_per_k: ms_k,
             });
         }
     }

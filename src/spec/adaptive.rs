@@ -5,7 +5,9 @@
 //! and of the cost of a step of each width, and picks the N that maximises expected tokens
 //! per millisecond: E[tokens | N] = 1 + Σ_{j≤N} Π_{i≤j} a_i, cost = verify(N+1) + N·draft.
 //! Every `PROBE_EVERY` steps it tries one draft more than its choice, so a rate that has
-//! recovered is noticed. The acceptance averages start as plain means of the prior and the
+//! recovered is noticed; a probe whose extra draft is refused doubles the wait for the next
+//! (up to `PROBE_MAX`), a kept one resets it, so a drafter that is never right costs one
+//! probe in `PROBE_MAX` steps, not one in `PROBE_EVERY`. The acceptance averages start as plain means of the prior and the
 //! first observations (weight `1/(n + 2)` after n of them, never below `EMA`), so a drafter
 //! that is never right is given up after four steps (with the prior step costs) rather than
 //! the ten and more an `EMA` of 0.1 from the prior takes.
@@ -17,6 +19,7 @@ const PRIOR_ACCEPT: f64 = 0.7;
 /// Relative extra cost of each batch token over a 1-token step, before measurements.
 const PRIOR_EXTRA_COST: f64 = 0.15;
 const PROBE_EVERY: usize = 16;
+const PROBE_MAX: usize = 128;
 
 pub struct DraftLength {
     max: usize,
@@ -37,6 +40,10 @@ pub struct DraftLength {
     /// Whether a drafting step has been seen (its first one is not recorded, likewise).
     draft_seen: bool,
     steps: usize,
+    /// The step (count of observed steps) that probes next, and the current wait between
+    /// probes.
+    next_probe: usize,
+    probe_every: usize,
 }
 
 fn ema(old: Option<f64>, new: f64) -> f64 {
@@ -55,6 +62,8 @@ impl DraftLength {
             seen: vec![false; max + 1],
             draft_seen: false,
             steps: 0,
+            next_probe: PROBE_EVERY - 1,
+            probe_every: PROBE_EVERY,
         }
     }
 
@@ -75,7 +84,7 @@ impl DraftLength {
                 (best, best_score) = (n, score);
             }
         }
-        if self.steps % PROBE_EVERY == PROBE_EVERY - 1 {
+        if self.steps == self.next_probe {
             (best + 1).min(self.max)
         } else {
             best
@@ -100,6 +109,15 @@ impl DraftLength {
     /// Records a step: `drafted` drafts of which the first `accepted` were kept, a verify of
     /// `drafted + 1` tokens that took `verify_ms`, and `draft_ms` spent drafting.
     pub fn observe(&mut self, drafted: usize, accepted: usize, verify_ms: f64, draft_ms: f64) {
+        if self.adaptive && self.steps == self.next_probe {
+            // This step was a probe: was its deepest draft kept?
+            self.probe_every = if drafted > 0 && accepted == drafted {
+                PROBE_EVERY
+            } else {
+                (2 * self.probe_every).min(PROBE_MAX)
+            };
+            self.next_probe = self.steps + self.probe_every;
+        }
         self.steps += 1;
         // Depths 1..=accepted were kept; depth accepted+1 (if drafted) was reached and refused.
         for j in 0..drafted.min(accepted + 1).min(self.max) {
@@ -179,6 +197,34 @@ mod tests {
             d.observe(n, 0, 1.0 + 0.3 * n as f64, 0.0);
         }
         assert!(drafting <= 4, "{drafting} of the first 10 steps drafted");
+    }
+
+    /// Probes back off while they fail (one in 16, 32, 64, then 128 steps) and the policy
+    /// still finds drafts that have turned good: after 600 steps of rejections, all-kept
+    /// drafts bring the length back to the maximum within PROBE_MAX + 16 steps.
+    #[test]
+    fn failed_probes_back_off_and_a_recovered_drafter_is_found() {
+        let mut d = DraftLength::new(3, true);
+        let mut drafting = 0;
+        for _ in 0..600 {
+            let n = d.choose();
+            if n > 0 {
+                drafting += 1;
+            }
+            d.observe(n, 0, 1.0 + 0.3 * n as f64, 0.0);
+        }
+        // Four steps to give up, then probes at 15, 47, 111, 239, 367, 495 at the most.
+        assert!(drafting <= 10, "{drafting} of 600 junk steps drafted");
+        let mut back = None;
+        for i in 0..PROBE_MAX + 16 {
+            let n = d.choose();
+            d.observe(n, n, 1.0 + 0.3 * n as f64, 0.0);
+            if n == 3 {
+                back = Some(i);
+                break;
+            }
+        }
+        assert!(back.is_some(), "good drafts not found again");
     }
 
     #[test]
