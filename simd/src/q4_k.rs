@@ -123,7 +123,8 @@ mod avx2 {
                 let mut acc_m = [_mm_setzero_ps(); N];
                 let m4 = _mm256_set1_epi8(0x0F);
                 for (i, b) in blocks(row).iter().enumerate() {
-                    prefetch_ahead::<2>(b.d.as_ptr());
+                    // 3 lines: see the AVX-512 kernel.
+                    prefetch_ahead::<3>(b.d.as_ptr());
                     let (sc, m) = crate::kq::scale_min_k4(&b.scales);
                     let mins = mins_dup16(&m);
                     let mut w = [_mm256_setzero_si256(); 8];
@@ -200,7 +201,13 @@ mod avx512 {
         let neg_hi =
             _mm512_mask_blend_epi32(0xFF00, _mm512_setzero_si512(), _mm512_set1_epi32(i32::MIN));
         for (i, b) in blocks(row).iter().enumerate() {
-            prefetch_ahead::<2>(b.d.as_ptr());
+            // Consecutive blocks' prefetches start 144 bytes apart, so they leave no line out
+            // only with floor((144 + 63) / 64) = 3 lines each; with 2 (until 2026-12-08) one
+            // line in nine went unprefetched. On the 16-core GPU host of 2026-12-08 the Q4_K
+            // rows of kernel-bench then streamed at 45-64% of the read loop while Q5_K, Q6_K
+            // and Q8_0 (3 / 4 / 1 lines: full cover) reached 98-118%; on the 2-core dev VM 3
+            // lines measured the same as 2 (docs/benchmarks/kernels-16core-2026-12-08.md).
+            prefetch_ahead::<3>(b.d.as_ptr());
             let (sc, m) = crate::kq::scale_min_k4(&b.scales);
             let mins = mins_dup16(&m);
             // w[v] = elements 64v..64v+63 (sub-blocks 2v, 2v+1): chunk v's 32 bytes loaded

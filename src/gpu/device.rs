@@ -322,7 +322,7 @@ impl Gpu {
         cols: usize,
         bytes: &[u8],
     ) -> Result<GpuMatrix> {
-        let split = super::layout::row_split(ty, cols);
+        let split = super::layout::row_split(ty, rows, cols);
         self.upload_matrix_as(name, ty, rows, cols, bytes, split)
     }
 

@@ -13,10 +13,22 @@
 //! multiple of 4 every row starts 8-byte aligned and so does every quant field, which the
 //! kernels (`FMT_Q6_K_R`, `FMT_Q8_0_R` in `cuda/quant.cuh`) then read in 8-byte loads. They
 //! decode each unit to the same integers and scales as the file layout's kernels, so results
-//! are bit-identical. Off by default until it has been measured on a GPU (it was written in a
-//! session that got no device: the kernels compile for sm_75/90/120 and the permutation is
-//! unit-tested, `gpu-check` compares both layouts bit for bit); `HYBRID_GPU_ROW_SPLIT=1` turns
-//! it on, `bench-scripts/row-split-ab.sh` measures it.
+//! are bit-identical (`gpu-check` compares both layouts bit for bit, every k, and the f16
+//! dequant).
+//!
+//! Measured on the H100 (2026-12-08, `gpu-check --bench`, two alternated rounds that agreed
+//! within 1%; docs/benchmarks/gpu-row-split-2026-12-08.md), us per call, file layout ->
+//! row-split, k = 1 / 2 / 4 / 8:
+//! - Q6_K 5120 x 17408 (wide, the split form): 33.7 / 43.8 / 43.1 / 70.4 -> 28.1 / 33.8 / 36.1
+//!   / 65.0 (k = 1: 72% -> 86% of a device copy): faster at every k;
+//! - Q6_K 17408 x 5120 (tall): 32.9 / 41.7 / 41.9 / 99.8 -> 28.5 / 37.2 / 55.2 / 110.6:
+//!   faster at k <= 2, 32% slower at k = 4;
+//! - Q8_0 17408 x 5120: 41.5 / 39.6 / 51.7 / 93.6 -> 50.2 / 38.4 / 56.5 / 87.9 (slower at k = 1);
+//! - Q8_0 5120 x 17408: 40.6 / 39.7 / 47.6 / 73.3 -> 37.2 / 37.0 / 49.8 / 51.0.
+//!
+//! So by default only wide Q6_K matrices (fewer rows than columns: the 27B's Q6_K FFN down)
+//! are uploaded row-split; tall ones (the LM head, verified at k up to 7) and Q8_0 keep the
+//! file layout. `HYBRID_GPU_ROW_SPLIT=1` splits every splittable matrix, `=0` none.
 
 use simd::GgmlType;
 
@@ -38,13 +50,44 @@ fn split_order(ty: GgmlType) -> &'static [usize] {
     }
 }
 
-/// Whether a `ty` matrix of `cols` columns is uploaded row-split: Q6_K and Q8_0 whose
-/// rows hold a multiple of 4 blocks (so rows start 8-byte aligned), when switched on
-/// (`HYBRID_GPU_ROW_SPLIT=1`).
-pub fn row_split(ty: GgmlType, cols: usize) -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let on = *ON.get_or_init(|| super::env_switch("HYBRID_GPU_ROW_SPLIT", false));
-    on && splittable(ty, cols)
+/// Which matrices are uploaded row-split (`HYBRID_GPU_ROW_SPLIT`, read once).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SplitPolicy {
+    /// `0`: none.
+    Off,
+    /// Unset: the measured default, wide Q6_K matrices (see the module docs).
+    WideQ6K,
+    /// `1`: every splittable matrix.
+    All,
+}
+
+impl SplitPolicy {
+    fn from_env() -> SplitPolicy {
+        match std::env::var("HYBRID_GPU_ROW_SPLIT").as_deref() {
+            Ok("0") | Ok("off") | Ok("false") => SplitPolicy::Off,
+            Ok("1") | Ok("on") | Ok("true") => SplitPolicy::All,
+            _ => SplitPolicy::WideQ6K,
+        }
+    }
+
+    /// Whether a `rows` x `cols` matrix of `ty` is uploaded row-split under this policy.
+    pub fn wants(self, ty: GgmlType, rows: usize, cols: usize) -> bool {
+        splittable(ty, cols)
+            && match self {
+                SplitPolicy::Off => false,
+                SplitPolicy::WideQ6K => ty == GgmlType::Q6_K && rows < cols,
+                SplitPolicy::All => true,
+            }
+    }
+}
+
+/// Whether a `rows` x `cols` matrix of `ty` is uploaded row-split: Q6_K and Q8_0 whose rows
+/// hold a multiple of 4 blocks (so rows start 8-byte aligned), as [`SplitPolicy`] says.
+pub fn row_split(ty: GgmlType, rows: usize, cols: usize) -> bool {
+    static POLICY: std::sync::OnceLock<SplitPolicy> = std::sync::OnceLock::new();
+    POLICY
+        .get_or_init(SplitPolicy::from_env)
+        .wants(ty, rows, cols)
 }
 
 /// `row_split` without the environment switch.
@@ -105,6 +148,25 @@ fn permute(ty: GgmlType, cols: usize, src: &[u8], dst: &mut [u8], to_split: bool
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The default splits the wide Q6_K matrices only (27B: FFN down 5120 x 17408 yes, the
+    /// LM head 248320 x 5120 and FFN gate 17408 x 5120 no, Q8_0 no); `1` splits every
+    /// splittable one, `0` none; a row of blocks not a multiple of 4 never.
+    #[test]
+    fn the_policies_pick_the_measured_shapes() {
+        use GgmlType::{Q4_K, Q6_K, Q8_0};
+        let d = SplitPolicy::WideQ6K;
+        assert!(d.wants(Q6_K, 5120, 17408));
+        assert!(!d.wants(Q6_K, 248_320, 5120));
+        assert!(!d.wants(Q6_K, 17408, 5120));
+        assert!(!d.wants(Q8_0, 5120, 17408));
+        assert!(!d.wants(Q4_K, 5120, 17408));
+        assert!(!d.wants(Q6_K, 4, 512), "2 blocks per row");
+        assert!(SplitPolicy::All.wants(Q6_K, 17408, 5120));
+        assert!(SplitPolicy::All.wants(Q8_0, 17408, 5120));
+        assert!(!SplitPolicy::All.wants(Q4_K, 17408, 5120));
+        assert!(!SplitPolicy::Off.wants(Q6_K, 5120, 17408));
+    }
 
     fn bytes(n: usize, seed: u64) -> Vec<u8> {
         let mut x = seed;
