@@ -51,8 +51,20 @@ fn bench_simulated_acceptance_rows_follow_the_rate() {
         .args(["bench", "-m"])
         .arg(&model)
         .args([
-            "-t", "1", "-p", "0", "-n", "40", "-r", "1", "--sim-accept", "0,1", "--draft-n",
-            "2,3", "--draft-adaptive", "--json",
+            "-t",
+            "1",
+            "-p",
+            "0",
+            "-n",
+            "40",
+            "-r",
+            "1",
+            "--sim-accept",
+            "0,1",
+            "--draft-n",
+            "2,3",
+            "--draft-adaptive",
+            "--json",
         ])
         .arg(&json)
         .output()

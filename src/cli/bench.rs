@@ -106,8 +106,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         if a.n_gen == 0 {
             bail!("--sim-accept needs -n > 0 tokens to decode");
         }
-        if let Some(n) = a.draft_n.iter().find(|&&n| n == 0 || n > crate::spec::MAX_DRAFT_N) {
-            bail!("--draft-n {n}: drafts per step are 1..={}", crate::spec::MAX_DRAFT_N);
+        if let Some(n) = a
+            .draft_n
+            .iter()
+            .find(|&&n| n == 0 || n > crate::spec::MAX_DRAFT_N)
+        {
+            bail!(
+                "--draft-n {n}: drafts per step are 1..={}",
+                crate::spec::MAX_DRAFT_N
+            );
         }
     }
     let file = GgufFile::open_resident(&a.model)
@@ -229,7 +236,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
 
     if !a.sim_accept.is_empty() {
-        simulated(&a, &mut model, &tokens[..SIM_PROMPT.min(tokens.len())], n_ctx, &mut res)?;
+        simulated(
+            &a,
+            &mut model,
+            &tokens[..SIM_PROMPT.min(tokens.len())],
+            n_ctx,
+            &mut res,
+        )?;
     }
 
     let at = if a.depth > 0 {
@@ -316,10 +329,18 @@ fn simulated(
     for _ in 0..a.reps {
         let mut st = SeqState::new(&model.cfg, n_ctx);
         let mut toks = Vec::with_capacity(a.n_gen);
-        let s = generate(model, &mut st, prompt, &params, &mut greedy(), &|_| false, &mut |t| {
-            toks.push(t);
-            true
-        })?;
+        let s = generate(
+            model,
+            &mut st,
+            prompt,
+            &params,
+            &mut greedy(),
+            &|_| false,
+            &mut |t| {
+                toks.push(t);
+                true
+            },
+        )?;
         plain_tps.push(s.decode_tps);
         truth = toks;
     }
@@ -380,7 +401,11 @@ fn simulated(
                 decode_tps: t,
                 speedup: t / res.sim_plain_tps.unwrap_or(t),
                 acceptance: if acc.is_empty() { 0.0 } else { median(acc) },
-                tokens_per_step: if tps_step.is_empty() { 0.0 } else { median(tps_step) },
+                tokens_per_step: if tps_step.is_empty() {
+                    0.0
+                } else {
+                    median(tps_step)
+                },
                 steps_per_k: per_k,
                 verify_ms_per_k: ms_k,
             });

@@ -203,13 +203,26 @@ mod tests {
             (d.draft_n, d.adaptive, d.with_temperature),
             (DEFAULT_ADAPTIVE_MAX, true, false)
         );
-        assert!(choice(None, DraftKind::Auto, false).resolve(false).is_none());
-        let l = choice(None, DraftKind::Lookup, false).resolve(false).unwrap();
+        assert!(choice(None, DraftKind::Auto, false)
+            .resolve(false)
+            .is_none());
+        let l = choice(None, DraftKind::Lookup, false)
+            .resolve(false)
+            .unwrap();
         assert_eq!((l.draft_n, l.adaptive), (DEFAULT_ADAPTIVE_MAX, true));
-        let n3 = choice(Some(3), DraftKind::Auto, false).resolve(true).unwrap();
-        assert_eq!((n3.draft_n, n3.adaptive, n3.with_temperature), (3, false, true));
-        let n3a = choice(Some(3), DraftKind::Auto, true).resolve(true).unwrap();
+        let n3 = choice(Some(3), DraftKind::Auto, false)
+            .resolve(true)
+            .unwrap();
+        assert_eq!(
+            (n3.draft_n, n3.adaptive, n3.with_temperature),
+            (3, false, true)
+        );
+        let n3a = choice(Some(3), DraftKind::Auto, true)
+            .resolve(true)
+            .unwrap();
         assert_eq!((n3a.draft_n, n3a.adaptive), (3, true));
-        assert!(choice(Some(0), DraftKind::Mtp, true).resolve(true).is_none());
+        assert!(choice(Some(0), DraftKind::Mtp, true)
+            .resolve(true)
+            .is_none());
     }
 }
