@@ -10,6 +10,7 @@ use crate::generate::{generate, GenParams};
 use crate::gguf::GgufFile;
 use crate::model::qwen35::{Config, CpuModel, Qwen35Weights, SeqState, SizeBreakdown};
 use crate::sample::{Sampler, SamplerConfig};
+use crate::serve::load::SpecChoice;
 use crate::spec::{generate_speculative, make_drafter, CpuTarget, DraftKind, SpecParams};
 use crate::tokenizer::chat::{render, ChatMessage, ChatOptions};
 use crate::tokenizer::Tokenizer;
@@ -102,28 +103,26 @@ fn log_profile() {
 }
 
 /// Speculative decoding for these arguments: drafts per step (0 = off) and whether the
-/// length adapts, with a notice where the choice is not obvious. Same policy as the server's
-/// [`crate::serve::load::SpecChoice::resolve`]: without `--draft-n`, greedy decoding of a model with
-/// an MTP head (or a named drafter) drafts adaptively, at most
-/// [`crate::serve::load::DEFAULT_ADAPTIVE_MAX`] per step.
+/// length adapts, with a notice where the choice is not obvious. The policy is the server's,
+/// [`SpecChoice::resolve`]: without `--draft-n`, greedy decoding of a model with an MTP head
+/// (or a named drafter) drafts adaptively; a named N also speculates with temperature.
 pub(super) fn draft_n(
     a: &Args,
     has_mtp: bool,
     sampler: &SamplerConfig,
 ) -> anyhow::Result<(usize, bool)> {
-    let (n, adaptive) = match a.draft_n {
-        Some(n) => (n, a.draft_adaptive),
-        None => {
-            let wanted = has_mtp || a.draft != DraftKind::Auto;
-            if !wanted {
-                (0, false)
-            } else if sampler.temperature > 0.0 {
-                tracing::info!("speculative decoding is off by default with --temp > 0; --draft-n N turns it on (rejection sampling keeps the distribution)");
-                (0, false)
-            } else {
-                (crate::serve::load::DEFAULT_ADAPTIVE_MAX, true)
-            }
+    let choice = SpecChoice {
+        draft_n: a.draft_n,
+        kind: a.draft,
+        adaptive: a.draft_adaptive,
+    };
+    let (n, adaptive) = match choice.resolve(has_mtp) {
+        None => (0, false),
+        Some(c) if sampler.temperature > 0.0 && !c.with_temperature => {
+            tracing::info!("speculative decoding is off by default with --temp > 0; --draft-n N turns it on (rejection sampling keeps the distribution)");
+            (0, false)
         }
+        Some(c) => (c.draft_n, c.adaptive),
     };
     if n > crate::spec::MAX_DRAFT_N {
         bail!(
