@@ -103,6 +103,39 @@ pub struct GenParams {
     pub n_batch: usize,
 }
 
+/// The greedy sampler (temperature 0, no repetition penalty).
+pub fn greedy_sampler() -> Sampler {
+    Sampler::new(crate::sample::SamplerConfig {
+        temperature: 0.0,
+        ..Default::default()
+    })
+}
+
+/// Greedy decoding of `n_predict` tokens with no end-of-generation token, the tokens
+/// collected: the reference that speculative runs are compared with
+/// (`crate::spec::greedy_tokens` is its speculative twin).
+pub fn greedy_tokens<E: Engine>(
+    model: &mut E,
+    st: &mut E::State,
+    prompt: &[u32],
+    params: &GenParams,
+) -> Result<(Vec<u32>, GenStats), ModelError> {
+    let mut got = Vec::with_capacity(params.n_predict);
+    let stats = generate(
+        model,
+        st,
+        prompt,
+        params,
+        &mut greedy_sampler(),
+        &|_| false,
+        &mut |t| {
+            got.push(t);
+            true
+        },
+    )?;
+    Ok((got, stats))
+}
+
 /// Feeds the prompt, then samples until an end-of-generation token, `n_predict` tokens, or
 /// `on_token` returning false. The end-of-generation token itself is not passed on.
 /// A greedy sampler takes [`Engine::forward_greedy`] (same tokens; the GPU then downloads

@@ -310,41 +310,23 @@ fn simulated(
     n_ctx: usize,
     res: &mut BenchResult,
 ) -> anyhow::Result<()> {
-    use crate::generate::{generate, GenParams};
-    use crate::sample::{Sampler, SamplerConfig};
+    use crate::generate::GenParams;
     use crate::spec::{greedy_tokens, CpuTarget, ErrorPlan, OracleDrafter, SpecParams};
 
     let params = GenParams {
         n_predict: a.n_gen,
         n_batch: a.batch.max(1),
     };
-    let greedy = || {
-        Sampler::new(SamplerConfig {
-            temperature: 0.0,
-            ..Default::default()
-        })
-    };
     let mut truth = Vec::new();
     let mut plain_tps = Vec::new();
     for _ in 0..a.reps {
         let mut st = SeqState::new(&model.cfg, n_ctx);
-        let mut toks = Vec::with_capacity(a.n_gen);
-        let s = generate(
-            model,
-            &mut st,
-            prompt,
-            &params,
-            &mut greedy(),
-            &|_| false,
-            &mut |t| {
-                toks.push(t);
-                true
-            },
-        )?;
+        let (toks, s) = crate::generate::greedy_tokens(model, &mut st, prompt, &params)?;
         plain_tps.push(s.decode_tps);
         truth = toks;
     }
-    res.sim_plain_tps = Some(median(plain_tps));
+    let base = median(plain_tps);
+    res.sim_plain_tps = Some(base);
     let mut full = prompt.to_vec();
     full.extend_from_slice(&truth);
     let nv = model.cfg.n_vocab;
@@ -399,7 +381,7 @@ fn simulated(
                 draft_n: n,
                 adaptive,
                 decode_tps: t,
-                speedup: t / res.sim_plain_tps.unwrap_or(t),
+                speedup: t / base,
                 acceptance: if acc.is_empty() { 0.0 } else { median(acc) },
                 tokens_per_step: if tps_step.is_empty() {
                     0.0

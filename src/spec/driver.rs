@@ -197,7 +197,7 @@ pub fn generate_speculative(
 }
 
 /// Greedy speculative decoding of `n_predict` tokens with no end-of-generation token, the
-/// tokens collected: what benchmarks and checks run to compare against plain decoding.
+/// tokens collected: the speculative twin of [`crate::generate::greedy_tokens`].
 pub fn greedy_tokens(
     target: &mut dyn Target,
     drafter: &mut dyn Drafter,
@@ -205,10 +205,7 @@ pub fn greedy_tokens(
     params: &GenParams,
     spec: &SpecParams,
 ) -> Result<(Vec<u32>, GenStats), SpecError> {
-    let mut sampler = Sampler::new(crate::sample::SamplerConfig {
-        temperature: 0.0,
-        ..Default::default()
-    });
+    let mut sampler = crate::generate::greedy_sampler();
     let mut got = Vec::with_capacity(params.n_predict);
     let stats = generate_speculative(
         target,

@@ -7,11 +7,10 @@
 use std::path::Path;
 use std::time::Instant;
 
-use hybrid_run::generate::{generate, GenParams, GenStats};
+use hybrid_run::generate::{GenParams, GenStats};
 use hybrid_run::gguf::GgufFile;
 use hybrid_run::gpu::{Gpu, GpuModel, GpuSnapshotRing};
 use hybrid_run::model::qwen35::{Config, ForwardOutput, Logits, Qwen35Weights};
-use hybrid_run::sample::{Sampler, SamplerConfig};
 use hybrid_run::spec::{
     greedy_tokens, Drafter, ErrorPlan, GpuTarget, LookupDrafter, MtpDrafter, OracleDrafter,
     SpecParams, Target,
@@ -21,30 +20,16 @@ use super::{median, model_name, placements, tokens, Report, R};
 
 const N_GEN: usize = 256;
 
-fn greedy() -> Sampler {
-    Sampler::new(SamplerConfig::default())
-}
-
 /// Plain greedy decoding on the GPU engine (device argmax), the reference.
 fn plain(gm: &mut GpuModel<'_>, prompt: &[u32], n: usize, n_ctx: usize) -> R<(Vec<u32>, GenStats)> {
     let mut st = gm.new_state(n_ctx)?;
-    let mut got = Vec::with_capacity(n);
-    let stats = generate(
-        gm,
-        &mut st,
-        prompt,
-        &GenParams {
-            n_predict: n,
-            n_batch: 64,
-        },
-        &mut greedy(),
-        &|_| false,
-        &mut |t| {
-            got.push(t);
-            true
-        },
-    )?;
-    Ok((got, stats))
+    let params = GenParams {
+        n_predict: n,
+        n_batch: 64,
+    };
+    Ok(hybrid_run::generate::greedy_tokens(
+        gm, &mut st, prompt, &params,
+    )?)
 }
 
 #[derive(Clone, Copy, Debug)]
