@@ -27,8 +27,8 @@ pub struct DraftLength {
     adaptive: bool,
     /// accept[j]: running acceptance at depth j+1.
     accept: Vec<f64>,
-    /// observed[j]: how many drafts at depth j+1 have been checked.
-    observed: Vec<u32>,
+    /// How many first drafts (depth 1) have been checked: the warm start's count.
+    checked_first: u32,
     /// verify_ms[k−1]: running verify time of a k-token batch (None until measured).
     verify_ms: Vec<Option<f64>>,
     /// Running drafting time per draft token.
@@ -57,7 +57,7 @@ impl DraftLength {
             max,
             adaptive,
             accept: vec![PRIOR_ACCEPT; max],
-            observed: vec![0; max],
+            checked_first: 0,
             verify_ms: vec![None; max + 1],
             draft_ms: None,
             seen: vec![false; max + 1],
@@ -132,12 +132,12 @@ impl DraftLength {
             // for good (the tiny model at 80% simulated acceptance: 3.2 -> 1.5 drafts per
             // step), so they move by the EMA alone.
             let w = if j == 0 {
-                EMA.max(1.0 / (self.observed[j] as f64 + 2.0))
+                self.checked_first += 1;
+                EMA.max(1.0 / (self.checked_first as f64 + 1.0))
             } else {
                 EMA
             };
             self.accept[j] += w * (kept - self.accept[j]);
-            self.observed[j] += 1;
         }
         if let (Some(slot), Some(seen)) =
             (self.verify_ms.get_mut(drafted), self.seen.get_mut(drafted))
