@@ -4,35 +4,47 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
 use hybrid_run::synth::{Preset, QuantMix};
 
-#[test]
-fn bench_reports_prefill_and_decode_at_a_context_depth() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = common::synth(dir.path(), Preset::Tiny, QuantMix::Q4KM, 3);
-    let json = dir.path().join("bench.json");
+/// Runs `hybrid-run bench -m model ARGS --json JSON`, asserts it succeeded, and returns its
+/// stdout and the JSON it wrote.
+fn bench(model: &Path, args: &[&str], json: &Path) -> (String, serde_json::Value) {
     let out = Command::new(env!("CARGO_BIN_EXE_hybrid-run"))
         .args(["bench", "-m"])
-        .arg(&model)
-        .args([
-            "-t", "2", "-p", "8", "-n", "4", "-d", "40", "-b", "16", "-r", "1", "--json",
-        ])
-        .arg(&json)
+        .arg(model)
+        .args(args)
+        .arg("--json")
+        .arg(json)
         .output()
         .expect("hybrid-run runs");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "bench failed:\n{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let v = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+    (text, v)
+}
+
+#[test]
+fn bench_reports_prefill_and_decode_at_a_context_depth() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::synth(dir.path(), Preset::Tiny, QuantMix::Q4KM, 3);
+    let (text, v) = bench(
+        &model,
+        &[
+            "-t", "2", "-p", "8", "-n", "4", "-d", "40", "-b", "16", "-r", "1",
+        ],
+        &dir.path().join("bench.json"),
+    );
     assert!(
         text.contains("pp8 @ d40 t/s | tg4 @ d40 t/s"),
         "header:\n{text}"
     );
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(v["depth"], 40);
     assert_eq!(v["n_prompt"], 8);
     assert!(v["prefill_tps"].as_f64().unwrap() > 0.0, "{v}");
@@ -46,11 +58,9 @@ fn bench_reports_prefill_and_decode_at_a_context_depth() {
 fn bench_simulated_acceptance_rows_follow_the_rate() {
     let dir = tempfile::tempdir().unwrap();
     let model = common::synth(dir.path(), Preset::Tiny, QuantMix::Q8_0, 5);
-    let json = dir.path().join("sim.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_hybrid-run"))
-        .args(["bench", "-m"])
-        .arg(&model)
-        .args([
+    let (text, v) = bench(
+        &model,
+        &[
             "-t",
             "1",
             "-p",
@@ -64,19 +74,10 @@ fn bench_simulated_acceptance_rows_follow_the_rate() {
             "--draft-n",
             "2,3",
             "--draft-adaptive",
-            "--json",
-        ])
-        .arg(&json)
-        .output()
-        .expect("hybrid-run runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "bench failed:\n{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        &dir.path().join("sim.json"),
     );
     assert!(text.contains("| 1.00 | 3 adaptive |"), "table:\n{text}");
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let rows = v["sim"].as_array().unwrap();
     assert_eq!(rows.len(), 6, "{v}");
     for r in rows {
