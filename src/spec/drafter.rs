@@ -19,6 +19,13 @@ pub trait Drafter {
         hidden: &[f32],
     ) -> Result<(), SpecError>;
 
+    /// Runs work that `commit` deferred (the MTP catch-up). The driver calls it before each
+    /// draft and at the end of a run, so the drafter's state is complete when it is left;
+    /// `draft` flushes too, so calling it is never needed for correct drafts.
+    fn flush(&mut self, _target: &mut dyn Target) -> Result<(), SpecError> {
+        Ok(())
+    }
+
     /// Writes up to `n` guesses into `out` (cleared first). `history` is the whole sequence
     /// so far, prompt included; its last token is the certain token at position
     /// `target.n_past()` that the trunk has not run yet. Fewer than `n` (even none) is fine.

@@ -136,6 +136,11 @@ pub fn generate_speculative(
         let want = params.n_predict - stats.n_decode;
         let n = length.choose().min(want - 1).min(n_ctx - n_past - 1);
 
+        if n > 0 {
+            let tc = Instant::now();
+            drafter.flush(target)?;
+            ss.catchup_ms += ms(tc);
+        }
         let td = Instant::now();
         drafter.draft(target, &history, n, &mut drafts)?;
         drafts.truncate(n);
@@ -189,6 +194,10 @@ pub fn generate_speculative(
     if let Some(why) = stop {
         stats.stop = why.into();
     }
+    // The drafter's deferred catch-up, so a state kept for the next request is complete.
+    let tc = Instant::now();
+    drafter.flush(target)?;
+    ss.catchup_ms += ms(tc);
     stats.decode_ms = ms(t1);
     ss.finish();
     stats.spec = Some(ss);

@@ -10,6 +10,10 @@
 //!   with the trunk's rows `H_p..H_{p+m−1}`, and `pending_h = H_{p+m}`. Position p is already
 //!   right: draft step 0 wrote it from exactly `(x, pending_h)`. When nothing was drafted
 //!   (or a prompt chunk arrives) every position is run.
+//! - Catch-up is deferred: committed rows wait in a backlog and run as one batch when the next
+//!   draft needs them ([`Drafter::flush`]), when `BACKLOG_ROWS` have gathered, or at the end of
+//!   a run. While the adaptive length is not drafting, the MTP block then runs once per
+//!   `BACKLOG_ROWS` tokens (one read of its weights) instead of once per token.
 
 use crate::model::qwen35::{ForwardOutput, Logits};
 
@@ -17,15 +21,23 @@ use super::drafter::Drafter;
 use super::target::Target;
 use super::SpecError;
 
+/// Catch-up rows gathered before they are run without waiting for a draft: bounds the
+/// backlog's memory (`BACKLOG_ROWS × n_embd` floats) and keeps each flush a modest batch.
+const BACKLOG_ROWS: usize = 64;
+
 pub struct MtpDrafter {
     d: usize,
     /// H of the last trunk token, [n_embd].
     pending_h: Vec<f32>,
-    /// Hidden input rows for the MTP block, [T][n_embd]; grows to the largest commit.
+    /// A draft step's hidden input row, [n_embd].
     h_in: Vec<f32>,
     out: ForwardOutput,
     /// The position whose MTP KV entry the last draft wrote from `(x, pending_h)`.
     drafted_at: Option<usize>,
+    /// Deferred catch-up: tokens at positions `backlog_pos..` and their hidden input rows.
+    backlog_pos: usize,
+    backlog_tokens: Vec<u32>,
+    backlog_h: Vec<f32>,
 }
 
 impl MtpDrafter {
@@ -38,9 +50,12 @@ impl MtpDrafter {
         Ok(MtpDrafter {
             d,
             pending_h: vec![0.0; d],
-            h_in: vec![0.0; 8 * d],
+            h_in: vec![0.0; d],
             out: ForwardOutput::default(),
             drafted_at: None,
+            backlog_pos: 0,
+            backlog_tokens: Vec::with_capacity(BACKLOG_ROWS),
+            backlog_h: Vec::with_capacity(BACKLOG_ROWS * d),
         })
     }
 }
@@ -69,28 +84,47 @@ impl Drafter for MtpDrafter {
         let start = target.n_past() - n;
         let skip = usize::from(self.drafted_at.take() == Some(start));
         if skip < n {
-            let rows = n - skip;
-            if self.h_in.len() < rows * d {
-                self.h_in.resize(rows * d, 0.0);
+            if !self.backlog_tokens.is_empty()
+                && self.backlog_pos + self.backlog_tokens.len() != start + skip
+            {
+                // Not a continuation of the backlog (cannot happen through the driver, which
+                // commits in order): run what is there first.
+                self.flush(target)?;
             }
-            for (r, t) in (skip..n).enumerate() {
+            if self.backlog_tokens.is_empty() {
+                self.backlog_pos = start + skip;
+            }
+            for t in skip..n {
                 let src = if t == 0 {
                     &self.pending_h[..]
                 } else {
                     &hidden[(t - 1) * d..t * d]
                 };
-                self.h_in[r * d..(r + 1) * d].copy_from_slice(src);
+                self.backlog_h.extend_from_slice(src);
+                self.backlog_tokens.push(tokens[t]);
             }
-            target.mtp_forward(
-                start + skip,
-                &tokens[skip..],
-                &self.h_in[..rows * d],
-                Logits::None,
-                &mut self.out,
-            )?;
         }
         self.pending_h.copy_from_slice(&hidden[(n - 1) * d..]);
+        if self.backlog_tokens.len() >= BACKLOG_ROWS {
+            self.flush(target)?;
+        }
         Ok(())
+    }
+
+    fn flush(&mut self, target: &mut dyn Target) -> Result<(), SpecError> {
+        if self.backlog_tokens.is_empty() {
+            return Ok(());
+        }
+        let res = target.mtp_forward(
+            self.backlog_pos,
+            &self.backlog_tokens,
+            &self.backlog_h,
+            Logits::None,
+            &mut self.out,
+        );
+        self.backlog_tokens.clear();
+        self.backlog_h.clear();
+        res
     }
 
     fn draft(
@@ -107,6 +141,7 @@ impl Drafter for MtpDrafter {
         if n == 0 {
             return Ok(());
         }
+        self.flush(target)?;
         let d = self.d;
         let pos = target.n_past();
         self.h_in[..d].copy_from_slice(&self.pending_h);
