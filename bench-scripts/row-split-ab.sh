@@ -60,7 +60,7 @@ if left 200; then
   done
 fi
 if left 150; then
-  # The default row-split setting (off unless HYBRID_GPU_ROW_SPLIT=1), the planner's 16 GiB split
+  # The default row-split setting (wide Q6_K only; HYBRID_GPU_ROW_SPLIT=1 all, 0 none), the planner's 16 GiB split
   # of earlier runs (45 GPU FFN layers): T(k)/T(1) and simulated acceptance, each rate with an
   # adaptive row (at most 6 drafts) next to the fixed N.
   step "5. spec-bench, 16 GiB split (45 GPU FFN layers), 128 tokens"

@@ -35,7 +35,7 @@ fn the_mtp_kv_cache_after_speculative_decoding_equals_the_from_scratch_pairing()
                 &mut drafter,
                 &prompt,
                 &params(200),
-                &SpecParams { draft_n, adaptive },
+                &SpecParams::new(draft_n, adaptive),
                 &mut greedy(),
                 &|_| false,
                 &mut |t| {

@@ -355,10 +355,7 @@ fn simulated(
                     &mut drafter,
                     prompt,
                     &params,
-                    &SpecParams {
-                        draft_n: n,
-                        adaptive,
-                    },
+                    &SpecParams::new(n, adaptive),
                 )?;
                 if got != truth {
                     let at = got.iter().zip(&truth).position(|(x, y)| x != y);

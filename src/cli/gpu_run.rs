@@ -263,10 +263,7 @@ pub fn run(
                 drafter.as_mut(),
                 prompt,
                 &params,
-                &SpecParams {
-                    draft_n: n_draft,
-                    adaptive,
-                },
+                &SpecParams::new(n_draft, adaptive),
                 &mut sampler,
                 &|t| tok.is_eog(t),
                 &mut on_token,

@@ -341,10 +341,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             drafter.as_mut(),
             &prompt,
             &params,
-            &SpecParams {
-                draft_n: n_draft,
-                adaptive,
-            },
+            &SpecParams::new(n_draft, adaptive),
             &mut sampler,
             &|t| tok.is_eog(t),
             &mut on_token,

@@ -276,10 +276,7 @@ impl Generator for CpuGenerator<'_> {
                             drafter.as_mut(),
                             &prompt[skip..],
                             &params,
-                            &SpecParams {
-                                draft_n: sc.draft_n,
-                                adaptive: sc.adaptive,
-                            },
+                            &SpecParams::new(sc.draft_n, sc.adaptive),
                             sampler,
                             is_eog,
                             &mut cb,

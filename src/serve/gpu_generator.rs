@@ -128,10 +128,7 @@ impl Generator for GpuGenerator<'_> {
                         drafter.as_mut(),
                         prompt,
                         &params,
-                        &SpecParams {
-                            draft_n: sc.draft_n,
-                            adaptive: sc.adaptive,
-                        },
+                        &SpecParams::new(sc.draft_n, sc.adaptive),
                         sampler,
                         is_eog,
                         on_token,

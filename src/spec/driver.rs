@@ -23,6 +23,29 @@ pub struct SpecParams {
     pub draft_n: usize,
     /// Pick the length per step from the running acceptance rate (see [`DraftLength`]).
     pub adaptive: bool,
+    /// Step costs the adaptive policy is told instead of the measured times (tests and
+    /// simulations whose choices must not depend on how busy the machine is); None measures.
+    pub fixed_costs: Option<StepCosts>,
+}
+
+impl SpecParams {
+    /// At most `draft_n` drafts per step, adaptive or fixed, with measured step costs.
+    pub fn new(draft_n: usize, adaptive: bool) -> SpecParams {
+        SpecParams {
+            draft_n,
+            adaptive,
+            fixed_costs: None,
+        }
+    }
+}
+
+/// A linear step-cost model: a k-token verify takes `verify_ms + (k − 1) · per_token_ms`,
+/// drafting `draft_ms` per draft token.
+#[derive(Clone, Copy, Debug)]
+pub struct StepCosts {
+    pub verify_ms: f64,
+    pub per_token_ms: f64,
+    pub draft_ms: f64,
 }
 
 fn ms(t: Instant) -> f64 {
@@ -164,7 +187,18 @@ pub fn generate_speculative(
         let verify_ms = ms(tv);
         let m = verdict.accepted;
         ss.record_step(drafts.len(), m, verify_ms);
-        length.observe(drafts.len(), m, verify_ms, draft_ms);
+        match spec.fixed_costs {
+            None => length.observe(drafts.len(), m, verify_ms, draft_ms),
+            Some(c) => {
+                let n = drafts.len() as f64;
+                length.observe(
+                    drafts.len(),
+                    m,
+                    c.verify_ms + n * c.per_token_ms,
+                    n * c.draft_ms,
+                )
+            }
+        }
 
         // Emit the kept drafts (already on `history`), then the next certain token.
         for &tok in &drafts[..m] {

@@ -25,7 +25,7 @@ pub mod verify;
 
 pub use adaptive::DraftLength;
 pub use drafter::Drafter;
-pub use driver::{generate_speculative, greedy_tokens, SpecParams};
+pub use driver::{generate_speculative, greedy_tokens, SpecParams, StepCosts};
 pub use gpu_target::GpuTarget;
 pub use lookup::LookupDrafter;
 pub use mtp::MtpDrafter;

@@ -75,8 +75,22 @@ pub fn speculative(
     sampler: &mut Sampler,
     make: &dyn Fn(&dyn Target) -> Box<dyn Drafter>,
 ) -> (Vec<u32>, GenStats) {
+    let spec = SpecParams::new(draft_n, adaptive);
+    speculative_with(model, n_ctx, prompt, n, &spec, sampler, make)
+}
+
+/// [`speculative`] with all of the speculation parameters.
+pub fn speculative_with(
+    model: &mut CpuModel<'_>,
+    n_ctx: usize,
+    prompt: &[u32],
+    n: usize,
+    spec: &SpecParams,
+    sampler: &mut Sampler,
+    make: &dyn Fn(&dyn Target) -> Box<dyn Drafter>,
+) -> (Vec<u32>, GenStats) {
     let mut st = SeqState::new(&model.cfg, n_ctx);
-    let mut target = CpuTarget::new(model, &mut st, draft_n);
+    let mut target = CpuTarget::new(model, &mut st, spec.draft_n);
     let mut drafter = make(&target);
     let mut toks = Vec::new();
     let stats = generate_speculative(
@@ -84,7 +98,7 @@ pub fn speculative(
         drafter.as_mut(),
         prompt,
         &params(n),
-        &SpecParams { draft_n, adaptive },
+        spec,
         sampler,
         &|_| false,
         &mut |t| {

@@ -76,10 +76,7 @@ fn speculative(
             n_predict: n,
             n_batch: 64,
         },
-        &SpecParams {
-            draft_n: n_draft,
-            adaptive,
-        },
+        &SpecParams::new(n_draft, adaptive),
     )?)
 }
 
