@@ -183,12 +183,12 @@ impl Target for GpuTarget<'_, '_> {
         pos: usize,
         tokens: &[u32],
         hidden_in: &[f32],
-        _want: Logits,
+        want: Logits,
         out: &mut ForwardOutput,
     ) -> Result<(), SpecError> {
         self.begin_mtp(pos, tokens, hidden_in)?;
-        // The GPU MTP forward always computes every row's logits (one weight-stationary LM
-        // head pass per chunk); callers that asked for fewer ignore them.
-        Ok(self.model.mtp_forward(self.st, tokens, hidden_in, out)?)
+        Ok(self
+            .model
+            .mtp_forward_rows(self.st, tokens, hidden_in, want, out)?)
     }
 }

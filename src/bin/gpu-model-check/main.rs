@@ -419,6 +419,33 @@ fn check_model(path: &Path, threads: usize, rep: &mut Report) -> R<()> {
         rep.check(&format!("{name}: MTP logits vs CPU, 20 positions"), e, tol);
         let (e, _) = row_errors(&gmo.hidden, &cm.hidden, d);
         rep.check(&format!("{name}: MTP hM vs CPU, 20 positions"), e, tol);
+
+        // The speculative catch-up's form (no logit rows: the LM head is skipped) leaves the
+        // same MTP state: the same hM bit for bit, and the next position's logits equal
+        // those after the full form. Last: the last row only, within tolerance of the CPU.
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let mut gs_none = gm.new_state(n_ctx)?;
+        let mut none = ForwardOutput::default();
+        gm.mtp_forward_rows(&mut gs_none, &toks[..20], &h_in, Logits::None, &mut none)?;
+        rep.truth(
+            &format!("{name}: MTP without logits: no rows, hM == full form"),
+            none.logits.is_empty() && bits(&none.hidden) == bits(&gmo.hidden),
+            "",
+        );
+        let (mut next_full, mut next_none) = (ForwardOutput::default(), ForwardOutput::default());
+        let h19 = &trunk.hidden[19 * d..20 * d];
+        gm.mtp_forward(&mut gs, &toks[20..21], h19, &mut next_full)?;
+        gm.mtp_forward(&mut gs_none, &toks[20..21], h19, &mut next_none)?;
+        rep.truth(
+            &format!("{name}: MTP next logits after the no-logit form == after the full"),
+            !next_full.logits.is_empty() && bits(&next_full.logits) == bits(&next_none.logits),
+            "",
+        );
+        let mut gs_last = gm.new_state(n_ctx)?;
+        let mut last = ForwardOutput::default();
+        gm.mtp_forward_rows(&mut gs_last, &toks[..20], &h_in, Logits::Last, &mut last)?;
+        let (e, _) = row_errors(&last.logits, &cm.logits[19 * nv..], nv);
+        rep.check(&format!("{name}: MTP last logit row only vs CPU"), e, tol);
     }
 
     // 6. Bad input is a typed error, and leaves the state as it was.

@@ -1224,7 +1224,22 @@ impl<'a> GpuModel<'a> {
         hidden_in: &[f32],
         out: &mut ForwardOutput,
     ) -> Result<(), ModelError> {
-        self.mtp_forward_impl(st, tokens, hidden_in, out, None)
+        self.mtp_forward_impl(st, tokens, hidden_in, Logits::All, out, None)
+    }
+
+    /// [`GpuModel::mtp_forward`] with a choice of logit rows, as
+    /// [`crate::model::qwen35::CpuModel::mtp_forward_rows`]: the speculative catch-up only
+    /// fills the MTP KV cache and asks for none, which skips the LM head (a read of its
+    /// whole matrix) and the download of vocabulary-sized rows.
+    pub fn mtp_forward_rows(
+        &mut self,
+        st: &mut GpuSeqState,
+        tokens: &[u32],
+        hidden_in: &[f32],
+        want: Logits,
+        out: &mut ForwardOutput,
+    ) -> Result<(), ModelError> {
+        self.mtp_forward_impl(st, tokens, hidden_in, want, out, None)
     }
 
     /// [`GpuModel::mtp_forward`] for greedy drafting: `argmax` gets the argmax of every
@@ -1237,7 +1252,7 @@ impl<'a> GpuModel<'a> {
         out: &mut ForwardOutput,
         argmax: &mut Vec<u32>,
     ) -> Result<(), ModelError> {
-        self.mtp_forward_impl(st, tokens, hidden_in, out, Some(argmax))
+        self.mtp_forward_impl(st, tokens, hidden_in, Logits::All, out, Some(argmax))
     }
 
     fn mtp_forward_impl(
@@ -1245,6 +1260,7 @@ impl<'a> GpuModel<'a> {
         st: &mut GpuSeqState,
         tokens: &[u32],
         hidden_in: &[f32],
+        want: Logits,
         out: &mut ForwardOutput,
         mut argmax: Option<&mut Vec<u32>>,
     ) -> Result<(), ModelError> {
@@ -1264,8 +1280,15 @@ impl<'a> GpuModel<'a> {
         };
         out.logits.clear();
         out.hidden.clear();
+        let n_chunks = tokens.len().div_ceil(MAX_BATCH);
         for (ci, chunk) in tokens.chunks(MAX_BATCH).enumerate() {
             let t = chunk.len();
+            // This chunk's logit rows (the argmax form takes every row).
+            let rows = match (want, argmax.is_some()) {
+                (_, true) | (Logits::All, false) => 0..t,
+                (Logits::Last, false) if ci + 1 == n_chunks => t - 1..t,
+                _ => 0..0,
+            };
             self.embed(&table, chunk)?;
             let h = &hidden_in[ci * MAX_BATCH * d..][..t * d];
             self.gpu.write(h, &mut self.b.hidden)?;
@@ -1316,15 +1339,17 @@ impl<'a> GpuModel<'a> {
                 t,
             )?;
             norm_to(gpu, cfg, b, &m.head_norm, NormOut::Hidden, true, t)?;
-            lm_head(gpu, cfg, b, m.head.as_ref().unwrap_or(&w.output), 0..t)?;
+            let n_rows = rows.len();
+            lm_head(gpu, cfg, b, m.head.as_ref().unwrap_or(&w.output), rows)?;
             st.mtp_n_past += t;
             out.hidden
                 .extend_from_slice(&gpu.download(first(&b.hidden, t * d)?)?);
             match argmax.as_deref_mut() {
                 Some(a) => self.device_argmax(t, a)?,
-                None => out
+                None if n_rows > 0 => out
                     .logits
-                    .extend_from_slice(&gpu.download(first(&b.logits, t * nv)?)?),
+                    .extend_from_slice(&gpu.download(first(&b.logits, n_rows * nv)?)?),
+                None => {}
             }
         }
         Ok(())
