@@ -68,5 +68,17 @@ if left 150; then
     --threads "$(nproc)" > "$W/spec-45.log" 2>&1
   grep -v INFO "$W/spec-45.log" | grep -E "^\| [0-9]|within|MTP off|profile" | tee -a "$S"
 fi
+if left 70 && [ -f "${M:-}" ]; then
+  # The CLI's default speculation (adaptive MTP, at most 3) on the random-weight MTP head,
+  # whose drafts are never kept, against --draft-n 0: what the default costs when drafting
+  # does not pay (the catch-up is deferred and skips the MTP LM head).
+  step "6. CLI full GPU, default speculation vs --draft-n 0, 64 tokens"
+  for dn in default 0; do
+    a=(); [ "$dn" = 0 ] && a=(--draft-n 0)
+    timeout 40 "$BIN/hybrid-run" -m "$M" --gpu-layers all -p "The capital of France is" -n 64 "${a[@]}" \
+      --stats-json "$W/cli-$dn.json" > "$W/cli-$dn.log" 2>&1
+    echo "-- draft-n $dn rc=$? $(grep -oE '"(decode_tps|catchup_ms|drafted)": [0-9.]+' "$W/cli-$dn.json" 2>/dev/null | tr '\n' ' ')" | tee -a "$S"
+  done
+fi
 step "done"
 tar czf "$OUT/logs.tgz" -C "$W" . 2>/dev/null
