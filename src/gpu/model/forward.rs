@@ -1224,7 +1224,7 @@ impl<'a> GpuModel<'a> {
         hidden_in: &[f32],
         out: &mut ForwardOutput,
     ) -> Result<(), ModelError> {
-        self.mtp_forward_impl(st, tokens, hidden_in, Logits::All, out, None)
+        self.mtp_forward_rows(st, tokens, hidden_in, Logits::All, out)
     }
 
     /// [`GpuModel::mtp_forward`] with a choice of logit rows, as
