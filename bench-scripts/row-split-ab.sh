@@ -2,10 +2,11 @@
 # The row-split device layout of Q6_K and Q8_0 (src/gpu/layout.rs) against the file layout,
 # in one device call: gpu-check --quick (every kernel, both layouts bit for bit), gpu-model-check
 # with the layout on (tiny models, GPU forward against the CPU's), the mat-vec at the 27B FFN
-# shapes with HYBRID_GPU_ROW_SPLIT=1 / 0 alternated (twice each), then
-# kernel-bench (16 threads, the CPU roofline with the all-thread compute floor) and, while time
-# is left, the synthetic 27B Q4_K_M fully on the GPU (lm_head and half the ffn_down are Q6_K)
-# with the layout on and off, and the 16 GiB split's spec-bench (adaptive rows). Prebuilt
+# shapes with HYBRID_GPU_ROW_SPLIT=1 / 0 ($MMV_ROUNDS rounds, default 1), the mat-vec prefetch
+# variants (MMV_PF), kernel-bench (16 threads, Q4_K and Q6_K) and, while time is left, the
+# synthetic 27B Q4_K_M fully on the GPU (lm_head and half the ffn_down are Q6_K) with the
+# default layout and with it off, the 16 GiB split's spec-bench (adaptive rows) and the CLI's
+# default speculation. Prebuilt
 # binaries in $BIN_DIR (default .dev-carry/gpu).
 # Logs in $OUT (default /tmp/row-split): summary.txt and logs.tgz.
 set -uo pipefail
@@ -33,7 +34,7 @@ echo "rc=$? $(grep -v INFO "$W/model-check.log" | tail -1)" | tee -a "$S"
 grep -E "FAIL" "$W/model-check.log" | head -10 | tee -a "$S"
 
 step "2. mat-vec, 27B FFN shapes, row-split on / off"
-for i in 1 2; do
+for i in $(seq 1 "${MMV_ROUNDS:-1}"); do
   for s in 1 0; do
     HYBRID_GPU_ROW_SPLIT=$s timeout 90 "$BIN/gpu-check" --bench --bench-only --bench-types Q6_K,Q8_0 \
       > "$W/mmv-split$s-$i.log" 2>&1
@@ -42,18 +43,28 @@ for i in 1 2; do
   done
 done
 
+if left 400; then
+  # Software prefetch of the next step's weights (MMV_PF in cuda/mmvq.cu; bit-identical
+  # results, so only speed is compared): off, into L2 for k >= 2, into L2 for every k, into L1
+  # for k >= 2, then off again.
+  step "2b. mat-vec prefetch variants (MMV_PF)"
+  OUT="$W/pf" GPU_CHECK_BIN="$BIN/gpu-check" timeout 200 bash bench-scripts/mmv-variants.sh Q4_K,Q6_K,Q5_K,Q8_0 \
+    base pf1:MMV_PF=1 pf1all:MMV_PF=1,MMV_PF_MIN_K=1 pf2:MMV_PF=2 base2@cuda/mmvq.cu 2>&1 | tee -a "$S"
+fi
+
 if left 330; then
-  step "3. kernel-bench --threads $(nproc)"
-  timeout 200 "$BIN/kernel-bench" --threads "$(nproc)" --reps 5 > "$W/kernel-bench.md" 2>&1
+  step "3. kernel-bench --threads $(nproc) (Q4_K, Q6_K; k = 1, 4)"
+  timeout 120 "$BIN/kernel-bench" --threads "$(nproc)" --reps 3 --types Q4_K,Q6_K --ks 1,4 > "$W/kernel-bench.md" 2>&1
   grep -E "sequential|single-thread|worst|compute-bound at" "$W/kernel-bench.md" | tee -a "$S"
 fi
 if left 200; then
-  step "4. synthetic 27B Q4_K_M, full GPU, row-split on / off"
+  step "4. synthetic 27B Q4_K_M, full GPU, row-split default (wide Q6_K) / off"
   M=/tmp/27b-q4km.gguf
   timeout 120 "$BIN/hybrid-run" synth --preset 27b --quant q4_k_m -o "$M" > "$W/synth.log" 2>&1
-  for s in 1 0; do
+  for s in default 0; do
     left 60 || break
-    HYBRID_GPU_ROW_SPLIT=$s timeout $((BUDGET - SECONDS - 20)) "$BIN/gpu-model-check" --ctx-bench "$M" \
+    e=(); [ "$s" = 0 ] && e=(HYBRID_GPU_ROW_SPLIT=0)
+    env "${e[@]}" timeout $((BUDGET - SECONDS - 20)) "$BIN/gpu-model-check" --ctx-bench "$M" \
       > "$W/ctx-split$s.log" 2>&1
     echo "-- HYBRID_GPU_ROW_SPLIT=$s" | tee -a "$S"
     grep -v INFO "$W/ctx-split$s.log" | grep -E "^\||roofline|t/s" | head -12 | tee -a "$S"

@@ -72,6 +72,25 @@ struct RowsPerWarpQ {
                                                                        : MMV_R_LARGE;
 };
 
+// MMV_PF: software prefetch of the weights of the step MMV_PF_DIST steps ahead, issued after
+// a step's loads and before its math, for K >= MMV_PF_MIN_K (prefetch_unit in quant.cuh;
+// 0 off, 1 into L2, 2 into L1). Why: at K >= 2 a lane's math per step grows with K while its
+// loads do not, and a warp waits for its next step's weights only after that math, so
+// memory and math take turns instead of overlapping (Q4_K 17408x5120 on the H100: 20.8 us
+// at K = 1, 27.3 at K = 4, where the memory floor is 16.6 us and the K = 4 issue time about
+// 11). A prefetch keeps the next step's bytes in flight during the math. It changes no
+// arithmetic: results are bit-identical with any setting. Tuning knobs for
+// bench-scripts/mmv-variants.sh; 0 (off) until timed.
+#ifndef MMV_PF
+#define MMV_PF 0
+#endif
+#ifndef MMV_PF_MIN_K
+#define MMV_PF_MIN_K 2
+#endif
+#ifndef MMV_PF_DIST
+#define MMV_PF_DIST 1
+#endif
+
 // IPG activation ints (4 * IPG quants) from a 4 * IPG-byte aligned address.
 template <int IPG>
 __device__ __forceinline__ void load_acts(const i8* p, int* a);
@@ -134,6 +153,19 @@ __device__ __forceinline__ void mmvq_lane(const u8* __restrict__ W, u64 row_byte
             for (int r = 0; r < R; r++) {
                 const int row = min(row0 + r, rows - 1);  // tail rows are computed, never stored
                 load_unit<FMT>(W + (size_t)row * row_bytes, n / F::QK, b, p, w[j][r]);
+            }
+        }
+        if (MMV_PF && K >= MMV_PF_MIN_K) {
+#pragma unroll
+            for (int j = 0; j < U; j++) {
+                // Clamped like the loads, so every address lies inside the matrix.
+                const int u = min(u0 + stride * (U * MMV_PF_DIST + j), units - 1);
+                const int b = u / F::PARTS, p = u % F::PARTS;
+#pragma unroll
+                for (int r = 0; r < R; r++) {
+                    const int row = min(row0 + r, rows - 1);
+                    prefetch_unit<FMT, MMV_PF>(W + (size_t)row * row_bytes, n / F::QK, b, p);
+                }
             }
         }
 #pragma unroll

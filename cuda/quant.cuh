@@ -459,6 +459,32 @@ struct RowSplit {
     static constexpr bool value = FMT == FMT_Q6_K_R || FMT == FMT_Q8_0_R;
 };
 
+// Software prefetch of the weights a later step will load (MMV_PF in mmvq.cu): level 1 =
+// L2, 2 = L1. One address per unit, which need not be the unit's own first byte: the lanes of
+// a warp take consecutive units, and the addresses they prefetch together have to touch every
+// 128-byte line of the bytes those units read. File layout: the unit's even share of its block
+// (BYTES / PARTS apart, 18-26 bytes, so every line of the warp's blocks is touched). Row-split
+// layouts: the quant fields (Q6_K's ql and qh, Q8_0's qs), 8-16 bytes apart per lane.
+template <int LEVEL>
+__device__ __forceinline__ void prefetch_line(const u8* p) {
+    if (LEVEL == 1)
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+    else if (LEVEL == 2)
+        asm volatile("prefetch.global.L1 [%0];" ::"l"(p));
+}
+template <int FMT, int LEVEL>
+__device__ __forceinline__ void prefetch_unit(const u8* row, int nb, int b, int p) {
+    if constexpr (FMT == FMT_Q6_K_R) {
+        const int n = p >> 2, l0 = 8 * (p & 3);
+        prefetch_line<LEVEL>(row + 128 * (size_t)b + 64 * n + l0);
+        prefetch_line<LEVEL>(row + 128 * (size_t)nb + 64 * (size_t)b + 32 * n + l0);
+    } else if constexpr (FMT == FMT_Q8_0_R) {
+        prefetch_line<LEVEL>(row + 32 * (size_t)b + 8 * p);
+    } else {
+        prefetch_line<LEVEL>(row + (size_t)b * Fmt<FMT>::BYTES + p * (Fmt<FMT>::BYTES / Fmt<FMT>::PARTS));
+    }
+}
+
 // Unit p of block b of a row (row: its first byte; nb: blocks per row), in either layout.
 template <int FMT>
 __device__ __forceinline__ void load_unit(const u8* row, int nb, int b, int p,
