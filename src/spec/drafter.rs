@@ -11,13 +11,16 @@ pub trait Drafter {
     /// The trunk has just taken `tokens` for good: they sit at positions
     /// `target.n_past() − tokens.len() ..`, and `hidden` holds their post-final-norm hN rows
     /// ([tokens.len()][n_embd]). Called for every prompt chunk and after every verify step
-    /// (with the kept part of the batch), in order.
+    /// (with the kept part of the batch), in order. Drafters that keep no model state need
+    /// not implement it.
     fn commit(
         &mut self,
-        target: &mut dyn Target,
-        tokens: &[u32],
-        hidden: &[f32],
-    ) -> Result<(), SpecError>;
+        _target: &mut dyn Target,
+        _tokens: &[u32],
+        _hidden: &[f32],
+    ) -> Result<(), SpecError> {
+        Ok(())
+    }
 
     /// Runs work that `commit` deferred (the MTP catch-up). The driver calls it before each
     /// draft and at the end of a run, so the drafter's state is complete when it is left;

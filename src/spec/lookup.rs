@@ -75,10 +75,6 @@ impl Drafter for LookupDrafter {
         "lookup"
     }
 
-    fn commit(&mut self, _: &mut dyn Target, _: &[u32], _: &[f32]) -> Result<(), SpecError> {
-        Ok(())
-    }
-
     fn draft(
         &mut self,
         _: &mut dyn Target,

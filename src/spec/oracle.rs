@@ -60,10 +60,6 @@ impl Drafter for OracleDrafter {
         "oracle"
     }
 
-    fn commit(&mut self, _: &mut dyn Target, _: &[u32], _: &[f32]) -> Result<(), SpecError> {
-        Ok(())
-    }
-
     fn draft(
         &mut self,
         _: &mut dyn Target,

@@ -35,6 +35,17 @@ pub enum Logits {
     None,
 }
 
+impl Logits {
+    /// The rows of an `n`-token batch whose logits are wanted.
+    pub fn rows(self, n: usize) -> std::ops::Range<usize> {
+        match self {
+            Logits::Last => n.saturating_sub(1)..n,
+            Logits::All => 0..n,
+            Logits::None => 0..0,
+        }
+    }
+}
+
 /// What a forward call returns. Buffers are reused across calls.
 #[derive(Default)]
 pub struct ForwardOutput {
@@ -360,25 +371,8 @@ impl<'a> CpuModel<'a> {
         }
 
         let _p = simd::prof::scope("final norm + lm_head");
-        let hidden = grow(&mut out.hidden, t_n * d);
-        norm_rows(pool, &scratch.x[..t_n * d], output_norm, eps, hidden);
-        out.hidden.truncate(t_n * d);
-        let rows = match want {
-            Logits::Last => t_n - 1..t_n,
-            Logits::All => 0..t_n,
-            Logits::None => 0..0,
-        };
-        let nv = cfg.n_vocab;
-        let logits = grow(&mut out.logits, rows.len() * nv);
-        if !rows.is_empty() {
-            pool.matmul(
-                mat(&w.output),
-                &out.hidden[rows.start * d..rows.end * d],
-                rows.len(),
-                logits,
-            );
-        }
-        out.logits.truncate(rows.len() * nv);
+        let x = &scratch.x[..t_n * d];
+        head(pool, x, output_norm, eps, &w.output, cfg.n_vocab, want, out);
         st.n_past += t_n;
         profile::record(Phase::Step, 0, step_t0);
         Ok(())
@@ -460,28 +454,51 @@ impl<'a> CpuModel<'a> {
         add_into(pool, d, &mut scratch.x[..t_n * d], &scratch.o[..t_n * d]);
         ffn(pool, scratch, &mw.ffn, &ms.post_norm, eps, t_n, d);
 
-        let hidden = grow(&mut out.hidden, t_n * d);
-        norm_rows(pool, &scratch.x[..t_n * d], &ms.head_norm, eps, hidden);
-        out.hidden.truncate(t_n * d);
-        let rows = match want {
-            Logits::Last => t_n - 1..t_n,
-            Logits::All => 0..t_n,
-            Logits::None => 0..0,
-        };
-        let nv = cfg.n_vocab;
-        let logits = grow(&mut out.logits, rows.len() * nv);
-        if !rows.is_empty() {
-            pool.matmul(
-                mat(&mw.shared_head_head),
-                &out.hidden[rows.start * d..rows.end * d],
-                rows.len(),
-                logits,
-            );
-        }
-        out.logits.truncate(rows.len() * nv);
+        let x = &scratch.x[..t_n * d];
+        head(
+            pool,
+            x,
+            &ms.head_norm,
+            eps,
+            &mw.shared_head_head,
+            cfg.n_vocab,
+            want,
+            out,
+        );
         st.mtp_n_past += t_n;
         Ok(())
     }
+}
+
+/// The output end of a forward: `out.hidden` = `norm(x)` for every row of `x` ([T][n_embd]),
+/// and `out.logits` = `head · hidden` for the rows `want` names.
+#[allow(clippy::too_many_arguments)]
+fn head(
+    pool: &Pool,
+    x: &[f32],
+    norm: &[f32],
+    eps: f32,
+    head: &TensorView<'_>,
+    nv: usize,
+    want: Logits,
+    out: &mut ForwardOutput,
+) {
+    let d = norm.len();
+    let t_n = x.len() / d;
+    let hidden = grow(&mut out.hidden, t_n * d);
+    norm_rows(pool, x, norm, eps, hidden);
+    out.hidden.truncate(t_n * d);
+    let rows = want.rows(t_n);
+    let logits = grow(&mut out.logits, rows.len() * nv);
+    if !rows.is_empty() {
+        pool.matmul(
+            mat(head),
+            &out.hidden[rows.start * d..rows.end * d],
+            rows.len(),
+            logits,
+        );
+    }
+    out.logits.truncate(rows.len() * nv);
 }
 
 /// Dequantizes token `tok`'s embedding row.
