@@ -71,13 +71,15 @@ fn adaptive_length_keeps_greedy_output_and_drafts_long_only_when_drafts_are_kept
         );
         per_step.push(s.drafted as f64 / s.steps as f64);
     }
-    // Junk drafts (and the random-weight MTP head) are switched almost off: at most four
-    // drafting steps of up to six drafts before giving up, then one draft per probe (ten at
-    // the most in 600 steps, see `spec::adaptive`): 34 of ~600 steps. Good drafts are kept
-    // long: with these costs the best fixed length at 80% is 5 or 6 (expected tokens per cost
-    // 2.30 at N = 5 and 6, 2.27 at 4, 2.17 at 3), and the running estimates wander below it.
-    assert!(per_step[2] < 0.06, "junk drafts: {per_step:?}");
-    assert!(per_step[3] < 0.06, "random-weight MTP drafts: {per_step:?}");
+    // Junk drafts (and the random-weight MTP head) are switched almost off: one draft pays
+    // here while the acceptance estimate 0.7 / (1 + c) (c: the refusals, fading by 1/32 per
+    // step) beats 0.12, i.e. c > 4.8, and a refusal lifts c by one, which fades in
+    // ln(5.8 / 4.8) x 32 = 6 steps: about one draft in 6 steps (0.17 per step, 2% of the
+    // time). Good drafts are kept long: with these costs the best fixed length at 80% is 5 or
+    // 6 (expected tokens per cost 2.30 at N = 5 and 6, 2.27 at 4, 2.17 at 3), and the running
+    // estimates wander below it.
+    assert!(per_step[2] < 0.25, "junk drafts: {per_step:?}");
+    assert!(per_step[3] < 0.25, "random-weight MTP drafts: {per_step:?}");
     assert!(per_step[0] > 5.0, "all drafts kept: {per_step:?}");
     assert!(per_step[1] > 3.5, "80% of drafts kept: {per_step:?}");
 }
