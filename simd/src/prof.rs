@@ -62,3 +62,20 @@ pub fn reset() {
 pub fn totals() -> Vec<(&'static str, u64, Duration)> {
     TOTALS.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
+
+/// The median of benchmark timings (the upper one of an even count: the element at
+/// `len / 2` once sorted), shared by the benchmark programs. Panics on an empty list.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+#[cfg(test)]
+mod median_tests {
+    #[test]
+    fn median_is_the_middle_of_the_sorted_values() {
+        assert_eq!(super::median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(super::median(vec![4.0, 1.0, 3.0, 2.0]), 3.0);
+        assert_eq!(super::median(vec![f64::NAN, 1.0, 0.5]), 1.0);
+    }
+}

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::gguf::GgufFile;
 use crate::model::qwen35::{Config, CpuModel, ForwardOutput, Logits, Qwen35Weights, SeqState};
 use crate::sample::argmax;
+use simd::prof::median;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -88,11 +89,6 @@ pub struct SimRow {
     /// The last repetition's verify steps per batch width k (index k - 1) and their mean ms.
     pub steps_per_k: Vec<usize>,
     pub verify_ms_per_k: Vec<f64>,
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {

@@ -16,6 +16,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use simd::pool::physical_cores;
+use simd::prof::median;
 use simd::{matvec_rows, GgmlType, Isa, MatRef, Pool, QuantizedActs};
 
 struct Args {
@@ -185,11 +186,6 @@ fn prototype(ty: GgmlType, rng: &mut Rng) -> Vec<u8> {
         }
     }
     v
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 /// Round-trip latency (µs) of an empty job on the pool and on a crossbeam-channel pool of

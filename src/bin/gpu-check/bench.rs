@@ -5,11 +5,7 @@ use simd::GgmlType;
 
 use crate::checks::R;
 use crate::refs::{self, uniform, Rng8};
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
+use simd::prof::median;
 
 /// Median seconds per call of `f` (called `per` times between two events), over `reps`.
 fn time(gpu: &Gpu, reps: usize, per: usize, mut f: impl FnMut(usize) -> R<()>) -> R<f64> {

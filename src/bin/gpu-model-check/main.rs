@@ -55,6 +55,7 @@ use hybrid_run::model::qwen35::{
 };
 use hybrid_run::sample::{argmax, top2_margin};
 use hybrid_run::synth::{Preset, QuantMix, SynthOptions, SynthPlan};
+use simd::prof::median;
 
 type R<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -522,11 +523,6 @@ fn depth_sweep(
         rows.push((l, e_gc, e_ce));
     }
     Ok(rows)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 /// Decode and prefill speed of the whole model on the GPU, and a short logits check
