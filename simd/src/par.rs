@@ -42,6 +42,11 @@ pub fn for_each_chunk_mut<T: Send>(
     });
 }
 
+/// The job of [`for_each_chunk_mut2`]: chunk index and the two chunks.
+pub type ChunkFn2<'f, A, B> = dyn Fn(usize, &mut [A], &mut [B]) + Sync + 'f;
+/// The job of [`for_each_chunk_mut_cols`]: chunk index, chunk of `a`, columns of `b`.
+pub type ChunkColsFn<'f, A, B> = dyn for<'b> Fn(usize, &mut [A], ColsMut<'b, B>) + Sync + 'f;
+
 /// Like [`for_each_chunk_mut`] over two slices chunked in step: `f(i, a_i, b_i)`.
 pub fn for_each_chunk_mut2<A: Send, B: Send>(
     pool: &Pool,
@@ -49,7 +54,7 @@ pub fn for_each_chunk_mut2<A: Send, B: Send>(
     ca: usize,
     b: &mut [B],
     cb: usize,
-    f: &(dyn Fn(usize, &mut [A], &mut [B]) + Sync),
+    f: &ChunkFn2<'_, A, B>,
 ) {
     assert!(
         ca > 0 && cb > 0 && a.len().is_multiple_of(ca) && b.len().is_multiple_of(cb),
@@ -119,7 +124,7 @@ pub fn for_each_chunk_mut_cols<A: Send, B: Send>(
     b: &mut [B],
     row: usize,
     cb: usize,
-    f: &(dyn Fn(usize, &mut [A], ColsMut<'_, B>) + Sync),
+    f: &ChunkColsFn<'_, A, B>,
 ) {
     assert!(
         ca > 0 && a.len().is_multiple_of(ca) && row > 0 && b.len().is_multiple_of(row),

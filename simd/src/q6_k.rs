@@ -291,7 +291,7 @@ mod tests {
         assert_eq!(y[0], 0.5 * 3.0 * (10.0 - 32.0)); // u = 0xA
         assert_eq!(y[32], 0.5 * -2.0 * ((0xC + 16) as f32 - 32.0));
         assert_eq!(y[64], 0.0); // sub-block 4 scale 0
-        assert_eq!(y[96], 0.5 * 5.0 * ((0 + 48) as f32 - 32.0));
+        assert_eq!(y[96], 0.5 * 5.0 * (48.0 - 32.0)); // u = 0, high bits 3
         assert_eq!(y[128], 0.5 * 7.0 * ((1 + 48) as f32 - 32.0));
         assert_eq!(y[1], 0.5 * 3.0 * -32.0);
     }

@@ -55,11 +55,11 @@ pub(crate) fn dot_ref(row: &[u8], x: &ActRow<'_>) -> f32 {
     for (i, b) in blocks(row).iter().enumerate() {
         let y = &x.qs[32 * i..32 * i + 32];
         let d = f16_le(b.d) * x.d[i];
-        for l in 0..8 {
+        for (l, a) in acc.iter_mut().enumerate() {
             let s: i32 = (4 * l..4 * l + 4)
                 .map(|e| b.qs[e] as i32 * y[e] as i32)
                 .sum();
-            acc[l] = d.mul_add(s as f32, acc[l]);
+            *a = d.mul_add(s as f32, *a);
         }
     }
     hsum8_ref(&acc)

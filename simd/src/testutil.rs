@@ -104,6 +104,10 @@ pub fn rand_acts(rng: &mut Rng, k: usize, n: usize) -> Vec<f32> {
     x
 }
 
+/// A format's f64 dequantization of one block: per element, (exact value, magnitude of its
+/// terms).
+pub type Deq64<'f> = dyn Fn(&[u8]) -> Vec<(f64, f64)> + 'f;
+
 /// Checks one weight format on every available ISA:
 /// * the scalar result is within `DOT_REL_TOL` of the f64 reference built from `deq64`
 ///   (per block element: (exact value, magnitude of its terms));
@@ -112,7 +116,7 @@ pub fn rand_acts(rng: &mut Rng, k: usize, n: usize) -> Vec<f32> {
 pub fn check_format(
     ty: GgmlType,
     gen: &mut dyn FnMut(&mut Rng, BlockKind) -> Vec<u8>,
-    deq64: &dyn Fn(&[u8]) -> Vec<(f64, f64)>,
+    deq64: &Deq64<'_>,
 ) {
     let be = ty.block_elems();
     let mut rng = Rng::new(ty.ggml_id() as u64 + 7);

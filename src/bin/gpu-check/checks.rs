@@ -461,7 +461,7 @@ pub fn norms_rope_elementwise(gpu: &Gpu, rep: &mut Report, rng: &mut Rng8) -> R<
         // The position is read from device memory (as in a replayed CUDA graph); the kernel
         // adds the offset, so half of it goes through each.
         let slot = gpu.upload(&[(pos0 - pos0 / 2) as i32], "position")?;
-        let pos = hybrid_run::gpu::DevPos::new(slot.view(), pos0 - pos0 / 2).add(pos0 / 2);
+        let pos = hybrid_run::gpu::DevPos::new(slot.view(), pos0 - pos0 / 2).offset(pos0 / 2);
         gpu.rope_neox(xd.view_mut(), nt, nh, hd, nr, pos, base)?;
         let got = gpu.download(xd.view())?;
         let ts = base.powf(-2.0 / nr as f32);

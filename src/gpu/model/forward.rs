@@ -1613,7 +1613,7 @@ fn attention(
         let n = (t - s0).min(MAX_BATCH);
         let q = b.g.view().sub(s0 * qd_all, n * qd_all)?;
         let out = b.y.view_mut().sub(s0 * qd_all, n * qd_all)?;
-        gpu.attn_decode(q, kv, scratch, out, nh, n, pos0.add(s0), scale)?;
+        gpu.attn_decode(q, kv, scratch, out, nh, n, pos0.offset(s0), scale)?;
         s0 += n;
     }
     let gates = b.p0.view().sub(hd, b.p0.len() - hd)?;

@@ -48,7 +48,7 @@ impl<'a> DevPos<'a> {
     }
 
     /// The position `n` further on.
-    pub fn add(self, n: usize) -> DevPos<'a> {
+    pub fn offset(self, n: usize) -> DevPos<'a> {
         DevPos {
             off: self.off + n,
             host: self.host + n,
