@@ -277,53 +277,34 @@ mod policy_sim {
     use super::*;
     use rand::{Rng, SeedableRng};
 
-    /// Tokens per ms of a policy over `steps` steps when each draft is kept with probability
-    /// `a` (independently, so depth j is reached with a^(j-1)) and a k-token verify costs
-    /// `1 + extra · (k − 1)` plus `draft` per draft token.
-    fn run(mut d: DraftLength, a: f64, extra: f64, draft: f64, steps: usize, seed: u64) -> f64 {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let (mut tokens, mut ms) = (0.0, 0.0);
-        for _ in 0..steps {
-            let n = d.choose();
-            let kept = (0..n).take_while(|_| rng.gen_bool(a)).count();
-            let verify = 1.0 + extra * n as f64;
-            d.observe(n, kept, verify, draft * n as f64);
-            tokens += (kept + 1) as f64;
-            ms += verify + draft * n as f64;
-        }
-        tokens / ms
-    }
-
-    /// Like `run`, with the acceptance switching between `a0` and `a1` every `period` steps;
-    /// returns the adaptive tokens per ms and the mean over steps of the best fixed N's
-    /// expected tokens per ms at that step's rate.
-    fn run_switching(
-        a0: f64,
-        a1: f64,
-        period: usize,
+    /// The adaptive policy (at most 3 drafts) over `steps` steps when each draft of step i is
+    /// kept with probability `rate(i)` (independently, so depth j is reached with a^(j-1)) and
+    /// a k-token verify costs `1 + extra · (k − 1)` plus `draft` per draft token. Returns its
+    /// tokens per ms and the mean over steps of the best fixed N's expected tokens per ms at
+    /// that step's rate.
+    fn run(
+        rate: impl Fn(usize) -> f64,
         extra: f64,
         draft: f64,
+        steps: usize,
         seed: u64,
     ) -> (f64, f64) {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let mut d = DraftLength::new(3, true);
-        let (mut tokens, mut ms) = (0.0, 0.0);
-        let (mut btok, mut bms) = (0.0, 0.0);
-        for i in 0..10 * period {
-            let a = if (i / period) % 2 == 0 { a0 } else { a1 };
+        let (mut tokens, mut ms, mut best) = (0.0, 0.0, 0.0);
+        for i in 0..steps {
+            let a = rate(i);
             let n = d.choose();
             let kept = (0..n).take_while(|_| rng.gen_bool(a)).count();
             let verify = 1.0 + extra * n as f64;
             d.observe(n, kept, verify, draft * n as f64);
             tokens += (kept + 1) as f64;
             ms += verify + draft * n as f64;
-            let best = (0..=3)
+            best += (0..=3)
                 .map(|n| fixed(n, a, extra, draft))
                 .fold(0.0, f64::max);
-            btok += best;
-            bms += 1.0;
         }
-        (tokens / ms, btok / bms)
+        (tokens / ms, best / steps as f64)
     }
 
     /// After a switch of acceptance (every 50 or 200 steps), the policy reaches at least 84%
@@ -337,7 +318,10 @@ mod policy_sim {
             for (a0, a1) in [(0.9, 0.1), (0.9, 0.4), (0.0, 0.8)] {
                 for period in [50, 200] {
                     let r: Vec<(f64, f64)> = (0..8)
-                        .map(|s| run_switching(a0, a1, period, extra, draft, s))
+                        .map(|s| {
+                            let rate = |i: usize| if (i / period) % 2 == 0 { a0 } else { a1 };
+                            run(rate, extra, draft, 10 * period, s)
+                        })
                         .collect();
                     let got = r.iter().map(|x| x.0).sum::<f64>() / 8.0;
                     let best = r.iter().map(|x| x.1).sum::<f64>() / 8.0;
@@ -378,7 +362,7 @@ mod policy_sim {
                     .map(|n| fixed(n, a, extra, draft))
                     .fold(0.0, f64::max);
                 let got: f64 = (0..8)
-                    .map(|s| run(DraftLength::new(3, true), a, extra, draft, STEPS, s))
+                    .map(|s| run(|_| a, extra, draft, STEPS, s).0)
                     .sum::<f64>()
                     / 8.0;
                 eprintln!(
