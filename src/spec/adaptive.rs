@@ -99,14 +99,23 @@ impl DraftLength {
             return ms;
         }
         let prior = |k: usize| 1.0 + PRIOR_EXTRA_COST * (k as f64 - 1.0);
-        let mut near: Vec<(usize, f64)> = (1..=self.verify_ms.len())
-            .filter_map(|w| self.verify_ms[w - 1].map(|ms| (w, ms)))
-            .collect();
-        near.sort_by_key(|&(w, _)| (w.abs_diff(k), w));
-        match near[..] {
-            [] => prior(k),
-            [(w, ms)] => ms * prior(k) / prior(w),
-            [(w1, ms1), (w2, ms2), ..] => {
+        // The two measured widths nearest k (ties: the narrower first), without allocating.
+        let (mut first, mut second): (Option<(usize, f64)>, Option<(usize, f64)>) = (None, None);
+        let key = |w: usize| (w.abs_diff(k), w);
+        for (w, ms) in
+            (1..=self.verify_ms.len()).filter_map(|w| self.verify_ms[w - 1].map(|ms| (w, ms)))
+        {
+            if first.is_none_or(|(f, _)| key(w) < key(f)) {
+                second = first;
+                first = Some((w, ms));
+            } else if second.is_none_or(|(s, _)| key(w) < key(s)) {
+                second = Some((w, ms));
+            }
+        }
+        match (first, second) {
+            (None, _) => prior(k),
+            (Some((w, ms)), None) => ms * prior(k) / prior(w),
+            (Some((w1, ms1)), Some((w2, ms2))) => {
                 let slope = (ms2 - ms1) / (w2 as f64 - w1 as f64);
                 let line = ms1 + slope * (k as f64 - w1 as f64);
                 let (lo, hi) = if w1 < w2 { (w1, ms1) } else { (w2, ms2) };
