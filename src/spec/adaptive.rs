@@ -100,7 +100,8 @@ impl DraftLength {
         }
         let prior = |k: usize| 1.0 + PRIOR_EXTRA_COST * (k as f64 - 1.0);
         // The two measured widths nearest k (ties: the narrower first), without allocating.
-        let (mut first, mut second): (Option<(usize, f64)>, Option<(usize, f64)>) = (None, None);
+        let mut first: Option<(usize, f64)> = None;
+        let mut second = None;
         let key = |w: usize| (w.abs_diff(k), w);
         for (w, ms) in
             (1..=self.verify_ms.len()).filter_map(|w| self.verify_ms[w - 1].map(|ms| (w, ms)))
