@@ -1283,11 +1283,14 @@ impl<'a> GpuModel<'a> {
         let n_chunks = tokens.len().div_ceil(MAX_BATCH);
         for (ci, chunk) in tokens.chunks(MAX_BATCH).enumerate() {
             let t = chunk.len();
-            // This chunk's logit rows (the argmax form takes every row).
-            let rows = match (want, argmax.is_some()) {
-                (_, true) | (Logits::All, false) => 0..t,
-                (Logits::Last, false) if ci + 1 == n_chunks => t - 1..t,
-                _ => 0..0,
+            // This chunk's logit rows: every row for the argmax form, the last row of the last
+            // chunk for Last.
+            let rows = if argmax.is_some() {
+                0..t
+            } else if want == Logits::Last && ci + 1 < n_chunks {
+                0..0
+            } else {
+                want.rows(t)
             };
             self.embed(&table, chunk)?;
             let h = &hidden_in[ci * MAX_BATCH * d..][..t * d];
