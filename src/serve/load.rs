@@ -90,10 +90,11 @@ pub struct CpuOptions {
 /// the default plans the same snapshot ring (on the 27B one GDN state, ~150 MB of VRAM, per
 /// draft), and with drafts that are usually kept it runs as the fixed length does, while it
 /// stops over-drafting when they are not (two AVX2 cores, 256 tokens, simulated acceptance
-/// 0.5 / 0.84 / 0.95: fixed N = 3 0.87x / 1.70x / 1.90x of plain decoding, adaptive at most 3
-/// 1.12x / 1.70x / 1.84x; a random-weight MTP head: fixed 8.9 t/s against 22.9 plain, adaptive
-/// 21.2; docs/benchmarks/cpu-spec-sim-2core-2026-12-07.md). `--draft-n N --draft-adaptive`
-/// allows longer drafts.
+/// 0.3 / 0.5 / 0.84, 2026-12-08: fixed N = 3 0.54x / 0.69x / 1.26x of plain decoding, adaptive
+/// at most 3 0.98x / 0.97x / 1.22x; a random-weight MTP head: adaptive 97-98% of plain, where
+/// a fixed N = 3 ran at 8.9 t/s against 22.9 on 2026-12-07;
+/// docs/benchmarks/cpu-spec-sim-2core-2026-12-07.md). `--draft-n N --draft-adaptive` allows
+/// longer drafts.
 pub const DEFAULT_ADAPTIVE_MAX: usize = 3;
 
 /// Speculative decoding as asked on the command line, resolved once the model is loaded.
